@@ -1,0 +1,385 @@
+//! HTTP/1.1 on the shared port: reading request heads within limits, the routes, and the one
+//! place where errors become responses. Responses are framed by tiny_http's `Response`.
+
+use std::io::{Cursor, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tiny_http::{HTTPVersion, Header, Response, StatusCode};
+
+use crate::server::Server;
+use crate::stream::SourceState;
+
+/// The largest request head accepted; larger gets 431.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// The most header lines accepted; more gets 431.
+pub const MAX_HEADERS: usize = 48;
+/// The largest request body accepted (logins and admin calls are tiny); larger gets 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How long a client has to send a whole request head, counted from its first byte or from
+/// the end of its previous request. A client that trickles bytes (slowloris) is cut off.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type Reply = Response<Cursor<Vec<u8>>>;
+
+/// A parsed request head (and its small body).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub peer: SocketAddr,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a comma-separated header (in any of its lines) holds `token`, ignoring case:
+    /// `Connection: keep-alive, Upgrade` holds `upgrade`.
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    pub fn keep_alive(&self) -> bool {
+        if self.header_has_token("Connection", "close") {
+            return false;
+        }
+        self.minor_version >= 1 || self.header_has_token("Connection", "keep-alive")
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+}
+
+/// A request that cannot be served, and why: becomes a JSON `{"error": reason}` response.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl HttpError {
+    pub fn new(status: u16, reason: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> HttpError {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The single place where an error becomes a response.
+    pub fn into_reply(self) -> Reply {
+        let mut reply = json_reply(self.status, &json!({ "error": self.reason }));
+        for (name, value) in self.headers {
+            add_header(&mut reply, name, &value);
+        }
+        reply
+    }
+}
+
+/// How reading a request head ended, when it did not yield a request.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The client closed (or went silent) between requests: a normal end.
+    Closed,
+    /// The request is malformed or over a limit: answer, then close.
+    Bad(HttpError),
+}
+
+/// Reads one request from `stream`, starting with any bytes already in `buf`.
+///
+/// On success the bytes after the request (a pipelined request, or WebSocket frames sent right
+/// after the handshake) are left in `buf`.
+pub fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    peer: SocketAddr,
+) -> Result<Request, ReadError> {
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    let head_len = loop {
+        if let Some(end) = find_head_end(buf) {
+            break end;
+        }
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Err(ReadError::Bad(HttpError::new(
+                431,
+                "request head larger than 8 KiB",
+            )));
+        }
+        let got_some = !buf.is_empty();
+        match read_some(stream, buf, deadline, MAX_HEAD_BYTES)? {
+            0 if got_some => {
+                return Err(ReadError::Bad(HttpError::new(
+                    400,
+                    "connection closed mid-request",
+                )));
+            }
+            0 => return Err(ReadError::Closed),
+            _ => {}
+        }
+    };
+    let mut request = parse_head(&buf[..head_len], peer).map_err(ReadError::Bad)?;
+    buf.drain(..head_len);
+    if request.header("Transfer-Encoding").is_some() {
+        return Err(ReadError::Bad(HttpError::new(
+            411,
+            "chunked request bodies are not accepted; send Content-Length",
+        )));
+    }
+    let body_len = match request.header("Content-Length") {
+        None => 0,
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            ReadError::Bad(HttpError::new(400, format!("bad Content-Length '{v}'")))
+        })?,
+    };
+    if body_len > MAX_BODY_BYTES {
+        return Err(ReadError::Bad(HttpError::new(
+            413,
+            "request body larger than 16 KiB",
+        )));
+    }
+    while buf.len() < body_len {
+        if read_some(stream, buf, deadline, body_len)? == 0 {
+            return Err(ReadError::Bad(HttpError::new(
+                400,
+                "connection closed mid-body",
+            )));
+        }
+    }
+    request.body = buf.drain(..body_len).collect();
+    Ok(request)
+}
+
+/// Reads what is available (up to `limit` bytes in `buf`) before `deadline`.
+fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+    limit: usize,
+) -> Result<usize, ReadError> {
+    let now = Instant::now();
+    if now >= deadline {
+        return Err(timeout_error(buf));
+    }
+    stream
+        .set_read_timeout(Some(deadline - now))
+        .map_err(|_| ReadError::Closed)?;
+    let mut chunk = [0u8; 2048];
+    let room = limit.saturating_sub(buf.len()).clamp(1, chunk.len());
+    match stream.read(&mut chunk[..room]) {
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(n)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(timeout_error(buf))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            Ok(read_some(stream, buf, deadline, limit)?)
+        }
+        Err(_) => Err(ReadError::Closed),
+    }
+}
+
+fn timeout_error(buf: &[u8]) -> ReadError {
+    if buf.is_empty() {
+        ReadError::Closed
+    } else {
+        ReadError::Bad(HttpError::new(408, "request head not received in time"))
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+fn parse_head(head: &[u8], peer: SocketAddr) -> Result<Request, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(HttpError::new(400, "incomplete request head"));
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HttpError::new(
+                431,
+                format!("more than {MAX_HEADERS} header lines"),
+            ));
+        }
+        Err(e) => return Err(HttpError::new(400, format!("malformed request: {e}"))),
+    }
+    let target = parsed.path.unwrap_or("/");
+    if !target.starts_with('/') {
+        return Err(HttpError::new(400, "request target must be a path"));
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    Ok(Request {
+        method: parsed.method.unwrap_or("GET").to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        minor_version: parsed.version.unwrap_or(1),
+        headers,
+        body: Vec::new(),
+        peer,
+    })
+}
+
+/// Answers a plain (non-WebSocket) request.
+pub fn route(server: &Server, request: &Request) -> Reply {
+    let result = match request.path.as_str() {
+        "/healthz" => only_get(request).map(|_| healthz(server)),
+        "/api/status" => only_get(request).map(|_| json_reply(200, &server.status_json())),
+        "/ws" => Err(HttpError::new(
+            400,
+            "expected a WebSocket upgrade (GET with Upgrade: websocket)",
+        )),
+        path => match server.assets.get(path) {
+            Some(asset) => only_get(request).map(|_| {
+                let mut reply = Response::from_data(asset.body.into_owned());
+                add_header(&mut reply, "Content-Type", asset.content_type);
+                add_header(&mut reply, "Cache-Control", "no-cache");
+                reply
+            }),
+            None => Err(HttpError::new(404, format!("no such path: {path}"))),
+        },
+    };
+    result.unwrap_or_else(HttpError::into_reply)
+}
+
+fn only_get(request: &Request) -> Result<(), HttpError> {
+    match request.method.as_str() {
+        "GET" | "HEAD" => Ok(()),
+        other => Err(
+            HttpError::new(405, format!("method {other} not allowed here"))
+                .with_header("Allow", "GET, HEAD"),
+        ),
+    }
+}
+
+fn healthz(server: &Server) -> Reply {
+    let (status, code) = match server.stream.state() {
+        SourceState::Starting | SourceState::Live => ("ok", 200),
+        SourceState::Down(_) => ("source_down", 503),
+        SourceState::Ended(_) => ("source_ended", 503),
+    };
+    let body = json!({
+        "status": status,
+        "instance": server.config.instance_id,
+        "uptime_s": server.started.elapsed().as_secs(),
+        "listeners": server.listener_count(),
+        "source": server.stream.source,
+    });
+    json_reply(code, &body)
+}
+
+pub fn json_reply(status: u16, body: &serde_json::Value) -> Reply {
+    let mut reply =
+        Response::from_data(body.to_string().into_bytes()).with_status_code(StatusCode(status));
+    add_header(&mut reply, "Content-Type", "application/json");
+    add_header(&mut reply, "Cache-Control", "no-store");
+    reply
+}
+
+pub fn add_header(reply: &mut Reply, name: &str, value: &str) {
+    if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+        reply.add_header(header);
+    }
+}
+
+/// Writes a reply with tiny_http's framing (status line, Date, Content-Length).
+pub fn write_reply(
+    stream: &mut impl Write,
+    reply: Reply,
+    minor_version: u8,
+    head_only: bool,
+) -> std::io::Result<()> {
+    let mut reply = reply;
+    add_header(
+        &mut reply,
+        "Server",
+        concat!("earshot/", env!("CARGO_PKG_VERSION")),
+    );
+    let version = HTTPVersion(1, minor_version.min(1));
+    reply.raw_print(&mut *stream, version, &[], head_only, None)?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Request, HttpError> {
+        parse_head(text.as_bytes(), "127.0.0.1:1".parse().unwrap())
+    }
+
+    #[test]
+    fn connection_tokens_are_matched_one_by_one_ignoring_case() {
+        let r = parse("GET /ws HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n").unwrap();
+        assert!(r.header_has_token("connection", "upgrade"));
+        assert!(!r.header_has_token("connection", "upgrad"));
+        assert!(r.keep_alive());
+    }
+
+    #[test]
+    fn malformed_heads_are_400_and_too_many_headers_431() {
+        assert_eq!(parse("GARBAGE\r\n\r\n").unwrap_err().status, 400);
+        let many: String = (0..60).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(
+            parse(&format!("GET / HTTP/1.1\r\n{many}\r\n"))
+                .unwrap_err()
+                .status,
+            431
+        );
+        assert_eq!(
+            parse("GET http://x/ HTTP/1.1\r\n\r\n").unwrap_err().status,
+            400
+        );
+    }
+
+    #[test]
+    fn query_is_split_from_path() {
+        let r = parse("GET /ws?token=abc HTTP/1.0\r\n\r\n").unwrap();
+        assert_eq!(
+            (r.path.as_str(), r.query.as_str(), r.minor_version),
+            ("/ws", "token=abc", 0)
+        );
+        assert!(!r.keep_alive());
+    }
+}

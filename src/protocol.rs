@@ -1,0 +1,156 @@
+//! Wire protocol v1: the binary chunk layout and the JSON control messages (see PROTOCOL.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::audio::{self, Format};
+use crate::ring::Chunk;
+use tungstenite::Bytes;
+
+pub const VERSION: u32 = 1;
+
+/// Bytes before the samples in every binary message: `u64` sequence, `u64` production time (µs).
+pub const CHUNK_HEADER_LEN: usize = 16;
+
+/// Largest message a client may send; anything bigger is closed with 1009 (message too big).
+pub const MAX_CLIENT_MESSAGE: usize = 4096;
+
+/// Builds a chunk whose payload is ready to go on the wire as one binary message.
+pub fn encode_chunk(seq: u64, produced_us: u64, samples: &[i16]) -> Chunk {
+    let mut payload = Vec::with_capacity(CHUNK_HEADER_LEN + samples.len() * 2);
+    payload.extend_from_slice(&seq.to_le_bytes());
+    payload.extend_from_slice(&produced_us.to_le_bytes());
+    for s in samples {
+        payload.extend_from_slice(&s.to_le_bytes());
+    }
+    Chunk {
+        seq,
+        produced_us,
+        payload: Bytes::from(payload),
+    }
+}
+
+/// Splits a binary message into (sequence, production time µs, samples), if it is long enough.
+pub fn decode_chunk(payload: &[u8]) -> Option<(u64, u64, &[u8])> {
+    if payload.len() < CHUNK_HEADER_LEN {
+        return None;
+    }
+    let seq = u64::from_le_bytes(payload[0..8].try_into().ok()?);
+    let produced = u64::from_le_bytes(payload[8..16].try_into().ok()?);
+    Some((seq, produced, &payload[CHUNK_HEADER_LEN..]))
+}
+
+/// Everything the server sends as text.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Always the first message of a connection.
+    Hello {
+        version: u32,
+        codec: String,
+        sample_rate: u32,
+        channels: u16,
+        chunk_ms: u32,
+        chunk_frames: usize,
+        stream: String,
+        instance: String,
+        /// The first sequence number this connection will receive.
+        seq: u64,
+        server_time_ms: u64,
+    },
+    /// Chunks `from..to` (`to` exclusive) were dropped for this listener.
+    Skipped { from: u64, to: u64 },
+    Pong {
+        id: serde_json::Value,
+        server_time_ms: u64,
+    },
+    /// The source went down (listeners stay connected), came back (`live`) or `ended`.
+    Source {
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Sent just before the server closes the connection.
+    Bye { reason: String },
+}
+
+impl ServerMessage {
+    pub fn hello(
+        format: Format,
+        chunk_ms: u32,
+        chunk_frames: usize,
+        stream: &str,
+        instance: &str,
+        seq: u64,
+    ) -> Self {
+        ServerMessage::Hello {
+            version: VERSION,
+            codec: audio::CODEC_PCM_S16LE.to_string(),
+            sample_rate: format.sample_rate,
+            channels: format.channels,
+            chunk_ms,
+            chunk_frames,
+            stream: stream.to_string(),
+            instance: instance.to_string(),
+            seq,
+            server_time_ms: audio::unix_millis_now(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Everything a client may send as text. Unknown `type`s are ignored, for forward compatibility.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Ping {
+        #[serde(default)]
+        id: serde_json::Value,
+    },
+}
+
+/// Parses a client's text message; `None` for anything that is not a known message.
+pub fn parse_client_message(text: &str) -> Option<ClientMessage> {
+    serde_json::from_str(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_header_is_little_endian_seq_then_time() {
+        let chunk = encode_chunk(0x0102, 0x0A0B, &[1, -2]);
+        assert_eq!(
+            &chunk.payload[..],
+            &[
+                2, 1, 0, 0, 0, 0, 0, 0, 0x0B, 0x0A, 0, 0, 0, 0, 0, 0, 1, 0, 0xFE, 0xFF
+            ]
+        );
+        assert_eq!(
+            decode_chunk(&chunk.payload),
+            Some((0x0102, 0x0A0B, &[1u8, 0, 0xFE, 0xFF][..]))
+        );
+    }
+
+    #[test]
+    fn ping_echoes_any_id_and_unknown_types_are_ignored() {
+        assert_eq!(
+            parse_client_message(r#"{"type":"ping","id":7}"#),
+            Some(ClientMessage::Ping {
+                id: serde_json::json!(7)
+            })
+        );
+        assert_eq!(parse_client_message(r#"{"type":"dance"}"#), None);
+        assert_eq!(parse_client_message("not json"), None);
+        let pong = ServerMessage::Pong {
+            id: serde_json::json!("a"),
+            server_time_ms: 5,
+        }
+        .to_json();
+        assert_eq!(pong, r#"{"type":"pong","id":"a","server_time_ms":5}"#);
+    }
+}

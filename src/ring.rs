@@ -1,0 +1,276 @@
+//! The ring buffer between the one producer and the many listener sessions.
+//!
+//! One writer appends fixed-duration chunks; every reader keeps its own cursor (a sequence
+//! number). The writer never waits for a reader: it drops the oldest chunk when full, and a reader
+//! whose cursor fell off the end learns exactly which chunks it lost. Chunks are immutable and
+//! share their bytes, so a reader copies only reference counts under a read lock.
+//!
+//! Waking is designed for thousands of readers on two cores: instead of one broadcast per chunk
+//! (every reader woken, every reader taking the same mutex), a reader sleeps on its own timer until
+//! the chunk it wants is due, and only falls back to the condition variable when the producer is
+//! late. A reader that asks for several chunks at once (coalescing) wakes that many times less.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tungstenite::Bytes;
+
+/// One chunk of the stream as it goes on the wire: the binary message's whole payload.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub seq: u64,
+    /// When the chunk was produced, in microseconds since the Unix epoch.
+    pub produced_us: u64,
+    /// The 16-byte header followed by the samples (see PROTOCOL.md).
+    pub payload: Bytes,
+}
+
+/// What a reader gets back from [`Ring::read_from`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// Chunks `from..to` were dropped before this reader got them; it continues at `to`.
+    pub skipped: Option<(u64, u64)>,
+    /// The cursor to read from next time.
+    pub next: u64,
+}
+
+pub struct Ring {
+    chunks: RwLock<VecDeque<Chunk>>,
+    capacity: usize,
+    period: Duration,
+    /// The sequence number the next pushed chunk will have (0 before the first one).
+    next_seq: AtomicU64,
+    /// When the newest chunk was pushed, for readers that predict the next one.
+    last_push: Mutex<Option<Instant>>,
+    pushed: Condvar,
+}
+
+/// How long after a chunk is due a sleeping reader wakes, to find it already there.
+const WAKE_SLACK: Duration = Duration::from_micros(1500);
+
+impl Ring {
+    /// A ring of `capacity` chunks (at least 2), each lasting `period`.
+    pub fn new(capacity: usize, period: Duration) -> Ring {
+        let capacity = capacity.max(2);
+        Ring {
+            chunks: RwLock::new(VecDeque::with_capacity(capacity)),
+            capacity,
+            period,
+            next_seq: AtomicU64::new(0),
+            last_push: Mutex::new(None),
+            pushed: Condvar::new(),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Appends a chunk, dropping the oldest one when full. Never blocks on a reader.
+    ///
+    /// Sequence numbers must increase by one per chunk; the first one may be any number.
+    pub fn push(&self, chunk: Chunk) {
+        let next = chunk.seq.wrapping_add(1);
+        {
+            let mut chunks = self.chunks.write().unwrap_or_else(|e| e.into_inner());
+            if chunks.len() == self.capacity {
+                chunks.pop_front();
+            }
+            chunks.push_back(chunk);
+        }
+        let mut last = self.last_push.lock().unwrap_or_else(|e| e.into_inner());
+        *last = Some(Instant::now());
+        self.next_seq.store(next, Ordering::Release);
+        drop(last);
+        self.pushed.notify_all();
+    }
+
+    /// The sequence number the next chunk will carry; `None` before the first chunk.
+    pub fn next_seq(&self) -> Option<u64> {
+        let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
+        chunks.back().map(|c| c.seq.wrapping_add(1))
+    }
+
+    /// Where a new reader starts: `burst` chunks back from the live edge (or the oldest chunk).
+    pub fn burst_start(&self, burst: usize) -> Option<u64> {
+        let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
+        let newest = chunks.back()?.seq;
+        let available = chunks.len() as u64;
+        Some(newest.wrapping_sub(available.min(burst as u64).saturating_sub(1)))
+    }
+
+    /// Appends to `out` up to `max` chunks starting at `cursor`.
+    ///
+    /// A cursor older than the oldest chunk moves to the live edge (the newest chunk), and the
+    /// outcome names the chunks skipped. A cursor ahead of the newest chunk reads nothing.
+    pub fn read_from(&self, cursor: u64, max: usize, out: &mut Vec<Chunk>) -> ReadOutcome {
+        let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
+        let (Some(oldest), Some(newest)) = (chunks.front(), chunks.back()) else {
+            return ReadOutcome {
+                skipped: None,
+                next: cursor,
+            };
+        };
+        let (oldest, newest) = (oldest.seq, newest.seq);
+        let mut skipped = None;
+        let mut cursor = cursor;
+        // Wrap-safe comparison: a cursor "before" the oldest chunk is at most 2^63 behind it.
+        if seq_before(cursor, oldest) {
+            skipped = Some((cursor, newest));
+            cursor = newest;
+        }
+        if seq_before(newest, cursor) {
+            return ReadOutcome {
+                skipped,
+                next: cursor,
+            };
+        }
+        let first = cursor.wrapping_sub(oldest) as usize;
+        let end = chunks.len().min(first + max);
+        out.extend(chunks.range(first..end).cloned());
+        ReadOutcome {
+            skipped,
+            next: cursor.wrapping_add((end - first) as u64),
+        }
+    }
+
+    /// When chunk `seq` is expected, judging by the last push and the chunk period, plus a
+    /// little slack so a reader that sleeps until then finds it there. `None` before any push.
+    pub fn due(&self, seq: u64) -> Option<Instant> {
+        let last = self.last_push.lock().unwrap_or_else(|e| e.into_inner());
+        let next = self.next_seq.load(Ordering::Acquire);
+        let ahead = seq.wrapping_sub(next);
+        if ahead > u64::from(u32::MAX) {
+            return *last; // already there (or absurdly far ahead)
+        }
+        last.map(|at| at + self.period * (ahead as u32 + 1) + WAKE_SLACK)
+    }
+
+    /// Blocks until chunk `seq` exists or `deadline` passes; returns whether it exists.
+    ///
+    /// Readers call this only when the producer is late: on time, they sleep until [`Ring::due`].
+    pub fn wait_for(&self, seq: u64, deadline: Instant) -> bool {
+        let mut last = self.last_push.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.has(seq) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            last = self
+                .pushed
+                .wait_timeout(last, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Whether chunk `seq` has been produced (it may since have been dropped).
+    pub fn has(&self, seq: u64) -> bool {
+        let next = self.next_seq.load(Ordering::Acquire);
+        next != 0 && seq_before(seq, next)
+    }
+}
+
+/// `a` comes before `b` in wrap-around sequence order.
+pub fn seq_before(a: u64, b: u64) -> bool {
+    (b.wrapping_sub(a) as i64) > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(seq: u64) -> Chunk {
+        Chunk {
+            seq,
+            produced_us: 0,
+            payload: Bytes::from(seq.to_le_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn reader_gets_chunks_in_order_up_to_max() {
+        let ring = Ring::new(8, Duration::from_millis(20));
+        for s in 10..15 {
+            ring.push(chunk(s));
+        }
+        let mut out = Vec::new();
+        let r = ring.read_from(11, 3, &mut out);
+        assert_eq!(
+            out.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![11, 12, 13]
+        );
+        assert_eq!(
+            r,
+            ReadOutcome {
+                skipped: None,
+                next: 14
+            }
+        );
+        out.clear();
+        assert_eq!(ring.read_from(15, 3, &mut out).next, 15);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn laggard_moves_to_live_edge_and_learns_what_it_lost() {
+        let ring = Ring::new(4, Duration::from_millis(20));
+        for s in 0..10 {
+            ring.push(chunk(s));
+        }
+        let mut out = Vec::new();
+        let r = ring.read_from(2, 10, &mut out);
+        assert_eq!(r.skipped, Some((2, 9)));
+        assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![9]);
+        assert_eq!(r.next, 10);
+    }
+
+    #[test]
+    fn burst_starts_at_most_n_chunks_back() {
+        let ring = Ring::new(16, Duration::from_millis(20));
+        assert_eq!(ring.burst_start(10), None);
+        for s in 100..105 {
+            ring.push(chunk(s));
+        }
+        assert_eq!(ring.burst_start(3), Some(102));
+        assert_eq!(ring.burst_start(50), Some(100));
+        assert_eq!(ring.next_seq(), Some(105));
+    }
+
+    #[test]
+    fn sequence_comparison_survives_wraparound() {
+        assert!(seq_before(u64::MAX, 0));
+        assert!(seq_before(5, 6));
+        assert!(!seq_before(6, 5));
+        let ring = Ring::new(4, Duration::from_millis(20));
+        ring.push(chunk(u64::MAX - 1));
+        ring.push(chunk(u64::MAX));
+        ring.push(chunk(0));
+        let mut out = Vec::new();
+        ring.read_from(u64::MAX - 1, 8, &mut out);
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn waiting_reader_wakes_when_the_chunk_arrives() {
+        let ring = std::sync::Arc::new(Ring::new(4, Duration::from_millis(5)));
+        ring.push(chunk(0));
+        let writer = {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                ring.push(chunk(1));
+            })
+        };
+        let due = ring.due(1).unwrap();
+        assert!(due > Instant::now() && due < Instant::now() + Duration::from_millis(10));
+        assert!(ring.wait_for(1, Instant::now() + Duration::from_secs(5)));
+        assert!(!ring.wait_for(2, Instant::now() + Duration::from_millis(10)));
+        writer.join().unwrap();
+    }
+}

@@ -1,0 +1,306 @@
+//! The server: opens the source, binds the one port, runs the accept loop, and gives each
+//! connection its own thread that serves HTTP requests until one upgrades to a WebSocket.
+//!
+//! earshot owns the accept loop instead of `tiny_http::Server` (see README, "Why earshot owns
+//! the accept loop"): one thread per connection, spawned at accept time, answers every
+//! simultaneous connect, and an upgraded socket stays a plain `TcpStream` with timeouts.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::assets::Assets;
+use crate::config::ServeConfig;
+use crate::error::{Error, Result};
+use crate::http::{self, HttpError, ReadError};
+use crate::stream::Stream;
+use crate::{producer, session, source, ws};
+
+/// Stack for connection threads: enough for parsing and framing, small enough for thousands.
+const CONNECTION_STACK: usize = 128 * 1024;
+/// Pending connections the kernel queues while the accept thread catches up (capped by
+/// net.core.somaxconn); large so that a thousand simultaneous connects are all accepted.
+const LISTEN_BACKLOG: i32 = 4096;
+/// How long shutdown waits for listeners to receive `bye` and close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything a connection thread needs, shared by all of them.
+pub struct Server {
+    pub config: ServeConfig,
+    pub stream: Arc<Stream>,
+    pub assets: Assets,
+    pub started: Instant,
+    pub local_addr: SocketAddr,
+    listeners: AtomicUsize,
+    shutting_down: AtomicBool,
+}
+
+impl Server {
+    pub fn listener_count(&self) -> usize {
+        self.listeners.load(Ordering::Relaxed)
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Takes a listener slot, or `None` when `--max-listeners` are already connected.
+    pub fn join_listener(&self) -> Option<ListenerSlot<'_>> {
+        let max = self.config.max_listeners;
+        self.listeners
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Stream::count(&self.stream.counters.listeners_total, 1);
+        Some(ListenerSlot(&self.listeners))
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let s = &self.stream;
+        let c = &s.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let stats = s.source_stats();
+        let (state_name, state_reason) = s.state().describe();
+        json!({
+            "instance": self.config.instance_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "stream": {
+                "name": s.name,
+                "codec": crate::audio::CODEC_PCM_S16LE,
+                "sample_rate": s.format.sample_rate,
+                "channels": s.format.channels,
+                "chunk_ms": s.chunk_ms,
+                "chunk_frames": s.chunk_frames,
+                "buffer_ms": self.config.buffer_ms,
+                "burst_ms": self.config.burst_ms,
+            },
+            "source": {
+                "uri": s.source,
+                "state": state_name,
+                "reason": state_reason,
+                "corrupt_frames": stats.corrupt_frames,
+                "loops": stats.loops,
+            },
+            "listeners": {
+                "current": self.listener_count(),
+                "max": self.config.max_listeners,
+                "total": load(&c.listeners_total),
+            },
+            "counters": {
+                "chunks_produced": load(&c.chunks_produced),
+                "listener_skips": load(&c.listener_skips),
+                "chunks_skipped": load(&c.chunks_skipped),
+                "slow_disconnects": load(&c.slow_disconnects),
+                "bytes_sent": load(&c.bytes_sent),
+                "producer_resyncs": load(&c.producer_resyncs),
+            },
+        })
+    }
+}
+
+/// A connected listener, counted until dropped.
+pub struct ListenerSlot<'a>(&'a AtomicUsize);
+
+impl Drop for ListenerSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs `earshot serve` until SIGINT or SIGTERM.
+pub fn run(config: ServeConfig) -> Result<()> {
+    // Everything that can fail on a bad file or flag fails before the port opens.
+    let source = match &config.source {
+        Some(uri) => source::open(uri)?,
+        None => default_source()?,
+    };
+    let stream = Arc::new(Stream::new(
+        "main",
+        source.describe(),
+        source.format(),
+        config.chunk_ms,
+        config.buffer_ms,
+    ));
+    let listener = bind(config.listen)?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| Error::io(format!("{}: local address", config.listen), e))?;
+    let server = Arc::new(Server {
+        assets: Assets::new(config.www.clone()),
+        config,
+        stream: stream.clone(),
+        started: Instant::now(),
+        local_addr,
+        listeners: AtomicUsize::new(0),
+        shutting_down: AtomicBool::new(false),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    producer::spawn(source, stream.clone(), stop.clone())
+        .map_err(|e| Error::io("start producer thread", e))?;
+    watch_signals(server.clone())?;
+    let format = stream.format;
+    crate::log!(
+        "streaming {} ({} Hz, {} ch, {} ms chunks) as instance {}",
+        stream.source,
+        format.sample_rate,
+        format.channels,
+        stream.chunk_ms,
+        server.config.instance_id
+    );
+    // The one line on standard output: scripts and tests read the real port from it.
+    println!("earshot listening on http://{local_addr}/ (WebSocket: ws://{local_addr}/ws)");
+    let _ = std::io::stdout().flush();
+
+    for conn in listener.incoming() {
+        if server.shutting_down() {
+            break;
+        }
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning, keep serving the rest.
+                crate::log!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let server = server.clone();
+        let spawned = thread::Builder::new()
+            .name("conn".into())
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || serve_connection(&server, stream));
+        if let Err(e) = spawned {
+            crate::log!("cannot start a connection thread: {e}; connection dropped");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while server.listener_count() > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    crate::log!(
+        "shut down ({} listeners still connected)",
+        server.listener_count()
+    );
+    Ok(())
+}
+
+fn default_source() -> Result<Box<dyn source::Source>> {
+    let dir = Path::new("audio");
+    match source::first_audio_file(dir) {
+        Some(path) => source::open_file(&path),
+        None => {
+            crate::log!(
+                "warning: no *.mp3 or *.wav in ./audio; streaming the test signal (tone:). \
+                 Put a file in ./audio or pass --source PATH"
+            );
+            source::open("tone:")
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let fail = |e| Error::io(format!("cannot listen on {addr}"), e);
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// SIGINT and SIGTERM start a graceful shutdown: stop accepting, `bye` to every listener.
+fn watch_signals(server: Arc<Server>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::io("install signal handlers", e))?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                crate::log!("signal {sig}: shutting down");
+                server.shutting_down.store(true, Ordering::Relaxed);
+                // Wake the accept loop, which is blocked in accept().
+                let mut wake = server.local_addr;
+                if wake.ip().is_unspecified() {
+                    wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+            }
+        })
+        .map_err(|e| Error::io("start signal thread", e))?;
+    Ok(())
+}
+
+/// Serves one TCP connection: HTTP requests (keep-alive) until it closes or upgrades.
+fn serve_connection(server: &Server, mut stream: TcpStream) {
+    let Ok(peer) = stream.peer_addr() else { return };
+    let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if server.shutting_down() {
+            return;
+        }
+        let request = match http::read_request(&mut stream, &mut buf, peer) {
+            Ok(r) => r,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Bad(err)) => {
+                let _ = http::write_reply(&mut stream, err.into_reply(), 1, false);
+                return;
+            }
+        };
+        if request.path == "/ws" && request.header("Upgrade").is_some() {
+            upgrade(server, stream, request, buf);
+            return;
+        }
+        let reply = http::route(server, &request);
+        if http::write_reply(&mut stream, reply, request.minor_version, request.is_head()).is_err()
+            || !request.keep_alive()
+        {
+            return;
+        }
+    }
+}
+
+fn upgrade(server: &Server, mut stream: TcpStream, request: http::Request, leftover: Vec<u8>) {
+    let refuse = |stream: &mut TcpStream, err: HttpError| {
+        let _ = http::write_reply(stream, err.into_reply(), request.minor_version, false);
+    };
+    let accept_key = match ws::check_upgrade(&request) {
+        Ok(key) => key,
+        Err(err) => return refuse(&mut stream, err),
+    };
+    if server.shutting_down() {
+        return refuse(
+            &mut stream,
+            HttpError::new(503, "server is shutting down").with_header("Retry-After", "1"),
+        );
+    }
+    let Some(slot) = server.join_listener() else {
+        return refuse(
+            &mut stream,
+            HttpError::new(
+                503,
+                format!("listener limit reached ({})", server.config.max_listeners),
+            )
+            .with_header("Retry-After", "5"),
+        );
+    };
+    session::tune_socket(&stream, &server.stream, server.config.burst_ms);
+    let socket = match ws::accept(stream, &accept_key, leftover) {
+        Ok(ws) => ws,
+        Err(e) => {
+            crate::log!("listener {}: handshake failed: {e}", request.peer);
+            return;
+        }
+    };
+    session::run(server, socket, request.peer, slot);
+}

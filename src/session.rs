@@ -1,0 +1,396 @@
+//! One listener's thread: hello, the burst, paced chunks, control messages, and the close.
+//!
+//! The session both reads and writes its socket from one thread (a tungstenite `WebSocket`
+//! cannot be split): it sleeps in a read with a timeout that ends when the next chunk it wants is
+//! due, so a client's ping or close is answered at once, and audio goes out on time. Writes have
+//! a short timeout; a socket that accepts nothing for `--send-timeout-ms` is dropped, and a
+//! listener that falls a whole ring behind skips to the live edge and is told what it lost.
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use tungstenite::error::{CapacityError, Error as WsError};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+use crate::protocol::{self, ClientMessage, ServerMessage};
+use crate::ring::Chunk;
+use crate::server::{ListenerSlot, Server};
+use crate::stream::{SourceState, Stream};
+
+/// The longest a single write may block, so a stuck socket never stops the session loop.
+const WRITE_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a new listener waits for the very first chunk of a just-started source.
+const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(5);
+/// How long a server-initiated close waits for the client's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// Most chunks handed to tungstenite per wake, to keep its write buffer small.
+const MAX_CHUNKS_PER_WAKE: usize = 16;
+
+/// Why a session ended, for the log line.
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    ClientGone(String),
+    SlowClient(Duration),
+    ServerClosed(&'static str),
+    Refused(CloseCode, String),
+}
+
+/// Sets the socket options a streaming connection needs, before the 101 is sent.
+///
+/// The send buffer is bounded so that a listener that stops reading is noticed within a second
+/// or so of audio instead of hiding many seconds in the kernel (Linux autotunes it up to 4 MiB).
+pub fn tune_socket(socket: &TcpStream, stream: &Stream, burst_ms: u32) {
+    let bytes_per_ms = stream.format.bytes_for(stream.format.sample_rate as usize) / 1000;
+    let burst = bytes_per_ms * burst_ms as usize;
+    let sndbuf = (2 * burst).clamp(64 * 1024, 1024 * 1024);
+    let _ = socket2::SockRef::from(socket).set_send_buffer_size(sndbuf);
+    let _ = socket.set_write_timeout(Some(WRITE_TIMEOUT));
+}
+
+struct ListenerSession<'a> {
+    server: &'a Server,
+    ws: WebSocket<TcpStream>,
+    peer: SocketAddr,
+    cursor: u64,
+    /// Set while the socket refuses data; audio is held back until it drains.
+    stalled_since: Option<Instant>,
+    chunks_sent: u64,
+    source_epoch: u64,
+    scratch: Vec<Chunk>,
+}
+
+pub fn run(server: &Server, ws: WebSocket<TcpStream>, peer: SocketAddr, slot: ListenerSlot<'_>) {
+    let started = Instant::now();
+    crate::log!(
+        "listener {peer} joined ({} connected)",
+        server.listener_count()
+    );
+    let mut session = ListenerSession {
+        server,
+        ws,
+        peer,
+        cursor: 0,
+        stalled_since: None,
+        chunks_sent: 0,
+        source_epoch: server.stream.state_epoch(),
+        scratch: Vec::with_capacity(MAX_CHUNKS_PER_WAKE),
+    };
+    let end = session.serve();
+    let sent = session.chunks_sent;
+    drop(session);
+    drop(slot);
+    let why = match &end {
+        End::ClientClosed => "client closed".to_string(),
+        End::ClientGone(e) => format!("connection lost: {e}"),
+        End::SlowClient(d) => format!(
+            "send timeout: client accepted no data for {} ms",
+            d.as_millis()
+        ),
+        End::ServerClosed(reason) => (*reason).to_string(),
+        End::Refused(code, reason) => format!("closed with {}: {reason}", u16::from(*code)),
+    };
+    crate::log!(
+        "listener {peer} left after {:.1} s, {sent} chunks: {why}",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+impl ListenerSession<'_> {
+    fn serve(&mut self) -> End {
+        let stream = &*self.server.stream;
+        let burst = stream.chunks_in(self.server.config.burst_ms).max(1);
+        self.cursor = match stream.ring.burst_start(burst) {
+            Some(seq) => seq,
+            None => {
+                // A source that has not produced yet: start with its first chunk.
+                let deadline = Instant::now() + FIRST_CHUNK_WAIT;
+                while !stream.ring.has(0)
+                    && stream.ring.next_seq().is_none()
+                    && Instant::now() < deadline
+                {
+                    stream.ring.wait_for(0, deadline);
+                }
+                stream.ring.burst_start(1).unwrap_or(0)
+            }
+        };
+        let hello = ServerMessage::hello(
+            stream.format,
+            stream.chunk_ms,
+            stream.chunk_frames,
+            &stream.name,
+            &self.server.config.instance_id,
+            self.cursor,
+        );
+        if let Err(end) = self.send_text(&hello) {
+            return end;
+        }
+        loop {
+            if self.server.shutting_down() {
+                return self.close(CloseCode::Away, "server shutting down");
+            }
+            if let Err(end) = self.report_source_state() {
+                return end;
+            }
+            if let Err(end) = self.send_audio() {
+                return end;
+            }
+            if let SourceState::Ended(_) = stream.state() {
+                if !stream.ring.has(self.cursor) {
+                    return self.close(CloseCode::Normal, "source ended");
+                }
+            }
+            // Sleep (reading the client meanwhile) until the chunks we want next are due.
+            let want = self
+                .cursor
+                .wrapping_add(wake_every(self.server.listener_count(), stream.chunk_ms) - 1);
+            let now = Instant::now();
+            let deadline = match (self.stalled_since, stream.ring.due(want)) {
+                (None, Some(due)) if due > now => due,
+                _ => now + stream.period(),
+            };
+            if let Err(end) = self.read_client_until(deadline) {
+                return end;
+            }
+            if self.stalled_since.is_none() && !stream.ring.has(want) {
+                // The producer is late (or paced by a device): wait for it, briefly.
+                stream.ring.wait_for(want, Instant::now() + stream.period());
+            }
+        }
+    }
+
+    /// Sends what the ring has for this listener, unless its socket is still full.
+    fn send_audio(&mut self) -> Result<(), End> {
+        if let Some(since) = self.stalled_since {
+            match self.ws.flush() {
+                Ok(()) => self.stalled_since = None,
+                Err(e) if is_timeout(&e) => {
+                    let stalled = since.elapsed();
+                    if stalled >= self.server.config.send_timeout {
+                        Stream::count(&self.server.stream.counters.slow_disconnects, 1);
+                        return Err(End::SlowClient(stalled));
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(self.io_end(e)),
+            }
+        }
+        let stream = &*self.server.stream;
+        let mut chunks = std::mem::take(&mut self.scratch);
+        chunks.clear();
+        let outcome = stream
+            .ring
+            .read_from(self.cursor, MAX_CHUNKS_PER_WAKE, &mut chunks);
+        self.cursor = outcome.next;
+        let result = (|| {
+            if let Some((from, to)) = outcome.skipped {
+                Stream::count(&stream.counters.listener_skips, 1);
+                Stream::count(&stream.counters.chunks_skipped, to.wrapping_sub(from));
+                self.queue(Message::text(ServerMessage::Skipped { from, to }.to_json()))?;
+            }
+            let mut bytes = 0;
+            for chunk in &chunks {
+                bytes += chunk.payload.len() as u64;
+                self.queue(Message::Binary(chunk.payload.clone()))?;
+            }
+            self.chunks_sent += chunks.len() as u64;
+            Stream::count(&stream.counters.bytes_sent, bytes);
+            self.flush()
+        })();
+        self.scratch = chunks;
+        result
+    }
+
+    /// Hands a message to tungstenite; a full socket marks the session stalled (the message
+    /// stays queued in tungstenite and goes out when the socket drains).
+    fn queue(&mut self, message: Message) -> Result<(), End> {
+        if self.stalled_since.is_some() {
+            return Ok(());
+        }
+        match self.ws.write(message) {
+            Ok(()) => Ok(()),
+            Err(e) if is_timeout(&e) => {
+                self.stalled_since = Some(Instant::now());
+                Ok(())
+            }
+            Err(e) => Err(self.io_end(e)),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), End> {
+        match self.ws.flush() {
+            Ok(()) => Ok(()),
+            Err(e) if is_timeout(&e) => {
+                self.stalled_since.get_or_insert_with(Instant::now);
+                Ok(())
+            }
+            Err(e) => Err(self.io_end(e)),
+        }
+    }
+
+    fn send_text(&mut self, message: &ServerMessage) -> Result<(), End> {
+        self.queue(Message::text(message.to_json()))?;
+        self.flush()
+    }
+
+    /// Tells the listener when the source goes down, comes back or ends.
+    fn report_source_state(&mut self) -> Result<(), End> {
+        let epoch = self.server.stream.state_epoch();
+        if epoch == self.source_epoch {
+            return Ok(());
+        }
+        self.source_epoch = epoch;
+        let (state, reason) = match self.server.stream.state() {
+            SourceState::Starting | SourceState::Live => ("live", None),
+            SourceState::Down(r) => ("down", Some(r)),
+            SourceState::Ended(r) => ("ended", Some(r)),
+        };
+        self.send_text(&ServerMessage::Source {
+            state: state.to_string(),
+            reason,
+        })
+    }
+
+    /// Reads and answers client messages until `deadline`.
+    fn read_client_until(&mut self, deadline: Instant) -> Result<(), End> {
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            if self
+                .ws
+                .get_ref()
+                .set_read_timeout(Some(deadline - now))
+                .is_err()
+            {
+                return Err(End::ClientGone("socket closed".into()));
+            }
+            match self.ws.read() {
+                Ok(Message::Text(text)) => self.answer(text.as_str())?,
+                Ok(Message::Binary(_)) => {
+                    return Err(
+                        self.refuse(CloseCode::Unsupported, "binary messages are not accepted")
+                    );
+                }
+                Ok(Message::Close(_)) => {
+                    // tungstenite has queued the reply; the next read completes the handshake.
+                }
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => return Ok(()),
+                Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+                    return Err(self.refuse(
+                        CloseCode::Size,
+                        &format!("message of {size} bytes is over the {max_size}-byte limit"),
+                    ));
+                }
+                Err(WsError::Capacity(e)) => {
+                    return Err(self.refuse(CloseCode::Size, &e.to_string()));
+                }
+                Err(WsError::Protocol(e)) => {
+                    return Err(self.refuse(CloseCode::Protocol, &e.to_string()));
+                }
+                Err(WsError::Utf8(_)) => {
+                    return Err(self.refuse(CloseCode::Invalid, "text message is not UTF-8"));
+                }
+                Err(e) => return Err(self.io_end(e)),
+            }
+        }
+    }
+
+    fn answer(&mut self, text: &str) -> Result<(), End> {
+        match protocol::parse_client_message(text) {
+            Some(ClientMessage::Ping { id }) => {
+                let pong = ServerMessage::Pong {
+                    id,
+                    server_time_ms: crate::audio::unix_millis_now(),
+                };
+                self.send_text(&pong)
+            }
+            // Unknown or malformed messages are ignored, so newer clients work with this server.
+            None => Ok(()),
+        }
+    }
+
+    /// Closes because of something the client sent.
+    fn refuse(&mut self, code: CloseCode, reason: &str) -> End {
+        let _ = self.ws.close(Some(CloseFrame {
+            code,
+            reason: reason.to_string().into(),
+        }));
+        self.finish_close();
+        End::Refused(code, reason.to_string())
+    }
+
+    /// Closes from the server's side: `bye`, a close frame, then the client's close frame.
+    fn close(&mut self, code: CloseCode, reason: &'static str) -> End {
+        let bye = ServerMessage::Bye {
+            reason: reason.to_string(),
+        };
+        let _ = self.ws.write(Message::text(bye.to_json()));
+        let _ = self.ws.close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        self.finish_close();
+        End::ServerClosed(reason)
+    }
+
+    /// Drives the close handshake to its end, for at most [`CLOSE_WAIT`].
+    fn finish_close(&mut self) {
+        let deadline = Instant::now() + CLOSE_WAIT;
+        let _ = self.ws.flush();
+        while Instant::now() < deadline {
+            let _ = self
+                .ws
+                .get_ref()
+                .set_read_timeout(Some(deadline - Instant::now()));
+            match self.ws.read() {
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => break,
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn io_end(&self, e: WsError) -> End {
+        match e {
+            WsError::ConnectionClosed | WsError::AlreadyClosed => End::ClientClosed,
+            other => End::ClientGone(format!("{other} ({})", self.peer)),
+        }
+    }
+}
+
+/// How many chunks a session asks for per wake-up.
+///
+/// Each wake-up costs two context switches; at thousands of listeners on two cores, that, not
+/// copying audio, is the bottleneck. Beyond a few hundred listeners a session waits for two or
+/// more chunks and sends them together, which trades a few tens of milliseconds of latency for
+/// staying on time. Never more than 60 ms of audio at once.
+pub fn wake_every(listeners: usize, chunk_ms: u32) -> u64 {
+    let by_load = (listeners / 600 + 1) as u64;
+    let cap = u64::from((60 / chunk_ms.max(1)).max(1));
+    by_load.clamp(1, cap)
+}
+
+fn is_timeout(e: &WsError) -> bool {
+    matches!(e, WsError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wake_ups_coalesce_only_under_load_and_never_past_60_ms() {
+        assert_eq!(wake_every(1, 20), 1);
+        assert_eq!(wake_every(599, 20), 1);
+        assert_eq!(wake_every(2000, 20), 3);
+        assert_eq!(wake_every(100_000, 20), 3);
+        assert_eq!(wake_every(100_000, 100), 1);
+        assert_eq!(wake_every(1300, 5), 3);
+    }
+}

@@ -1,0 +1,209 @@
+//! `file:` sources in MP3 (MPEG-1/2/2.5 Layer I–III): tags and junk skipped, corrupt frames
+//! skipped and counted, looped seamlessly.
+//!
+//! minimp3's `Decoder::next_frame` resynchronises past unreadable bytes without telling the
+//! caller (its `SkippedData` error is never returned; see the README's "Known crate issues").
+//! So this source feeds it exactly the audio region of the file, between the ID3v2 tag and an
+//! ID3v1 trailer, and counts what it skipped from the bytes that no decoded frame accounts for.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use minimp3::{Decoder, Error as Mp3Error};
+
+use super::{Source, SourceStats};
+use crate::audio::Format;
+use crate::error::{Error, Result};
+
+type AudioRegion = io::Take<BufReader<File>>;
+
+pub struct Mp3File {
+    path: PathBuf,
+    decoder: Decoder<AudioRegion>,
+    /// Byte offset and length of the audio frames inside the file.
+    region: (u64, u64),
+    format: Format,
+    /// Decoded samples not yet handed out, from `pending_at`.
+    pending: Vec<i16>,
+    pending_at: usize,
+    /// Bytes of the region explained by decoded frames in this pass.
+    accounted_bytes: f64,
+    frames_this_pass: u64,
+    stats: SourceStats,
+}
+
+impl Mp3File {
+    pub fn open(path: &Path) -> Result<Mp3File> {
+        let region = audio_region(path).map_err(|e| Error::source(path.display(), e))?;
+        let decoder = Decoder::new(open_region(path, region)?);
+        let mut source = Mp3File {
+            path: path.to_path_buf(),
+            decoder,
+            region,
+            format: Format {
+                sample_rate: 0,
+                channels: 0,
+            },
+            pending: Vec::new(),
+            pending_at: 0,
+            accounted_bytes: 0.0,
+            frames_this_pass: 0,
+            stats: SourceStats::default(),
+        };
+        // The first decodable frame fixes the stream's format.
+        let first = loop {
+            match source.decoder.next_frame() {
+                Ok(frame) if frame.sample_rate > 0 && frame.channels > 0 => break frame,
+                Ok(_) => continue,
+                Err(Mp3Error::Eof) | Err(Mp3Error::InsufficientData) => {
+                    return Err(Error::source(
+                        path.display(),
+                        "no decodable MPEG audio frame (is this an MP3 file?)",
+                    ));
+                }
+                Err(Mp3Error::Io(e)) => return Err(Error::source(path.display(), e)),
+                Err(Mp3Error::SkippedData) => continue,
+            }
+        };
+        source.format = Format {
+            sample_rate: first.sample_rate as u32,
+            channels: first.channels as u16,
+        }
+        .validate()
+        .map_err(|reason| Error::source(path.display(), reason))?;
+        source.account(&first);
+        source.pending = first.data;
+        Ok(source)
+    }
+
+    fn account(&mut self, frame: &minimp3::Frame) {
+        let per_channel = frame.data.len() / frame.channels.max(1);
+        // A frame holds samples/8 * bitrate / rate bytes: 144 * kbps * 1000 / rate for Layer III.
+        self.accounted_bytes += per_channel as f64 / 8.0 * f64::from(frame.bitrate) * 1000.0
+            / f64::from(frame.sample_rate);
+        self.frames_this_pass += 1;
+    }
+
+    /// Decodes the next frame of the stream's format; `None` at the end of the file.
+    fn next_frame(&mut self) -> Result<Option<Vec<i16>>> {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(frame) => {
+                    let same_format = frame.sample_rate as u32 == self.format.sample_rate
+                        && frame.channels == usize::from(self.format.channels);
+                    if !same_format {
+                        // A frame that claims another rate or channel count is damage, not music.
+                        self.stats.corrupt_frames += 1;
+                        continue;
+                    }
+                    self.account(&frame);
+                    return Ok(Some(frame.data));
+                }
+                Err(Mp3Error::SkippedData) => self.stats.corrupt_frames += 1,
+                Err(Mp3Error::Eof) | Err(Mp3Error::InsufficientData) => return Ok(None),
+                Err(Mp3Error::Io(e)) => {
+                    return Err(Error::io(format!("{}: read", self.path.display()), e));
+                }
+            }
+        }
+    }
+
+    /// Ends a pass over the file: counts the frames skipped in it and starts again at the top.
+    fn rewind(&mut self) -> Result<()> {
+        if self.frames_this_pass == 0 {
+            return Err(Error::source(
+                self.path.display(),
+                "no decodable MPEG audio frame after looping to the start",
+            ));
+        }
+        let average = self.accounted_bytes / self.frames_this_pass as f64;
+        let unaccounted = self.region.1 as f64 - self.accounted_bytes;
+        // Rounding of padded frames explains a few bytes; anything near a frame's size is a frame.
+        let skipped = (unaccounted / average).round();
+        if skipped >= 1.0 {
+            self.stats.corrupt_frames += skipped as u64;
+        }
+        self.accounted_bytes = 0.0;
+        self.frames_this_pass = 0;
+        self.decoder = Decoder::new(open_region(&self.path, self.region)?);
+        self.stats.loops += 1;
+        Ok(())
+    }
+}
+
+impl Source for Mp3File {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn read(&mut self, out: &mut [i16]) -> Result<usize> {
+        let mut rewound = false;
+        while self.pending_at == self.pending.len() {
+            match self.next_frame()? {
+                Some(samples) => {
+                    self.pending = samples;
+                    self.pending_at = 0;
+                }
+                None if rewound => {
+                    return Err(Error::source(self.path.display(), "file became unreadable"));
+                }
+                None => {
+                    self.rewind()?;
+                    rewound = true;
+                }
+            }
+        }
+        let n = out.len().min(self.pending.len() - self.pending_at);
+        out[..n].copy_from_slice(&self.pending[self.pending_at..self.pending_at + n]);
+        self.pending_at += n;
+        Ok(n)
+    }
+
+    fn describe(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+
+    fn stats(&self) -> SourceStats {
+        self.stats
+    }
+}
+
+fn open_region(path: &Path, (start, len): (u64, u64)) -> Result<AudioRegion> {
+    let mut file = File::open(path).map_err(|e| Error::source(path.display(), e))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| Error::io(format!("{}: seek", path.display()), e))?;
+    Ok(BufReader::new(file).take(len))
+}
+
+/// The byte range of a file that holds MPEG frames: after any ID3v2 tag, before an ID3v1 trailer.
+///
+/// Only the two tag headers' size fields are read (ID3v2.4 §3.1: a 28-bit "syncsafe" size after
+/// `ID3`, version and flags, plus a 10-byte footer when flag 0x10 is set; ID3v1 is the final 128
+/// bytes starting with `TAG`). The tags' contents are never parsed.
+fn audio_region(path: &Path) -> io::Result<(u64, u64)> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut start = 0;
+    let mut header = [0u8; 10];
+    if len >= 10 {
+        file.read_exact(&mut header)?;
+        if &header[..3] == b"ID3" && header[6..10].iter().all(|b| b & 0x80 == 0) {
+            let size = header[6..10]
+                .iter()
+                .fold(0u64, |acc, &b| (acc << 7) | u64::from(b));
+            let footer = if header[5] & 0x10 != 0 { 10 } else { 0 };
+            start = (10 + size + footer).min(len);
+        }
+    }
+    let mut end = len;
+    if len >= start + 128 {
+        let mut trailer = [0u8; 3];
+        file.seek(SeekFrom::Start(len - 128))?;
+        file.read_exact(&mut trailer)?;
+        if &trailer == b"TAG" {
+            end = len - 128;
+        }
+    }
+    Ok((start, end - start))
+}

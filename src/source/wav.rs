@@ -1,0 +1,141 @@
+//! `file:` sources in WAV: integer PCM of 8 to 32 bits or 32-bit float, looped seamlessly.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use hound::{SampleFormat, WavReader};
+
+use super::{Source, SourceStats};
+use crate::audio::{self, Format};
+use crate::error::{Error, Result};
+
+pub struct WavFile {
+    path: PathBuf,
+    reader: WavReader<BufReader<File>>,
+    format: Format,
+    stats: SourceStats,
+}
+
+impl WavFile {
+    pub fn open(path: &Path) -> Result<WavFile> {
+        let reader = WavReader::open(path).map_err(|e| Error::source(path.display(), e))?;
+        let spec = reader.spec();
+        let supported = matches!(
+            (spec.sample_format, spec.bits_per_sample),
+            (SampleFormat::Int, 8..=32) | (SampleFormat::Float, 32)
+        );
+        if !supported {
+            return Err(Error::source(
+                path.display(),
+                format!(
+                    "unsupported WAV sample format: {}-bit {:?} (earshot reads 8 to 32-bit integer PCM and 32-bit float)",
+                    spec.bits_per_sample, spec.sample_format
+                ),
+            ));
+        }
+        let format = Format {
+            sample_rate: spec.sample_rate,
+            channels: spec.channels,
+        }
+        .validate()
+        .map_err(|reason| Error::source(path.display(), reason))?;
+        if reader.duration() == 0 {
+            return Err(Error::source(path.display(), "WAV file has no samples"));
+        }
+        Ok(WavFile {
+            path: path.to_path_buf(),
+            reader,
+            format,
+            stats: SourceStats::default(),
+        })
+    }
+
+    /// Reads up to `out.len()` samples from the current position; `Ok(0)` at the end of the data.
+    fn read_some(&mut self, out: &mut [i16]) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let spec = self.reader.spec();
+        let mut n = 0;
+        let mut failed = None;
+        match spec.sample_format {
+            SampleFormat::Float => {
+                for s in self.reader.samples::<f32>() {
+                    match s {
+                        Ok(v) => out[n] = audio::float_to_i16(v),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    n += 1;
+                    if n == out.len() {
+                        break;
+                    }
+                }
+            }
+            SampleFormat::Int => {
+                let bits = u32::from(spec.bits_per_sample);
+                for s in self.reader.samples::<i32>() {
+                    match s {
+                        Ok(v) => out[n] = audio::int_to_i16(v, bits),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    n += 1;
+                    if n == out.len() {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // A data chunk shorter than its header claims: play what is there, then loop.
+            if self.stats.corrupt_frames == 0 {
+                crate::log!(
+                    "{}: {e}; looping at the last readable sample",
+                    self.path.display()
+                );
+            }
+            self.stats.corrupt_frames += 1;
+        }
+        // Keep whole frames only, so channels never swap at the loop point.
+        let channels = usize::from(self.format.channels);
+        Ok(n - n % channels)
+    }
+}
+
+impl Source for WavFile {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn read(&mut self, out: &mut [i16]) -> Result<usize> {
+        let n = self.read_some(out)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        self.reader
+            .seek(0)
+            .map_err(|e| Error::io(format!("{}: seek to start", self.path.display()), e))?;
+        self.stats.loops += 1;
+        match self.read_some(out)? {
+            0 => Err(Error::source(
+                self.path.display(),
+                "no readable samples after looping to the start",
+            )),
+            n => Ok(n),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+
+    fn stats(&self) -> SourceStats {
+        self.stats
+    }
+}

@@ -1,0 +1,8 @@
+// earshot page: placeholder until the browser player lands; shows the stream's hello.
+'use strict';
+document.getElementById('toggle').addEventListener('click', () => {
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+  ws.onmessage = (e) => {
+    if (typeof e.data === 'string') document.getElementById('status').textContent = e.data;
+  };
+});

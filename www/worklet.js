@@ -1,0 +1,1 @@
+// earshot AudioWorklet processor: placeholder until the browser player lands.
