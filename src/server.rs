@@ -67,7 +67,8 @@ impl Server {
         let c = &s.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let stats = s.source_stats();
-        let (state_name, state_reason) = s.state().describe();
+        let state = s.state();
+        let (state_name, state_reason) = state.describe();
         json!({
             "instance": self.config.instance_id,
             "version": env!("CARGO_PKG_VERSION"),
