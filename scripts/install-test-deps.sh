@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs and is missing: Debian packages (as root, or through sudo)
+# and the npm packages in package-lock.json. Safe to run again; does nothing when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: ALSA headers for the `alsa` feature, Chromium and PulseAudio
+# for the browser tests, HAProxy and nginx for the proxy and failover tests, sox for fixtures.
+packages=(libasound2-dev alsa-utils chromium pulseaudio pulseaudio-utils haproxy nginx sox)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install-test-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ -f package-lock.json ]; then
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "install-test-deps: npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+fi
