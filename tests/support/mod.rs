@@ -1,0 +1,278 @@
+//! Shared test support: start the real `earshot` binary on port 0, and talk to it over real TCP
+//! and real WebSocket clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tungstenite::Message;
+use tungstenite::protocol::WebSocket;
+
+pub type Ws = WebSocket<TcpStream>;
+
+/// The repository root, where `audio/` and `tests/fixtures/` are.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(name)
+}
+
+/// A running `earshot serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `earshot serve ARGS --listen 127.0.0.1:0` in the repository root and waits until it
+    /// prints its address. Panics with the server's stderr if it does not start.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_in(&repo_root(), args, &[])
+    }
+
+    pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_earshot"));
+        cmd.arg("serve");
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn earshot");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let stderr = stderr.clone();
+            let pipe = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut s = stderr.lock().unwrap();
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while stdout.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "earshot did not start: stdout {line:?}, stderr:\n{}",
+                stderr.lock().unwrap()
+            );
+        };
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `STOP`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits until the server's log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `earshot ARGS` to completion and returns (exit code, stdout, stderr).
+pub fn run_earshot(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run earshot");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Opens a WebSocket to `/ws` with a real TCP connection and tungstenite's client handshake.
+pub fn connect(addr: SocketAddr) -> Ws {
+    try_connect(addr, "/ws").expect("websocket handshake")
+}
+
+pub fn try_connect(addr: SocketAddr, path: &str) -> Result<Ws, String> {
+    let stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    let url = format!("ws://{addr}{path}");
+    tungstenite::client(url.as_str(), stream)
+        .map(|(ws, _)| ws)
+        .map_err(|e| e.to_string())
+}
+
+/// The next text message as JSON (skipping nothing: panics on a binary message).
+pub fn read_json(ws: &mut Ws) -> serde_json::Value {
+    match ws.read().expect("read message") {
+        Message::Text(t) => serde_json::from_str(t.as_str()).expect("valid JSON"),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// One audio message, decoded.
+#[derive(Debug, Clone)]
+pub struct Audio {
+    pub seq: u64,
+    pub produced_us: u64,
+    pub samples: Vec<i16>,
+}
+
+/// Either kind of server message.
+#[derive(Debug)]
+pub enum Incoming {
+    Audio(Audio),
+    Control(serde_json::Value),
+    Closed,
+}
+
+pub fn next_message(ws: &mut Ws) -> Incoming {
+    loop {
+        match ws.read() {
+            Ok(Message::Binary(b)) => {
+                assert!(b.len() >= 16, "audio message shorter than its header");
+                let seq = u64::from_le_bytes(b[0..8].try_into().unwrap());
+                let produced_us = u64::from_le_bytes(b[8..16].try_into().unwrap());
+                assert_eq!((b.len() - 16) % 2, 0, "odd sample byte count");
+                let samples = b[16..]
+                    .chunks_exact(2)
+                    .map(|p| i16::from_le_bytes([p[0], p[1]]))
+                    .collect();
+                return Incoming::Audio(Audio {
+                    seq,
+                    produced_us,
+                    samples,
+                });
+            }
+            Ok(Message::Text(t)) => {
+                return Incoming::Control(serde_json::from_str(t.as_str()).expect("valid JSON"));
+            }
+            Ok(Message::Close(_)) => continue,
+            Ok(_) => continue,
+            Err(_) => return Incoming::Closed,
+        }
+    }
+}
+
+/// The next audio message, failing on anything else.
+pub fn next_audio(ws: &mut Ws) -> Audio {
+    match next_message(ws) {
+        Incoming::Audio(a) => a,
+        other => panic!("expected audio, got {other:?}"),
+    }
+}
+
+/// A raw HTTP/1.1 exchange: sends `request` verbatim and returns (status, head, body).
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// `GET path` with `Connection: close`; returns (status, head, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    raw_http(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// `GET path` and parse the body as JSON.
+pub fn get_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = http_get(addr, path);
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
