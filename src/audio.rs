@@ -121,7 +121,7 @@ mod tests {
     fn wide_samples_round_and_saturate_instead_of_wrapping() {
         assert_eq!(int_to_i16(i32::MAX, 32), i16::MAX);
         assert_eq!(int_to_i16(i32::MIN, 32), i16::MIN);
-        assert_eq!(int_to_i16(0x7FFF_FF, 24), i16::MAX);
+        assert_eq!(int_to_i16(0x7F_FFFF, 24), i16::MAX);
         assert_eq!(int_to_i16(-0x80_0000, 24), i16::MIN);
         assert_eq!(int_to_i16(0x0180, 24), 2); // 1.5 rounds up
         assert_eq!(int_to_i16(-128, 8), i16::MIN);

@@ -37,3 +37,149 @@ fn hello_describes_the_source_format() {
     );
     assert_eq!(first.samples.len(), 960, "one chunk of mono 48 kHz 20 ms");
 }
+
+/// Chunks of 44.1 kHz stereo 20 ms audio: 882 frames of two 16-bit samples.
+const CD_CHUNK_SAMPLES: usize = 882 * 2;
+
+#[test]
+fn burst_arrives_at_once_then_chunks_follow_in_real_time() {
+    let server = Server::start(&["--source", "tone:", "--burst-ms", "200"]);
+    // Let the ring fill past the burst.
+    std::thread::sleep(Duration::from_millis(600));
+    let mut ws = connect(server.addr);
+    let hello = read_json(&mut ws);
+    let start = Instant::now();
+    let mut seq = hello["seq"].as_u64().unwrap();
+    for _ in 0..10 {
+        let a = next_audio(&mut ws);
+        assert_eq!(a.seq, seq);
+        seq += 1;
+    }
+    let burst_time = start.elapsed();
+    assert!(
+        burst_time < Duration::from_millis(150),
+        "200 ms burst took {burst_time:?}"
+    );
+    // Then live: 2 s of audio takes about 2 s to arrive.
+    let live_start = Instant::now();
+    for _ in 0..100 {
+        let a = next_audio(&mut ws);
+        assert_eq!(a.seq, seq, "live chunks are contiguous");
+        assert_eq!(a.samples.len(), CD_CHUNK_SAMPLES);
+        seq += 1;
+    }
+    let live = live_start.elapsed().as_secs_f64();
+    assert!(
+        (1.7..2.4).contains(&live),
+        "100 live chunks of 20 ms took {live:.2} s"
+    );
+}
+
+#[test]
+fn fifty_listeners_receive_contiguous_chunks_at_the_real_time_rate() {
+    let server = Server::start(&["--source", "tone:"]);
+    let addr = server.addr;
+    let listeners: Vec<_> = (0..50)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut ws = connect(addr);
+                let hello = read_json(&mut ws);
+                let mut expected = hello["seq"].as_u64().unwrap();
+                let start = Instant::now();
+                let mut live_chunks = 0u64;
+                let mut first_live: Option<Instant> = None;
+                while start.elapsed() < Duration::from_secs(5) {
+                    let a = next_audio(&mut ws);
+                    assert_eq!(a.seq, expected, "sequence numbers are contiguous");
+                    assert_eq!(
+                        a.samples.len(),
+                        CD_CHUNK_SAMPLES,
+                        "payload matches the format"
+                    );
+                    expected += 1;
+                    // Count only after the burst, which arrives at once.
+                    if start.elapsed() > Duration::from_millis(500) {
+                        first_live.get_or_insert_with(Instant::now);
+                        live_chunks += 1;
+                    }
+                }
+                let secs = first_live.unwrap().elapsed().as_secs_f64();
+                live_chunks as f64 / secs
+            })
+        })
+        .collect();
+    for l in listeners {
+        let rate = l.join().expect("listener thread");
+        assert!(
+            (45.0..55.0).contains(&rate),
+            "chunks per second {rate:.1}, expected 50"
+        );
+    }
+}
+
+#[test]
+fn stream_keeps_real_time_over_many_chunks() {
+    // Pacing comes from a monotonic start time and frames emitted, so after a few seconds the
+    // newest chunk's production time is within a chunk or two of "start + frames/rate".
+    let server = Server::start(&["--source", "tone:", "--chunk-ms", "5"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    let first = next_audio(&mut ws);
+    let mut last = first.clone();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        last = next_audio(&mut ws);
+    }
+    let chunks = last.seq - first.seq;
+    let audio_us = chunks as f64 * 221.0 / 44_100.0 * 1e6; // 5 ms at 44.1 kHz is 221 frames
+    let wall_us = (last.produced_us - first.produced_us) as f64;
+    assert!(
+        (audio_us - wall_us).abs() < 15_000.0,
+        "{chunks} chunks hold {audio_us:.0} µs of audio but were produced over {wall_us:.0} µs"
+    );
+}
+
+#[test]
+fn listener_gets_file_audio_exactly_as_decoded() {
+    // A WAV whose samples count up: what arrives must be the same count, without gaps.
+    let dir = tempdir("exact");
+    let path = dir.join("ramp.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for i in 0..8000i32 {
+        w.write_sample((i % 30_000) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    let server = Server::start(&["--source", path.to_str().unwrap()]);
+    let mut ws = connect(server.addr);
+    let hello = read_json(&mut ws);
+    assert_eq!(
+        (hello["sample_rate"].as_u64(), hello["channels"].as_u64()),
+        (Some(8000), Some(1))
+    );
+    let mut previous: Option<i16> = None;
+    for _ in 0..120 {
+        let a = next_audio(&mut ws);
+        for s in a.samples {
+            if let Some(p) = previous {
+                let expected = if p == 7999 { 0 } else { p + 1 };
+                assert_eq!(
+                    s, expected,
+                    "samples continue across chunks and the loop point"
+                );
+            }
+            previous = Some(s);
+        }
+    }
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("earshot-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

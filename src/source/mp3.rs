@@ -1,10 +1,15 @@
 //! `file:` sources in MP3 (MPEG-1/2/2.5 Layer I–III): tags and junk skipped, corrupt frames
 //! skipped and counted, looped seamlessly.
 //!
-//! minimp3's `Decoder::next_frame` resynchronises past unreadable bytes without telling the
-//! caller (its `SkippedData` error is never returned; see the README's "Known crate issues").
-//! So this source feeds it exactly the audio region of the file, between the ID3v2 tag and an
-//! ID3v1 trailer, and counts what it skipped from the bytes that no decoded frame accounts for.
+//! Two quirks of minimp3 0.6's `Decoder::next_frame` shape this file (README, "Known crate
+//! issues"; pinned by `tests/minimp3_quirks.rs`):
+//! - it skips unreadable bytes without telling the caller (`SkippedData` is never returned), so
+//!   this source feeds it exactly the audio region of the file, between an ID3v2 tag and an
+//!   ID3v1 trailer, and counts skipped frames from the bytes no decoded frame accounts for;
+//! - once its reader is exhausted, a skipped frame makes it return `Eof` although whole frames
+//!   are still buffered, which would cut the last ~11 KB of a file with a damaged frame near its
+//!   end (or all of a small one). Calling it again continues, so `Eof` is only believed after
+//!   it repeats without progress.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -17,6 +22,9 @@ use crate::audio::Format;
 use crate::error::{Error, Result};
 
 type AudioRegion = io::Take<BufReader<File>>;
+
+/// How many `Eof`s in a row `next_frame` may return before the file is taken to have ended.
+const MAX_EOF_RETRIES: u32 = 32;
 
 pub struct Mp3File {
     path: PathBuf,
@@ -52,10 +60,14 @@ impl Mp3File {
             stats: SourceStats::default(),
         };
         // The first decodable frame fixes the stream's format.
+        let mut eofs = 0;
         let first = loop {
             match source.decoder.next_frame() {
                 Ok(frame) if frame.sample_rate > 0 && frame.channels > 0 => break frame,
                 Ok(_) => continue,
+                Err(Mp3Error::Eof) | Err(Mp3Error::InsufficientData) if eofs < MAX_EOF_RETRIES => {
+                    eofs += 1;
+                }
                 Err(Mp3Error::Eof) | Err(Mp3Error::InsufficientData) => {
                     return Err(Error::source(
                         path.display(),
@@ -87,6 +99,7 @@ impl Mp3File {
 
     /// Decodes the next frame of the stream's format; `None` at the end of the file.
     fn next_frame(&mut self) -> Result<Option<Vec<i16>>> {
+        let mut eofs = 0;
         loop {
             match self.decoder.next_frame() {
                 Ok(frame) => {
@@ -101,6 +114,11 @@ impl Mp3File {
                     return Ok(Some(frame.data));
                 }
                 Err(Mp3Error::SkippedData) => self.stats.corrupt_frames += 1,
+                // Each premature `Eof` consumed a skipped frame; a real one consumes nothing
+                // and repeats. More premature ones in a row than this means damage, not music.
+                Err(Mp3Error::Eof) | Err(Mp3Error::InsufficientData) if eofs < MAX_EOF_RETRIES => {
+                    eofs += 1;
+                }
                 Err(Mp3Error::Eof) | Err(Mp3Error::InsufficientData) => return Ok(None),
                 Err(Mp3Error::Io(e)) => {
                     return Err(Error::io(format!("{}: read", self.path.display()), e));
