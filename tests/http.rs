@@ -1,0 +1,270 @@
+//! Plain HTTP on the shared port: routes, status codes, content types, limits, keep-alive.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn page_assets_are_served_with_their_content_types() {
+    let server = Server::start(&["--source", "tone:"]);
+    for (path, ct) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/app.js", "text/javascript; charset=utf-8"),
+        ("/worklet.js", "text/javascript; charset=utf-8"),
+        ("/style.css", "text/css; charset=utf-8"),
+    ] {
+        let (status, head, body) = http_get(server.addr, path);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(header(&head, "Content-Type"), Some(ct), "{path}");
+        assert_eq!(
+            header(&head, "Content-Length")
+                .unwrap()
+                .parse::<usize>()
+                .unwrap(),
+            body.len()
+        );
+    }
+}
+
+#[test]
+fn healthz_reports_instance_uptime_listeners_and_source() {
+    let server = Server::start(&["--source", "tone:", "--instance-id", "edge-7"]);
+    let (status, head, body) = http_get(server.addr, "/healthz");
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "Content-Type"), Some("application/json"));
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["status"], "ok");
+    assert_eq!(json["instance"], "edge-7");
+    assert_eq!(json["listeners"], 0);
+    assert!(json["uptime_s"].is_u64());
+    assert!(json["source"].as_str().unwrap().starts_with("tone:"));
+}
+
+#[test]
+fn status_reports_format_listeners_and_counters() {
+    let server = Server::start(&[
+        "--source",
+        "tone:?rate=22050&channels=1",
+        "--chunk-ms",
+        "10",
+    ]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    next_audio(&mut ws);
+    let (status, json) = get_json(server.addr, "/api/status");
+    assert_eq!(status, 200);
+    assert_eq!(json["stream"]["sample_rate"], 22050);
+    assert_eq!(json["stream"]["channels"], 1);
+    assert_eq!(json["stream"]["chunk_ms"], 10);
+    assert_eq!(json["stream"]["chunk_frames"], 221);
+    assert_eq!(json["stream"]["codec"], "pcm_s16le");
+    assert_eq!(json["listeners"]["current"], 1);
+    assert_eq!(json["source"]["state"], "live");
+    assert!(json["counters"]["chunks_produced"].as_u64().unwrap() > 0);
+    assert!(json["counters"]["bytes_sent"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn unknown_paths_are_404_and_wrong_methods_405_in_json() {
+    let server = Server::start(&["--source", "tone:"]);
+    let (status, head, body) = http_get(server.addr, "/nothing-here");
+    assert_eq!(status, 404);
+    assert_eq!(header(&head, "Content-Type"), Some("application/json"));
+    assert!(body.contains("no such path"));
+    let (status, head, _) = raw_http(
+        server.addr,
+        b"DELETE /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 405);
+    assert_eq!(header(&head, "Allow"), Some("GET, HEAD"));
+    let (status, _, _) = raw_http(
+        server.addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
+    assert_eq!(status, 405);
+}
+
+#[test]
+fn no_path_reads_outside_the_embedded_assets() {
+    let server = Server::start(&["--source", "tone:"]);
+    for path in [
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/src/main.rs",
+        "//etc/passwd",
+        "/./index.html",
+    ] {
+        let (status, _, _) = http_get(server.addr, path);
+        assert_eq!(status, 404, "{path}");
+    }
+}
+
+#[test]
+fn head_requests_get_headers_without_a_body() {
+    let server = Server::start(&["--source", "tone:"]);
+    let (status, head, body) = raw_http(
+        server.addr,
+        b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        header(&head, "Content-Length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 0
+    );
+    assert!(body.is_empty());
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // One request, answered in full while the connection stays open...
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed after one request");
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = header(head, "Content-Length").unwrap().parse().unwrap();
+            if body.len() >= len {
+                break;
+            }
+        }
+    }
+    // ...then three pipelined in one write, the last one closing.
+    stream
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /style.css HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest.matches("HTTP/1.1 200 OK").count(), 3, "{rest}");
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_clear_errors() {
+    let server = Server::start(&["--source", "tone:"]);
+    let (status, _, body) = raw_http(server.addr, b"THIS IS NOT HTTP\r\n\r\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("malformed request"), "{body}");
+    let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
+    let (status, _, body) = raw_http(server.addr, big.as_bytes());
+    assert_eq!(status, 431, "{body}");
+    let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
+    let (status, _, _) = raw_http(
+        server.addr,
+        format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(),
+    );
+    assert_eq!(status, 431);
+    let (status, _, _) = raw_http(
+        server.addr,
+        b"POST /api/x HTTP/1.1\r\nContent-Length: 999999\r\n\r\n",
+    );
+    assert_eq!(status, 413);
+    let (status, _, _) = raw_http(
+        server.addr,
+        b"POST /api/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    assert_eq!(status, 411);
+    // And the server still answers normally.
+    assert_eq!(http_get(server.addr, "/healthz").0, 200);
+}
+
+#[test]
+fn bad_websocket_upgrades_get_400_with_a_reason() {
+    let server = Server::start(&["--source", "tone:"]);
+    let good_key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let cases = [
+        ("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_string(), "expected a WebSocket upgrade"),
+        (
+            format!("POST /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {good_key}\r\n\r\n"),
+            "needs GET",
+        ),
+        (
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n".to_string(),
+            "missing Sec-WebSocket-Key",
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {good_key}\r\n\r\n"),
+            "unsupported Sec-WebSocket-Version",
+        ),
+        (
+            format!("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {good_key}\r\n\r\n"),
+            "Connection header",
+        ),
+    ];
+    for (request, reason) in cases {
+        let (status, head, body) = raw_http(server.addr, request.as_bytes());
+        assert_eq!(status, 400, "{request}");
+        assert!(body.contains(reason), "{request} -> {body}");
+        assert_eq!(header(&head, "Content-Type"), Some("application/json"));
+    }
+}
+
+#[test]
+fn firefox_style_connection_header_upgrades() {
+    let server = Server::start(&["--source", "tone:"]);
+    let request = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut buf = [0u8; 512];
+    let n = stream.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{head}"
+    );
+}
+
+#[test]
+fn a_client_that_trickles_its_request_head_is_cut_off_while_others_are_served() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    let started = Instant::now();
+    // Meanwhile other clients get answers at once.
+    for _ in 0..5 {
+        assert_eq!(http_get(server.addr, "/healthz").0, 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The trickler is answered 408 within the head timeout (10 s) plus slack.
+    let mut rest = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    for _ in 0..3 {
+        let _ = slow.write_all(b"X-A: b\r\n");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let _ = slow.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(13));
+}

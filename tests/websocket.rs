@@ -1,0 +1,327 @@
+//! The WebSocket session: control messages, close handshakes in both directions, limits on what
+//! a client may send, slow listeners, many simultaneous connects, graceful shutdown.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use support::*;
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+/// Reads until a close frame arrives; returns its code and reason.
+fn read_until_close(ws: &mut Ws) -> (Option<CloseCode>, String, Vec<serde_json::Value>) {
+    let mut controls = Vec::new();
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => {
+                let (code, reason) = frame
+                    .map(|f| (Some(f.code), f.reason.to_string()))
+                    .unwrap_or((None, String::new()));
+                return (code, reason, controls);
+            }
+            Ok(Message::Text(t)) => controls.push(serde_json::from_str(t.as_str()).unwrap()),
+            Ok(_) => {}
+            Err(e) => panic!("connection ended without a close frame: {e}"),
+        }
+    }
+}
+
+#[test]
+fn ping_gets_pong_with_the_same_id_and_the_server_clock() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    for id in [
+        serde_json::json!(42),
+        serde_json::json!("abc"),
+        serde_json::json!({"n": 1}),
+    ] {
+        let sent = Instant::now();
+        ws.send(Message::text(
+            serde_json::json!({"type": "ping", "id": id}).to_string(),
+        ))
+        .unwrap();
+        loop {
+            match next_message(&mut ws) {
+                Incoming::Control(c) if c["type"] == "pong" => {
+                    assert_eq!(c["id"], id);
+                    assert!(c["server_time_ms"].as_u64().unwrap() > 1_700_000_000_000);
+                    // Answered while streaming, not at the next chunk boundary or later.
+                    assert!(sent.elapsed() < Duration::from_millis(500));
+                    break;
+                }
+                Incoming::Closed => panic!("closed"),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn websocket_ping_frames_get_pong_frames() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .unwrap();
+    loop {
+        match ws.read().unwrap() {
+            Message::Pong(p) => {
+                assert_eq!(&p[..], b"are you there");
+                break;
+            }
+            _ => continue,
+        }
+    }
+}
+
+#[test]
+fn client_close_is_answered_with_the_same_code_then_tcp_closes() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    next_audio(&mut ws);
+    ws.close(None).unwrap();
+    let mut got_close = false;
+    loop {
+        match ws.read() {
+            Ok(Message::Close(_)) => got_close = true,
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("unclean end: {e}"),
+        }
+    }
+    assert!(got_close, "the server echoed the close frame");
+    assert!(
+        server.wait_log("left after", Duration::from_secs(3)),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        server.stderr().contains("client closed"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn oversized_client_message_is_closed_with_1009() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    ws.send(Message::text("x".repeat(10_000))).unwrap();
+    let (code, reason, _) = read_until_close(&mut ws);
+    assert_eq!(code, Some(CloseCode::Size), "{reason}");
+}
+
+#[test]
+fn binary_client_message_is_closed_with_1003() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    ws.send(Message::Binary(vec![1, 2, 3].into())).unwrap();
+    let (code, reason, _) = read_until_close(&mut ws);
+    assert_eq!(code, Some(CloseCode::Unsupported), "{reason}");
+}
+
+#[test]
+fn unmasked_client_frame_is_a_protocol_error_1002() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    // A text frame "hi" without the mask bit, written under tungstenite's feet.
+    ws.get_mut().write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+    let (code, _, _) = read_until_close(&mut ws);
+    assert_eq!(code, Some(CloseCode::Protocol));
+}
+
+#[test]
+fn unknown_client_messages_are_ignored() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    let hello = read_json(&mut ws);
+    ws.send(Message::text(r#"{"type":"dance"}"#)).unwrap();
+    ws.send(Message::text("not json")).unwrap();
+    let mut seq = hello["seq"].as_u64().unwrap();
+    for _ in 0..20 {
+        assert_eq!(next_audio(&mut ws).seq, seq);
+        seq += 1;
+    }
+}
+
+#[test]
+fn listener_that_stops_reading_does_not_delay_others_and_is_dropped() {
+    let server = Server::start(&["--source", "tone:", "--send-timeout-ms", "1500"]);
+    // A listener with a tiny receive window that never reads after the handshake.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stuck: TcpStream = socket.into();
+    let (_stuck_ws, _) =
+        tungstenite::client(format!("ws://{}/ws", server.addr).as_str(), stuck).unwrap();
+
+    let mut ws = connect(server.addr);
+    let hello = read_json(&mut ws);
+    let mut seq = hello["seq"].as_u64().unwrap();
+    let mut last = Instant::now();
+    let mut worst_gap = Duration::ZERO;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        let a = next_audio(&mut ws);
+        assert_eq!(a.seq, seq, "the healthy listener sees no gap");
+        seq += 1;
+        if start.elapsed() > Duration::from_millis(300) {
+            worst_gap = worst_gap.max(last.elapsed());
+        }
+        last = Instant::now();
+    }
+    assert!(
+        worst_gap < Duration::from_millis(200),
+        "worst gap between chunks {worst_gap:?}"
+    );
+    assert!(
+        server.wait_log("send timeout", Duration::from_secs(5)),
+        "{}",
+        server.stderr()
+    );
+    let (_, status) = get_json(server.addr, "/api/status");
+    assert_eq!(status["counters"]["slow_disconnects"], 1);
+    assert_eq!(status["listeners"]["current"], 1);
+}
+
+#[test]
+fn listener_that_falls_behind_the_ring_skips_to_the_live_edge_and_is_told() {
+    let server = Server::start(&[
+        "--source",
+        "tone:",
+        "--buffer-ms",
+        "400",
+        "--send-timeout-ms",
+        "60000",
+    ]);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://{}/ws", server.addr).as_str(), stream).unwrap();
+    let hello = read_json(&mut ws);
+    let mut expected = hello["seq"].as_u64().unwrap();
+    // Stop reading long enough to fall far more than the 400 ms ring behind.
+    std::thread::sleep(Duration::from_secs(3));
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let skipped = loop {
+        assert!(Instant::now() < deadline, "no skipped message");
+        match next_message(&mut ws) {
+            Incoming::Audio(a) => {
+                assert_eq!(a.seq, expected, "contiguous until the skip");
+                expected += 1;
+            }
+            Incoming::Control(c) if c["type"] == "skipped" => break c,
+            Incoming::Control(_) => {}
+            Incoming::Closed => panic!("closed: {}", server.stderr()),
+        }
+    };
+    assert_eq!(
+        skipped["from"].as_u64().unwrap(),
+        expected,
+        "skipped starts where audio stopped"
+    );
+    let to = skipped["to"].as_u64().unwrap();
+    assert!(to > expected + 20, "more than the ring was lost: {skipped}");
+    assert_eq!(next_audio(&mut ws).seq, to, "audio resumes exactly at 'to'");
+}
+
+#[test]
+fn thousand_simultaneous_connects_all_complete_their_handshake() {
+    for round in 0..3 {
+        let server = Server::start(&["--source", "tone:"]);
+        let addr = server.addr;
+        let barrier = Arc::new(Barrier::new(1000));
+        let clients: Vec<_> = (0..1000)
+            .map(|_| {
+                let barrier = barrier.clone();
+                std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        barrier.wait();
+                        let mut ws = try_connect(addr, "/ws")?;
+                        match ws.read() {
+                            Ok(Message::Text(t)) if t.as_str().contains("\"hello\"") => Ok(ws),
+                            other => Err(format!("no hello: {other:?}")),
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let results: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(
+            failed.is_empty(),
+            "round {round}: {} of 1000 failed, first: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        drop(results);
+    }
+}
+
+#[test]
+fn listener_limit_is_answered_with_503_and_retry_after() {
+    let server = Server::start(&["--source", "tone:", "--max-listeners", "2"]);
+    let _a = connect(server.addr);
+    let _b = connect(server.addr);
+    let request = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let (status, head, body) = raw_http(server.addr, request.as_bytes());
+    assert_eq!(status, 503);
+    assert!(head.contains("Retry-After: 5"), "{head}");
+    assert!(body.contains("listener limit reached (2)"), "{body}");
+}
+
+#[test]
+fn sigterm_sends_bye_and_closes_every_listener_then_exits_0_within_2_s() {
+    let mut server = Server::start(&["--source", "tone:"]);
+    let mut listeners: Vec<Ws> = (0..5).map(|_| connect(server.addr)).collect();
+    for ws in &mut listeners {
+        read_json(ws);
+        next_audio(ws);
+    }
+    let started = Instant::now();
+    server.signal("TERM");
+    for ws in &mut listeners {
+        let (code, _, controls) = read_until_close(ws);
+        assert_eq!(code, Some(CloseCode::Away));
+        let bye = controls
+            .iter()
+            .find(|c| c["type"] == "bye")
+            .expect("bye before close");
+        assert_eq!(bye["reason"], "server shutting down");
+    }
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(3)),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The port is closed afterwards.
+    let mut probe = TcpStream::connect_timeout(&server.addr, Duration::from_millis(500));
+    if let Ok(s) = probe.as_mut() {
+        let mut b = [0u8; 1];
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        assert!(matches!(s.read(&mut b), Ok(0) | Err(_)));
+    }
+}
