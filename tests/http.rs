@@ -268,3 +268,22 @@ fn a_client_that_trickles_its_request_head_is_cut_off_while_others_are_served() 
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(13));
 }
+
+#[test]
+fn www_flag_serves_the_page_from_disk_for_development() {
+    let dir = std::env::temp_dir().join(format!("earshot-www-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<p>dev copy</p>").unwrap();
+    std::fs::write(dir.join("extra.js"), "// new file").unwrap();
+    let server = Server::start(&["--source", "tone:", "--www", dir.to_str().unwrap()]);
+    let (status, _, body) = http_get(server.addr, "/");
+    assert_eq!((status, body.as_str()), (200, "<p>dev copy</p>"));
+    let (status, head, _) = http_get(server.addr, "/extra.js");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&head, "Content-Type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(http_get(server.addr, "/../Cargo.toml").0, 404);
+    assert_eq!(http_get(server.addr, "/.hidden").0, 404);
+}
