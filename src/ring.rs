@@ -42,8 +42,12 @@ pub struct Ring {
     period: Duration,
     /// The sequence number the next pushed chunk will have (0 before the first one).
     next_seq: AtomicU64,
-    /// When the newest chunk was pushed, for readers that predict the next one.
-    last_push: Mutex<Option<Instant>>,
+    /// Nanoseconds after `epoch` at which the newest chunk was pushed (0: never), read without a
+    /// lock by every session on every wake-up to predict the next chunk.
+    last_push_ns: AtomicU64,
+    epoch: Instant,
+    /// Only sessions that found the producer late wait here.
+    late: Mutex<()>,
     pushed: Condvar,
 }
 
@@ -59,7 +63,9 @@ impl Ring {
             capacity,
             period,
             next_seq: AtomicU64::new(0),
-            last_push: Mutex::new(None),
+            last_push_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+            late: Mutex::new(()),
             pushed: Condvar::new(),
         }
     }
@@ -80,10 +86,12 @@ impl Ring {
             }
             chunks.push_back(chunk);
         }
-        let mut last = self.last_push.lock().unwrap_or_else(|e| e.into_inner());
-        *last = Some(Instant::now());
+        let since_epoch = self.epoch.elapsed().as_nanos().max(1) as u64;
+        // Under the lock, so a late reader between its check and its wait cannot miss the wake.
+        let guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
+        self.last_push_ns.store(since_epoch, Ordering::Release);
         self.next_seq.store(next, Ordering::Release);
-        drop(last);
+        drop(guard);
         self.pushed.notify_all();
     }
 
@@ -139,20 +147,23 @@ impl Ring {
     /// When chunk `seq` is expected, judging by the last push and the chunk period, plus a
     /// little slack so a reader that sleeps until then finds it there. `None` before any push.
     pub fn due(&self, seq: u64) -> Option<Instant> {
-        let last = self.last_push.lock().unwrap_or_else(|e| e.into_inner());
         let next = self.next_seq.load(Ordering::Acquire);
+        let last = match self.last_push_ns.load(Ordering::Acquire) {
+            0 => return None,
+            ns => self.epoch + Duration::from_nanos(ns),
+        };
         let ahead = seq.wrapping_sub(next);
         if ahead > u64::from(u32::MAX) {
-            return *last; // already there (or absurdly far ahead)
+            return Some(last); // already there (or absurdly far ahead)
         }
-        last.map(|at| at + self.period * (ahead as u32 + 1) + WAKE_SLACK)
+        Some(last + self.period * (ahead as u32 + 1) + WAKE_SLACK)
     }
 
     /// Blocks until chunk `seq` exists or `deadline` passes; returns whether it exists.
     ///
     /// Readers call this only when the producer is late: on time, they sleep until [`Ring::due`].
     pub fn wait_for(&self, seq: u64, deadline: Instant) -> bool {
-        let mut last = self.last_push.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if self.has(seq) {
                 return true;
@@ -161,18 +172,35 @@ impl Ring {
             if now >= deadline {
                 return false;
             }
-            last = self
+            guard = self
                 .pushed
-                .wait_timeout(last, deadline - now)
+                .wait_timeout(guard, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
     }
 
+    /// Blocks until the first chunk exists or `deadline` passes; returns whether it exists.
+    pub fn wait_first(&self, deadline: Instant) -> bool {
+        let mut guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
+        while self.last_push_ns.load(Ordering::Acquire) == 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = self
+                .pushed
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
     /// Whether chunk `seq` has been produced (it may since have been dropped).
     pub fn has(&self, seq: u64) -> bool {
-        let next = self.next_seq.load(Ordering::Acquire);
-        next != 0 && seq_before(seq, next)
+        self.last_push_ns.load(Ordering::Acquire) != 0
+            && seq_before(seq, self.next_seq.load(Ordering::Acquire))
     }
 }
 

@@ -18,7 +18,7 @@ use tungstenite::{Message, WebSocket};
 use crate::protocol::{self, ClientMessage, ServerMessage};
 use crate::ring::Chunk;
 use crate::server::{ListenerSlot, Server};
-use crate::stream::{SourceState, Stream};
+use crate::stream::Stream;
 
 /// The longest a single write may block, so a stuck socket never stops the session loop.
 const WRITE_TIMEOUT: Duration = Duration::from_millis(250);
@@ -138,10 +138,8 @@ impl ListenerSession<'_> {
             if let Err(end) = self.send_audio() {
                 return end;
             }
-            if let SourceState::Ended(_) = stream.state() {
-                if !stream.ring.has(self.cursor) {
-                    return self.close(CloseCode::Normal, "source ended");
-                }
+            if stream.has_ended() && !stream.ring.has(self.cursor) {
+                return self.close(CloseCode::Normal, "source ended");
             }
             // Sleep (reading the client meanwhile) until the chunks we want next are due.
             let want = self
@@ -243,14 +241,13 @@ impl ListenerSession<'_> {
             return Ok(());
         }
         self.source_epoch = epoch;
-        let (state, reason) = match self.server.stream.state() {
-            SourceState::Starting | SourceState::Live => ("live", None),
-            SourceState::Down(r) => ("down", Some(r)),
-            SourceState::Ended(r) => ("ended", Some(r)),
-        };
+        let state = self.server.stream.state();
+        let (name, reason) = state.describe();
+        // Listeners only need to know whether audio flows; "starting" is a kind of live.
+        let name = if name == "starting" { "live" } else { name };
         self.send_text(&ServerMessage::Source {
-            state: state.to_string(),
-            reason,
+            state: name.to_string(),
+            reason: reason.map(str::to_string),
         })
     }
 

@@ -3,7 +3,7 @@
 //! The producer writes here; listener sessions, `/healthz` and `/api/status` read from here.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::audio::Format;
@@ -56,6 +56,7 @@ pub struct Stream {
     state: Mutex<SourceState>,
     /// Bumped on every change of `state`, so sessions notice one without taking the lock.
     state_epoch: AtomicU64,
+    ended: AtomicBool,
     source_stats: Mutex<SourceStats>,
 }
 
@@ -81,6 +82,7 @@ impl Stream {
             counters: Counters::default(),
             state: Mutex::new(SourceState::Starting),
             state_epoch: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
             source_stats: Mutex::new(SourceStats::default()),
         }
     }
@@ -103,9 +105,16 @@ impl Stream {
     pub fn set_state(&self, state: SourceState) {
         let mut current = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if *current != state {
+            self.ended
+                .store(matches!(state, SourceState::Ended(_)), Ordering::Release);
             *current = state;
             self.state_epoch.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// Whether the source has ended for good; a lock-free check for every session wake-up.
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 
     pub fn state_epoch(&self) -> u64 {
