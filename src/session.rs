@@ -60,6 +60,7 @@ struct ListenerSession<'a> {
     stalled_since: Option<Instant>,
     chunks_sent: u64,
     source_epoch: u64,
+    reported_state: &'static str,
     scratch: Vec<Chunk>,
 }
 
@@ -76,7 +77,9 @@ pub fn run(server: &Server, ws: WebSocket<TcpStream>, peer: SocketAddr, slot: Li
         cursor: 0,
         stalled_since: None,
         chunks_sent: 0,
-        source_epoch: server.stream.state_epoch(),
+        // Checked on the first wake-up, so a listener joining a failing source is told at once.
+        source_epoch: u64::MAX,
+        reported_state: "live",
         scratch: Vec::with_capacity(MAX_CHUNKS_PER_WAKE),
     };
     let end = session.serve();
@@ -243,8 +246,13 @@ impl ListenerSession<'_> {
         self.source_epoch = epoch;
         let state = self.server.stream.state();
         let (name, reason) = state.describe();
-        // Listeners only need to know whether audio flows; "starting" is a kind of live.
+        // Listeners only need to know whether audio flows; "starting" is a kind of live, and a
+        // listener assumes "live" until told otherwise.
         let name = if name == "starting" { "live" } else { name };
+        if name == self.reported_state {
+            return Ok(());
+        }
+        self.reported_state = name;
         self.send_text(&ServerMessage::Source {
             state: name.to_string(),
             reason: reason.map(str::to_string),
