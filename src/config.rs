@@ -28,6 +28,14 @@ pub const SERVE_FLAGS: &[Flag] = &[
                *.wav in ./audio, else tone:",
     },
     Flag {
+        name: "align",
+        value: Some("MODE"),
+        default: Some("clock"),
+        help: "clock: file and tone positions and sequence numbers follow the wall clock, so\n\
+               every instance plays the same audio under the same sequence number at the same\n\
+               moment (for failover); none: play from the start of the file",
+    },
+    Flag {
         name: "chunk-ms",
         value: Some("MS"),
         default: Some("20"),
@@ -79,6 +87,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// `None`: pick the default source at startup.
     pub source: Option<String>,
+    /// `--align clock`: positions follow the wall clock (file and tone sources).
+    pub align_clock: bool,
     pub chunk_ms: u32,
     pub buffer_ms: u32,
     pub burst_ms: u32,
@@ -122,8 +132,18 @@ impl ServeConfig {
                 )));
             }
         }
+        let align_clock = match raw.str("align").unwrap_or("clock") {
+            "clock" => true,
+            "none" => false,
+            other => {
+                return Err(Error::usage(format!(
+                    "--align {other}: expected clock or none"
+                )));
+            }
+        };
         Ok(ServeConfig {
             listen,
+            align_clock,
             source: raw.str("source").map(str::to_string),
             chunk_ms,
             buffer_ms,

@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod audio;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod flags;

@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::audio;
+use crate::clock::{Anchor, StreamClock};
 use crate::protocol;
 use crate::source::{Pacing, Source};
 use crate::stream::{SourceState, Stream};
@@ -34,9 +35,24 @@ pub fn spawn(
 fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     let channels = usize::from(stream.format.channels);
     let mut samples = vec![0i16; stream.chunk_frames * channels];
+    let clock = StreamClock::new(stream.format.sample_rate, stream.chunk_frames);
+    let paced_by_clock = source.pacing() == Pacing::Clock;
+    let mut aligned = stream.aligned && paced_by_clock;
+    // Where pacing starts: the next chunk boundary of the wall clock, aligned or not, so that
+    // sequence numbers keep counting in real time across restarts.
+    let mut anchor = Anchor::now();
+    let mut seq = clock.next_seq_at(std::time::UNIX_EPOCH + anchor.since_epoch);
+    if aligned {
+        if let Err(e) = source.seek_to(clock.first_frame(seq)) {
+            crate::log!(
+                "cannot align {} to the clock ({e}); playing from its start",
+                source.describe()
+            );
+            aligned = false;
+        }
+    }
     let mut start = Instant::now();
     let mut emitted: u64 = 0;
-    let mut seq: u64 = 0;
     stream.set_state(SourceState::Live);
     while !stop.load(Ordering::Relaxed) {
         match fill(source, &mut samples) {
@@ -56,8 +72,12 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
             }
         }
         emitted += stream.chunk_frames as u64;
-        if source.pacing() == Pacing::Clock {
-            let due = start + stream.format.duration_of(emitted);
+        if paced_by_clock {
+            let due = if aligned {
+                anchor.instant_at(clock.start_of(seq.wrapping_add(1)))
+            } else {
+                start + stream.format.duration_of(emitted)
+            };
             let now = Instant::now();
             if due > now {
                 thread::sleep(due - now);
@@ -69,6 +89,16 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 Stream::count(&stream.counters.producer_resyncs, 1);
                 start = now;
                 emitted = 0;
+                if aligned {
+                    // Jump to where the clock says the stream is: the lost stretch shows as a
+                    // sequence gap of exactly its length.
+                    anchor = Anchor::now();
+                    seq = clock.next_seq_at(std::time::UNIX_EPOCH + anchor.since_epoch);
+                    if let Err(e) = source.seek_to(clock.first_frame(seq)) {
+                        crate::log!("cannot realign {}: {e}", source.describe());
+                    }
+                    continue;
+                }
             }
         }
         let produced_us = audio::unix_micros(SystemTime::now());

@@ -51,6 +51,8 @@ pub enum ServerMessage {
         channels: u16,
         chunk_ms: u32,
         chunk_frames: usize,
+        /// `clock`: chunk `n` starts at frame `n × chunk_frames` counted from the Unix epoch.
+        align: String,
         stream: String,
         instance: String,
         /// The first sequence number this connection will receive.
@@ -78,6 +80,7 @@ impl ServerMessage {
         format: Format,
         chunk_ms: u32,
         chunk_frames: usize,
+        aligned: bool,
         stream: &str,
         instance: &str,
         seq: u64,
@@ -89,6 +92,7 @@ impl ServerMessage {
             channels: format.channels,
             chunk_ms,
             chunk_frames,
+            align: if aligned { "clock" } else { "none" }.to_string(),
             stream: stream.to_string(),
             instance: instance.to_string(),
             seq,

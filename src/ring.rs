@@ -104,9 +104,8 @@ impl Ring {
     /// Where a new reader starts: `burst` chunks back from the live edge (or the oldest chunk).
     pub fn burst_start(&self, burst: usize) -> Option<u64> {
         let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
-        let newest = chunks.back()?.seq;
-        let available = chunks.len() as u64;
-        Some(newest.wrapping_sub(available.min(burst as u64).saturating_sub(1)))
+        let back = chunks.len().min(burst.max(1));
+        chunks.get(chunks.len().checked_sub(back)?).map(|c| c.seq)
     }
 
     /// Appends to `out` up to `max` chunks starting at `cursor`.
@@ -135,13 +134,16 @@ impl Ring {
                 next: cursor,
             };
         }
-        let first = cursor.wrapping_sub(oldest) as usize;
+        // Sequence numbers increase but may jump (a producer that resynchronised to the clock
+        // after a stall), so find the cursor by search rather than by offset.
+        let first = chunks.partition_point(|c| seq_before(c.seq, cursor));
         let end = chunks.len().min(first + max);
         out.extend(chunks.range(first..end).cloned());
-        ReadOutcome {
-            skipped,
-            next: cursor.wrapping_add((end - first) as u64),
-        }
+        let next = match end.checked_sub(1).filter(|&last| last >= first) {
+            Some(last) => chunks[last].seq.wrapping_add(1),
+            None => cursor,
+        };
+        ReadOutcome { skipped, next }
     }
 
     /// When chunk `seq` is expected, judging by the last push and the chunk period, plus a
@@ -256,6 +258,23 @@ mod tests {
         assert_eq!(r.skipped, Some((2, 9)));
         assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![9]);
         assert_eq!(r.next, 10);
+    }
+
+    #[test]
+    fn reader_crosses_a_jump_in_sequence_numbers() {
+        let ring = Ring::new(8, Duration::from_millis(20));
+        for s in [10, 11, 12, 40, 41] {
+            ring.push(chunk(s));
+        }
+        let mut out = Vec::new();
+        let r = ring.read_from(12, 2, &mut out);
+        assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![12, 40]);
+        assert_eq!(r.next, 41);
+        out.clear();
+        let r = ring.read_from(13, 8, &mut out);
+        assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![40, 41]);
+        assert_eq!((r.skipped, r.next), (None, 42));
+        assert_eq!(ring.burst_start(3), Some(12));
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl Server {
                 "chunk_frames": s.chunk_frames,
                 "buffer_ms": self.config.buffer_ms,
                 "burst_ms": self.config.burst_ms,
+                "align": if s.aligned { "clock" } else { "none" },
             },
             "source": {
                 "uri": s.source,
@@ -123,12 +124,14 @@ pub fn run(config: ServeConfig) -> Result<()> {
         Some(uri) => source::open(uri)?,
         None => default_source()?,
     };
+    let aligned = config.align_clock && source.pacing() == source::Pacing::Clock;
     let stream = Arc::new(Stream::new(
         "main",
         source.describe(),
         source.format(),
         config.chunk_ms,
         config.buffer_ms,
+        aligned,
     ));
     let listener = bind(config.listen)?;
     let local_addr = listener

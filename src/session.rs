@@ -124,6 +124,7 @@ impl ListenerSession<'_> {
             stream.format,
             stream.chunk_ms,
             stream.chunk_frames,
+            stream.aligned,
             &stream.name,
             &self.server.config.instance_id,
             self.cursor,
@@ -381,8 +382,10 @@ pub fn wake_every(listeners: usize, chunk_ms: u32) -> u64 {
     by_load.clamp(1, cap)
 }
 
+/// A read or write that ended without data moving but without harm either: its timeout ran out,
+/// or a signal interrupted it (socket calls with timeouts are not restarted after SIGSTOP/SIGCONT).
 fn is_timeout(e: &WsError) -> bool {
-    matches!(e, WsError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+    matches!(e, WsError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted))
 }
 
 #[cfg(test)]

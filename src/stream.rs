@@ -51,6 +51,8 @@ pub struct Stream {
     pub chunk_ms: u32,
     pub chunk_frames: usize,
     pub source: String,
+    /// Whether chunk sequence numbers and source positions follow the wall clock (`--align clock`).
+    pub aligned: bool,
     pub ring: Ring,
     pub counters: Counters,
     state: Mutex<SourceState>,
@@ -67,6 +69,7 @@ impl Stream {
         format: Format,
         chunk_ms: u32,
         buffer_ms: u32,
+        aligned: bool,
     ) -> Stream {
         let chunk_frames = format.frames_per_chunk(chunk_ms);
         let period = format.duration_of(chunk_frames as u64);
@@ -78,6 +81,7 @@ impl Stream {
             chunk_ms,
             chunk_frames,
             source,
+            aligned,
             ring: Ring::new(capacity, period),
             counters: Counters::default(),
             state: Mutex::new(SourceState::Starting),

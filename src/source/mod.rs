@@ -50,6 +50,15 @@ pub trait Source: Send {
         Pacing::Clock
     }
 
+    /// Moves to an absolute position in frames, so that instances playing the same file agree
+    /// (a file source takes it modulo its length). Sources that cannot seek say so.
+    fn seek_to(&mut self, _frame: u64) -> Result<()> {
+        Err(Error::source(
+            self.describe(),
+            "this source cannot be aligned to the clock",
+        ))
+    }
+
     fn stats(&self) -> SourceStats {
         SourceStats::default()
     }

@@ -38,6 +38,9 @@ pub struct Mp3File {
     /// Bytes of the region explained by decoded frames in this pass.
     accounted_bytes: f64,
     frames_this_pass: u64,
+    /// Whether this pass began at the first frame (and so may count skipped frames).
+    pass_from_start: bool,
+    length_frames: Option<u64>,
     stats: SourceStats,
 }
 
@@ -57,6 +60,8 @@ impl Mp3File {
             pending_at: 0,
             accounted_bytes: 0.0,
             frames_this_pass: 0,
+            pass_from_start: true,
+            length_frames: None,
             stats: SourceStats::default(),
         };
         // The first decodable frame fixes the stream's format.
@@ -135,18 +140,50 @@ impl Mp3File {
                 "no decodable MPEG audio frame after looping to the start",
             ));
         }
-        let average = self.accounted_bytes / self.frames_this_pass as f64;
-        let unaccounted = self.region.1 as f64 - self.accounted_bytes;
-        // Rounding of padded frames explains a few bytes; anything near a frame's size is a frame.
-        let skipped = (unaccounted / average).round();
-        if skipped >= 1.0 {
-            self.stats.corrupt_frames += skipped as u64;
+        // Only a whole pass accounts for the whole region (a pass begun by a seek does not).
+        if self.pass_from_start {
+            let average = self.accounted_bytes / self.frames_this_pass as f64;
+            let unaccounted = self.region.1 as f64 - self.accounted_bytes;
+            // Padding explains a few bytes; anything near a frame's size is a frame.
+            let skipped = (unaccounted / average).round();
+            if skipped >= 1.0 {
+                self.stats.corrupt_frames += skipped as u64;
+            }
         }
-        self.accounted_bytes = 0.0;
-        self.frames_this_pass = 0;
-        self.decoder = Decoder::new(open_region(&self.path, self.region)?);
+        self.restart()?;
         self.stats.loops += 1;
         Ok(())
+    }
+
+    /// Starts decoding again from the first frame.
+    fn restart(&mut self) -> Result<()> {
+        self.accounted_bytes = 0.0;
+        self.frames_this_pass = 0;
+        self.pass_from_start = true;
+        self.pending.clear();
+        self.pending_at = 0;
+        self.decoder = Decoder::new(open_region(&self.path, self.region)?);
+        Ok(())
+    }
+
+    /// Frames in one pass over the file, counted by decoding it once (only when first needed).
+    fn length_frames(&mut self) -> Result<u64> {
+        if let Some(n) = self.length_frames {
+            return Ok(n);
+        }
+        let mut counter = Mp3File::open(&self.path)?;
+        let channels = usize::from(self.format.channels);
+        let mut buf = vec![0i16; 1152 * channels];
+        let mut samples = 0u64;
+        while counter.stats.loops == 0 {
+            let n = counter.read(&mut buf)?;
+            if counter.stats.loops == 0 {
+                samples += n as u64;
+            }
+        }
+        let frames = (samples / channels as u64).max(1);
+        self.length_frames = Some(frames);
+        Ok(frames)
     }
 }
 
@@ -180,6 +217,22 @@ impl Source for Mp3File {
 
     fn describe(&self) -> String {
         format!("file:{}", self.path.display())
+    }
+
+    /// Decodes from the top and discards up to the position: MP3 has no sample-exact index.
+    fn seek_to(&mut self, frame: u64) -> Result<()> {
+        let target = frame % self.length_frames()?;
+        self.restart()?;
+        self.pass_from_start = false;
+        let channels = usize::from(self.format.channels);
+        let mut skip = target * channels as u64;
+        let mut buf = vec![0i16; 1152 * channels];
+        while skip > 0 {
+            let want = (skip as usize).min(buf.len());
+            let n = self.read(&mut buf[..want])?;
+            skip -= n as u64;
+        }
+        Ok(())
     }
 
     fn stats(&self) -> SourceStats {

@@ -115,6 +115,11 @@ impl Source for Tone {
         Ok(frames * channels)
     }
 
+    fn seek_to(&mut self, frame: u64) -> Result<()> {
+        self.set_position(frame);
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!(
             "tone:?freq={}&rate={}&channels={}",

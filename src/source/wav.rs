@@ -135,6 +135,13 @@ impl Source for WavFile {
         format!("file:{}", self.path.display())
     }
 
+    fn seek_to(&mut self, frame: u64) -> Result<()> {
+        let target = frame % u64::from(self.reader.duration().max(1));
+        self.reader
+            .seek(target as u32)
+            .map_err(|e| Error::io(format!("{}: seek", self.path.display()), e))
+    }
+
     fn stats(&self) -> SourceStats {
         self.stats
     }
