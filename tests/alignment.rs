@@ -133,12 +133,11 @@ fn a_frozen_instance_resumes_at_the_clock_position_and_the_gap_measures_the_free
     // And it is the same audio the steady instance sends under that number.
     let reference = collect(&steady, Duration::from_millis(600));
     let mut resumed = HashMap::new();
-    let mut expected = after.seq + 1;
+    let resume_at = after.seq;
     resumed.insert(after.seq, after.samples);
-    for _ in 0..20 {
+    for expected in resume_at + 1..resume_at + 21 {
         let a = next_audio(&mut ws);
         assert_eq!(a.seq, expected, "contiguous again after the gap");
-        expected += 1;
         resumed.insert(a.seq, a.samples);
     }
     assert_same_audio_for_shared_seqs(&resumed, &reference);
