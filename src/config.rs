@@ -66,6 +66,19 @@ pub const SERVE_FLAGS: &[Flag] = &[
         help: "Disconnect a listener whose socket accepts no data for this long",
     },
     Flag {
+        name: "drain-grace-ms",
+        value: Some("MS"),
+        default: Some("10000"),
+        help: "How long a drain (SIGUSR1, POST /api/drain) lets listeners move to another\n\
+               instance before the rest are closed and the process exits 0",
+    },
+    Flag {
+        name: "drain-on-sigterm",
+        value: None,
+        default: None,
+        help: "Make SIGTERM drain like SIGUSR1 instead of shutting down at once",
+    },
+    Flag {
         name: "instance-id",
         value: Some("ID"),
         default: Some("HOSTNAME-PID"),
@@ -94,6 +107,8 @@ pub struct ServeConfig {
     pub burst_ms: u32,
     pub max_listeners: usize,
     pub send_timeout: Duration,
+    pub drain_grace: Duration,
+    pub drain_on_sigterm: bool,
     pub instance_id: String,
     pub www: Option<PathBuf>,
 }
@@ -154,6 +169,12 @@ impl ServeConfig {
                 10_000u64,
                 100..=3_600_000,
             )?),
+            drain_grace: Duration::from_millis(raw.number(
+                "drain-grace-ms",
+                10_000u64,
+                0..=3_600_000,
+            )?),
+            drain_on_sigterm: raw.switch("drain-on-sigterm")?,
             instance_id: raw
                 .str("instance-id")
                 .map(str::to_string)

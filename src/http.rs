@@ -266,6 +266,7 @@ pub fn route(server: &Server, request: &Request) -> Reply {
     let result = match request.path.as_str() {
         "/healthz" => only_get(request).map(|_| healthz(server)),
         "/api/status" => only_get(request).map(|_| json_reply(200, &server.status_json())),
+        "/api/drain" => drain(server, request),
         "/ws" => Err(HttpError::new(
             400,
             "expected a WebSocket upgrade (GET with Upgrade: websocket)",
@@ -283,6 +284,33 @@ pub fn route(server: &Server, request: &Request) -> Reply {
     result.unwrap_or_else(HttpError::into_reply)
 }
 
+/// `POST /api/drain`: an administrator's planned drain (see `drain.rs`).
+fn drain(server: &Server, request: &Request) -> Result<Reply, HttpError> {
+    if request.method != "POST" {
+        return Err(
+            HttpError::new(405, format!("method {} not allowed here", request.method))
+                .with_header("Allow", "POST"),
+        );
+    }
+    if !request.peer.ip().is_loopback() {
+        return Err(HttpError::new(
+            403,
+            "drain is allowed only from this machine",
+        ));
+    }
+    let grace_ms = server.config.drain_grace.as_millis() as u64;
+    match server.self_arc() {
+        Some(me) => {
+            crate::drain::start(&me, &format!("POST /api/drain from {}", request.peer));
+        }
+        None => return Err(HttpError::new(503, "server is shutting down")),
+    }
+    Ok(json_reply(
+        202,
+        &json!({ "status": "draining", "grace_ms": grace_ms }),
+    ))
+}
+
 fn only_get(request: &Request) -> Result<(), HttpError> {
     match request.method.as_str() {
         "GET" | "HEAD" => Ok(()),
@@ -295,6 +323,7 @@ fn only_get(request: &Request) -> Result<(), HttpError> {
 
 fn healthz(server: &Server) -> Reply {
     let (status, code) = match server.stream.state() {
+        _ if server.draining() || server.shutting_down() => ("draining", 503),
         SourceState::Starting | SourceState::Live => ("ok", 200),
         SourceState::Down(_) => ("source_down", 503),
         SourceState::Ended(_) => ("source_ended", 503),

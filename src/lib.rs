@@ -9,6 +9,7 @@ pub mod assets;
 pub mod audio;
 pub mod clock;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod flags;
 pub mod http;

@@ -71,6 +71,9 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// The server is draining: connect again (through the balancer) and splice the new stream
+    /// in at the next sequence number; this connection closes after `grace_ms`.
+    Goaway { reason: String, grace_ms: u64 },
     /// Sent just before the server closes the connection.
     Bye { reason: String },
 }

@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::http::{self, HttpError, ReadError};
 use crate::stream::Stream;
-use crate::{producer, session, source, ws};
+use crate::{drain, producer, session, source, ws};
 
 /// Stack for connection threads: enough for parsing and framing, small enough for thousands.
 const CONNECTION_STACK: usize = 128 * 1024;
@@ -38,7 +38,10 @@ pub struct Server {
     pub started: Instant,
     pub local_addr: SocketAddr,
     listeners: AtomicUsize,
+    draining: AtomicBool,
     shutting_down: AtomicBool,
+    /// The `Arc` this server lives in, for request handlers that start background work.
+    me: Weak<Server>,
 }
 
 impl Server {
@@ -48,6 +51,24 @@ impl Server {
 
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub fn self_arc(&self) -> Option<Arc<Server>> {
+        self.me.upgrade()
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Marks the server draining; false if it already was.
+    pub fn begin_drain(&self) -> bool {
+        !self.draining.swap(true, Ordering::AcqRel)
+    }
+
+    /// Marks the server shutting down; false if it already was.
+    pub fn begin_shutdown(&self) -> bool {
+        !self.shutting_down.swap(true, Ordering::AcqRel)
     }
 
     /// Takes a listener slot, or `None` when `--max-listeners` are already connected.
@@ -137,14 +158,16 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let local_addr = listener
         .local_addr()
         .map_err(|e| Error::io(format!("{}: local address", config.listen), e))?;
-    let server = Arc::new(Server {
+    let server = Arc::new_cyclic(|me| Server {
         assets: Assets::new(config.www.clone()),
         config,
         stream: stream.clone(),
         started: Instant::now(),
         local_addr,
         listeners: AtomicUsize::new(0),
+        draining: AtomicBool::new(false),
         shutting_down: AtomicBool::new(false),
+        me: me.clone(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     producer::spawn(source, stream.clone(), stop.clone())
@@ -221,23 +244,24 @@ fn bind(addr: SocketAddr) -> Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// SIGINT and SIGTERM start a graceful shutdown: stop accepting, `bye` to every listener.
+/// SIGINT shuts down; SIGTERM shuts down, or drains with `--drain-on-sigterm`; SIGUSR1 drains.
 fn watch_signals(server: Arc<Server>) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])
         .map_err(|e| Error::io("install signal handlers", e))?;
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                crate::log!("signal {sig}: shutting down");
-                server.shutting_down.store(true, Ordering::Relaxed);
-                // Wake the accept loop, which is blocked in accept().
-                let mut wake = server.local_addr;
-                if wake.ip().is_unspecified() {
-                    wake.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            for sig in signals.forever() {
+                match sig {
+                    SIGUSR1 => {
+                        drain::start(&server, "SIGUSR1");
+                    }
+                    SIGTERM if server.config.drain_on_sigterm => {
+                        drain::start(&server, "SIGTERM");
+                    }
+                    _ => drain::shut_down(&server, &format!("signal {sig}")),
                 }
-                let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
             }
         })
         .map_err(|e| Error::io("start signal thread", e))?;
@@ -282,10 +306,15 @@ fn upgrade(server: &Server, mut stream: TcpStream, request: http::Request, lefto
         Ok(key) => key,
         Err(err) => return refuse(&mut stream, err),
     };
-    if server.shutting_down() {
+    if server.shutting_down() || server.draining() {
+        // 503 before the upgrade lets a load balancer retry the request on another instance.
         return refuse(
             &mut stream,
-            HttpError::new(503, "server is shutting down").with_header("Retry-After", "1"),
+            HttpError::new(
+                503,
+                "server is draining; connect again to reach another instance",
+            )
+            .with_header("Retry-After", "0"),
         );
     }
     let Some(slot) = server.join_listener() else {

@@ -61,6 +61,7 @@ struct ListenerSession<'a> {
     chunks_sent: u64,
     source_epoch: u64,
     reported_state: &'static str,
+    told_to_go: bool,
     scratch: Vec<Chunk>,
 }
 
@@ -80,6 +81,7 @@ pub fn run(server: &Server, ws: WebSocket<TcpStream>, peer: SocketAddr, slot: Li
         // Checked on the first wake-up, so a listener joining a failing source is told at once.
         source_epoch: u64::MAX,
         reported_state: "live",
+        told_to_go: false,
         scratch: Vec::with_capacity(MAX_CHUNKS_PER_WAKE),
     };
     let end = session.serve();
@@ -134,7 +136,23 @@ impl ListenerSession<'_> {
         }
         loop {
             if self.server.shutting_down() {
-                return self.close(CloseCode::Away, "server shutting down");
+                let reason = if self.told_to_go {
+                    "drained"
+                } else {
+                    "server shutting down"
+                };
+                return self.close(CloseCode::Away, reason);
+            }
+            if self.server.draining() && !self.told_to_go {
+                self.told_to_go = true;
+                let grace_ms = self.server.config.drain_grace.as_millis() as u64;
+                let goaway = ServerMessage::Goaway {
+                    reason: "draining".into(),
+                    grace_ms,
+                };
+                if let Err(end) = self.send_text(&goaway) {
+                    return end;
+                }
             }
             if let Err(end) = self.report_source_state() {
                 return end;

@@ -1,0 +1,115 @@
+//! Planned drain: health checks fail, listeners are told to move, new listeners are refused so a
+//! balancer retries elsewhere, and the process exits 0 after the grace period.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+use tungstenite::Message;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                       Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// Reads until `goaway`, checking audio keeps flowing meanwhile; returns the message.
+fn wait_goaway(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        match next_message(ws) {
+            Incoming::Control(c) if c["type"] == "goaway" => return c,
+            Incoming::Closed => panic!("closed before goaway"),
+            _ => {}
+        }
+    }
+}
+
+/// Reads to the close frame; returns its code and the `bye` reason seen before it.
+fn wait_close(ws: &mut Ws) -> (Option<CloseCode>, Option<String>) {
+    let mut bye = None;
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "bye" {
+                    bye = v["reason"].as_str().map(str::to_string);
+                }
+            }
+            Ok(Message::Close(f)) => return (f.map(|f| f.code), bye),
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+}
+
+#[test]
+fn sigusr1_drains_then_exits_0_after_the_grace_period() {
+    let mut server = Server::start(&["--source", "tone:", "--drain-grace-ms", "1500"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    next_audio(&mut ws);
+    assert_eq!(get_json(server.addr, "/healthz").0, 200);
+    let started = Instant::now();
+    server.signal("USR1");
+    let goaway = wait_goaway(&mut ws);
+    assert_eq!(goaway["reason"], "draining");
+    assert_eq!(goaway["grace_ms"], 1500);
+    // Balancers see the drain; new listeners are refused so a balancer retries elsewhere.
+    let (status, health) = get_json(server.addr, "/healthz");
+    assert_eq!((status, health["status"].as_str()), (503, Some("draining")));
+    let (status, head, _) = raw_http(server.addr, UPGRADE.as_bytes());
+    assert_eq!(status, 503);
+    assert!(head.contains("Retry-After: 0"), "{head}");
+    // The listener that stayed keeps getting audio until the grace period ends.
+    next_audio(&mut ws);
+    let (code, bye) = wait_close(&mut ws);
+    assert_eq!(code, Some(CloseCode::Away));
+    assert_eq!(bye.as_deref(), Some("drained"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "closed before the grace period"
+    );
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[test]
+fn post_api_drain_from_this_machine_starts_a_drain() {
+    let mut server = Server::start(&["--source", "tone:", "--drain-grace-ms", "500"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    let (status, _, _) = http_get(server.addr, "/api/drain");
+    assert_eq!(status, 405);
+    let (status, _, body) = raw_http(
+        server.addr,
+        b"POST /api/drain HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("\"grace_ms\":500"), "{body}");
+    wait_goaway(&mut ws);
+    assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn sigterm_drains_instead_of_closing_with_drain_on_sigterm() {
+    let mut server = Server::start(&[
+        "--source",
+        "tone:",
+        "--drain-on-sigterm",
+        "--drain-grace-ms",
+        "800",
+    ]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    server.signal("TERM");
+    wait_goaway(&mut ws);
+    let (code, bye) = wait_close(&mut ws);
+    assert_eq!(
+        (code, bye.as_deref()),
+        (Some(CloseCode::Away), Some("drained"))
+    );
+    assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(0));
+}
