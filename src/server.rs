@@ -185,6 +185,12 @@ pub fn run(config: ServeConfig) -> Result<()> {
     // The one line on standard output: scripts and tests read the real port from it.
     println!("earshot listening on http://{local_addr}/ (WebSocket: ws://{local_addr}/ws)");
     let _ = std::io::stdout().flush();
+    if local_addr.ip().is_unspecified() {
+        let port = local_addr.port();
+        crate::log!(
+            "open http://localhost:{port}/ here, or http://<this machine's address>:{port}/ from another"
+        );
+    }
 
     for conn in listener.incoming() {
         if server.shutting_down() {
