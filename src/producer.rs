@@ -221,8 +221,23 @@ impl Follow {
 
     /// Sleeps, if the source is ahead of real time, until the chunk just read may be pushed.
     fn wait_turn(&mut self, stream: &Stream, source: &dyn Source) {
-        let frames = stream.chunk_frames as u64;
-        let now = Instant::now();
+        let Some(hold) = self.hold(Instant::now(), stream.chunk_frames as u64) else {
+            return;
+        };
+        if !self.max_lead.is_zero() && !self.held_back {
+            self.held_back = true;
+            crate::log!(
+                "source {} delivers audio faster than real time (a device without a clock, such \
+                 as ALSA's file or null plugin?); holding it to the system clock",
+                source.describe()
+            );
+        }
+        thread::sleep(hold);
+    }
+
+    /// How long to hold a chunk of `frames` read at `now`, if the source is ahead of real time
+    /// by more than it may be.
+    fn hold(&mut self, now: Instant, frames: u64) -> Option<Duration> {
         // The first chunk goes out at once: its audio is already late.
         let start = *self
             .start
@@ -235,20 +250,14 @@ impl Follow {
             self.max_lead + (now - start) / DEVICE_DRIFT_ALLOWANCE
         };
         if due > now + lead {
-            if !lead.is_zero() && !self.held_back {
-                self.held_back = true;
-                crate::log!(
-                    "source {} delivers audio faster than real time (a device without a clock, \
-                     such as ALSA's file or null plugin?); holding it to the system clock",
-                    source.describe()
-                );
-            }
-            thread::sleep(due - lead - now);
-        } else if due < now {
+            return Some(due - lead - now);
+        }
+        if due < now {
             // The source is slower than the clock: it sets the pace, so follow it from here
             // instead of letting a later burst run ahead.
             self.start = Some(earlier(now, self.format.duration_of(self.emitted)));
         }
+        None
     }
 }
 
@@ -306,7 +315,7 @@ impl Outage {
             if !sleep_unless_stopped(self.delay, stop) {
                 return false;
             }
-            self.delay = (self.delay * 2).min(RETRY_MAX);
+            self.delay = next_retry_delay(self.delay);
             self.attempts += 1;
             match source.recover() {
                 Ok(()) => return true,
@@ -327,6 +336,11 @@ impl Outage {
     }
 }
 
+/// The pause after `delay` when the source is still down: twice as long, at most [`RETRY_MAX`].
+fn next_retry_delay(delay: Duration) -> Duration {
+    (delay * 2).min(RETRY_MAX)
+}
+
 /// Sleeps for `d` in short steps; `false` if `stop` was set meanwhile.
 fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
     let deadline = Instant::now() + d;
@@ -339,5 +353,68 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
             return true;
         }
         thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CD: Format = Format {
+        sample_rate: 48_000,
+        channels: 2,
+    };
+    const CHUNK: u64 = 960;
+    const CHUNK_TIME: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn retries_back_off_from_a_quarter_second_to_five_seconds() {
+        let mut delay = RETRY_FIRST;
+        let mut seen = vec![delay];
+        for _ in 0..6 {
+            delay = next_retry_delay(delay);
+            seen.push(delay);
+        }
+        let ms: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+    }
+
+    #[test]
+    fn a_pipe_writer_faster_than_real_time_is_held_to_it() {
+        let mut follow = Follow::new(Pacing::Pipe, CD);
+        let t = Instant::now();
+        assert_eq!(follow.hold(t, CHUNK), None, "the first chunk goes at once");
+        assert_eq!(follow.hold(t, CHUNK), Some(CHUNK_TIME));
+        assert_eq!(follow.hold(t + CHUNK_TIME, CHUNK), Some(CHUNK_TIME));
+    }
+
+    #[test]
+    fn a_slow_source_is_followed_without_a_catch_up_burst() {
+        let mut follow = Follow::new(Pacing::Pipe, CD);
+        let t = Instant::now();
+        assert_eq!(follow.hold(t, CHUNK), None);
+        // The writer pauses for a second, then delivers a burst: it goes out at real time again,
+        // not as fast as it can to make up for the pause.
+        let later = t + Duration::from_secs(1);
+        assert_eq!(follow.hold(later, CHUNK), None);
+        assert_eq!(follow.hold(later, CHUNK), Some(CHUNK_TIME));
+    }
+
+    #[test]
+    fn a_device_may_run_ahead_to_drain_its_buffer_but_not_without_a_clock() {
+        let mut follow = Follow::new(Pacing::Device, CD);
+        let t = Instant::now();
+        // A chunk and a second more at once (a device catching up its buffer) pass unheld...
+        for _ in 0..51 {
+            assert_eq!(follow.hold(t, CHUNK), None);
+        }
+        // ...more than that is held back to real time.
+        assert!(follow.hold(t, CHUNK).is_some());
+        // A device 0.5 % fast, fifty times a real sound card's error, is never held.
+        let mut follow = Follow::new(Pacing::Device, CD);
+        for i in 0..30_000u32 {
+            let now = t + CHUNK_TIME * i * 1000 / 1005;
+            assert_eq!(follow.hold(now, CHUNK), None, "chunk {i}");
+        }
     }
 }

@@ -18,8 +18,9 @@ use crate::audio::Format;
 use crate::error::{Error, Result};
 
 /// How long a running device may deliver nothing before it counts as failed (a stopped I2S
-/// clock, a USB device that hangs): far longer than any period, short enough to notice.
-const STALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// clock, a USB device that hangs): far longer than any period, and than the couple of seconds
+/// some devices (a PulseAudio monitor) take to deliver their first audio after opening.
+const STALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The capture buffer: deep enough to ride out a busy moment on a Pi Zero without an overrun.
 /// It costs no latency, because every chunk is read as soon as its frames are there.
 const BUFFER_TIME: Duration = Duration::from_millis(500);
@@ -80,20 +81,24 @@ impl AlsaCapture {
     }
 
     /// Recovers from an overrun or a suspend in place, so capture goes on with a short gap.
+    /// An overrun is counted only once recovered: an unplugged device can report one first.
     fn recover_xrun(&mut self, pcm: &PCM, err: ::alsa::Error) -> std::result::Result<(), String> {
-        if err.errno().abs() == libc::EPIPE {
+        let overrun = err.errno().abs() == libc::EPIPE;
+        pcm.try_recover(err, true)
+            .and_then(|()| pcm.start())
+            .map_err(|e| describe(&e))?;
+        if overrun {
             self.xruns += 1;
             crate::log!(
-                "{}: overrun (xrun {}): audio arrived faster than it was read; a little was lost",
+                "{}: overrun (xrun {}): audio arrived faster than it was read and a little was \
+                 lost; capture goes on",
                 self.uri,
                 self.xruns
             );
         } else {
-            crate::log!("{}: device suspended; resuming", self.uri);
+            crate::log!("{}: device was suspended; capture resumed", self.uri);
         }
-        pcm.try_recover(err, true)
-            .and_then(|()| pcm.start())
-            .map_err(|e| describe(&e))
+        Ok(())
     }
 
     /// Reads whole frames into `self.bytes`, returning how many; errors mean the device failed.

@@ -244,3 +244,26 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     }
     Ok(filled)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "alsa"))]
+    #[test]
+    fn alsa_sources_without_the_feature_say_how_to_build_with_it() {
+        let err = open("alsa:hw:0,0", &CaptureParams::default())
+            .err()
+            .expect("no ALSA in this build");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("make build-alsa"), "{err}");
+    }
+
+    #[test]
+    fn unknown_schemes_list_the_capture_sources_too() {
+        let err = open("jack:system", &CaptureParams::default())
+            .err()
+            .expect("unknown scheme");
+        assert!(err.to_string().contains("alsa:DEVICE or pipe:"), "{err}");
+    }
+}
