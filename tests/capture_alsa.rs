@@ -258,3 +258,201 @@ fn a_device_that_does_not_exist_is_a_clear_startup_error() {
         "{stderr}"
     );
 }
+
+/// A private PulseAudio server with a null sink called `mic`: through ALSA's `pulse` plugin its
+/// monitor is a capture device with a real clock, which can be unplugged (the sink unloaded)
+/// and plugged back while earshot captures from it.
+struct PulseMic {
+    child: std::process::Child,
+    dir: PathBuf,
+    server: String,
+}
+
+impl PulseMic {
+    fn start(name: &str) -> PulseMic {
+        let dir = std::env::temp_dir().join(format!("earshot-pulse-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("native");
+        let child = std::process::Command::new("pulseaudio")
+            .args([
+                "-n",
+                "--daemonize=no",
+                "--use-pid-file=no",
+                "--exit-idle-time=-1",
+                "--log-target=stderr",
+                "-L",
+                &format!(
+                    "module-native-protocol-unix socket={} auth-anonymous=1",
+                    socket.display()
+                ),
+            ])
+            .envs(Self::private_env(&dir))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start pulseaudio (make test-deps installs it)");
+        let mic = PulseMic {
+            child,
+            server: format!("unix:{}", socket.display()),
+            dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !mic.pactl(&["info"]) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pulseaudio did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        mic.plug();
+        mic
+    }
+
+    /// HOME and runtime directories of its own, so no user's PulseAudio set-up is touched.
+    fn private_env(dir: &Path) -> Vec<(&'static str, String)> {
+        let d = dir.display();
+        vec![
+            ("HOME", format!("{d}")),
+            ("XDG_RUNTIME_DIR", format!("{d}")),
+            ("XDG_CONFIG_HOME", format!("{d}/config")),
+            ("PULSE_RUNTIME_PATH", format!("{d}/runtime")),
+        ]
+    }
+
+    fn pactl(&self, args: &[&str]) -> bool {
+        std::process::Command::new("pactl")
+            .arg("-s")
+            .arg(&self.server)
+            .args(args)
+            .envs(Self::private_env(&self.dir))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn plug(&self) {
+        assert!(self.pactl(&["load-module", "module-null-sink", "sink_name=mic"]));
+    }
+
+    fn unplug(&self) {
+        assert!(self.pactl(&["unload-module", "module-null-sink"]));
+    }
+
+    /// The ALSA configuration that makes the sink's monitor the capture device `pcm.mic`.
+    fn alsa_conf(&self) -> PathBuf {
+        let conf = self.dir.join("asound.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "pcm.mic {{ type pulse server \"{}\" device \"mic.monitor\" }}\n",
+                self.server
+            ),
+        )
+        .unwrap();
+        conf
+    }
+}
+
+impl Drop for PulseMic {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads until a `source` message with `state`, returning the audio that came before it.
+fn audio_until_source_state(ws: &mut Ws, state: &str) -> (Vec<Audio>, serde_json::Value) {
+    let mut audio = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        match next_message(ws) {
+            Incoming::Audio(a) => audio.push(a),
+            Incoming::Control(c) if c["type"] == "source" && c["state"] == state => {
+                return (audio, c);
+            }
+            Incoming::Control(c) => assert_ne!(c["type"], "bye", "unexpected {c}"),
+            Incoming::Closed => panic!("connection closed waiting for source {state}"),
+        }
+    }
+    panic!("no source {state} message within 15 s");
+}
+
+fn unix_micros_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+#[test]
+fn an_unplugged_device_is_reported_down_and_capture_resumes_by_itself() {
+    let mic = PulseMic::start("unplug");
+    let conf = mic.alsa_conf();
+    let mut env: Vec<(&str, String)> = PulseMic::private_env(&mic.dir);
+    env.push(("ALSA_CONFIG_PATH", conf.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_in(
+        &repo_root(),
+        &["--source", "alsa:mic", "--sample-format", "S16_LE"],
+        &env,
+    );
+    let mut ws = connect(server.addr);
+    let _hello = read_json(&mut ws);
+    // A clocked device: chunks come in real time, stamped with when they were captured.
+    let before: Vec<Audio> = (0..25).map(|_| next_audio(&mut ws)).collect();
+    let last = before.last().unwrap();
+    let age_ms = unix_micros_now().saturating_sub(last.produced_us) / 1000;
+    assert!(
+        age_ms < 1000,
+        "the newest chunk was captured {age_ms} ms ago"
+    );
+    let span_ms = (last.produced_us - before[5].produced_us) / 1000;
+    assert!(
+        (300..=500).contains(&span_ms),
+        "19 chunks of 20 ms were captured over {span_ms} ms"
+    );
+
+    mic.unplug();
+    let (_, down) = audio_until_source_state(&mut ws, "down");
+    assert!(
+        down["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("alsa:mic: capture failed"),
+        "{down}"
+    );
+    let (code, health) = get_json(server.addr, "/healthz");
+    assert_eq!(
+        (code, health["status"].as_str()),
+        (503, Some("source_down"))
+    );
+    let (_, status) = get_json(server.addr, "/api/status");
+    assert_eq!(status["source"]["state"], "down");
+    // Retried while it is away, and still down.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(server.stderr().contains("source alsa:mic is down"));
+
+    mic.plug();
+    let (_, live) = audio_until_source_state(&mut ws, "live");
+    assert_eq!(live["state"], "live");
+    let after = next_audio(&mut ws);
+    let before_last = before.last().unwrap().seq;
+    assert!(
+        after.seq > before_last + 25,
+        "the second or so down shows as a sequence gap ({before_last} then {})",
+        after.seq
+    );
+    let (code, status) = get_json(server.addr, "/api/status");
+    assert_eq!(code, 200);
+    assert_eq!(status["source"]["state"], "live");
+    assert_eq!(status["source"]["reconnects"], 1);
+    assert!(
+        server
+            .stderr()
+            .contains("source alsa:mic is live again after")
+    );
+}
