@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime};
 
 use ::alsa::Direction;
-use ::alsa::pcm::{Access, Format as AlsaFormat, HwParams, PCM, State};
+use ::alsa::pcm::{Access, Format as AlsaFormat, Frames, HwParams, PCM, State};
 
 use super::raw::SampleFormat;
 use super::{CaptureParams, InputFormat, Pacing, Source, SourceStats};
@@ -262,15 +262,13 @@ fn open_device(uri: &str, device: &str, request: &CaptureParams) -> Result<(PCM,
         let rate = hw
             .set_rate_near(request.rate, ::alsa::ValueOr::Nearest)
             .map_err(|e| fail("cannot set the sample rate", e))?;
-        let period = request
-            .period_frames
-            .map(i64::from)
-            .unwrap_or((i64::from(rate) / 100).max(16));
+        let period = request.period_frames.unwrap_or((rate / 100).max(16));
         let period = hw
-            .set_period_size_near(period, ::alsa::ValueOr::Nearest)
+            .set_period_size_near(frames(period), ::alsa::ValueOr::Nearest)
             .map_err(|e| fail("cannot set the period size", e))?;
-        let buffer = (i64::from(rate) * BUFFER_TIME.as_millis() as i64 / 1000).max(4 * period);
-        hw.set_buffer_size_near(buffer)
+        let buffer = (rate.saturating_mul(BUFFER_TIME.as_millis() as u32) / 1000)
+            .max(u32::try_from(period).unwrap_or(0).saturating_mul(4));
+        hw.set_buffer_size_near(frames(buffer))
             .map_err(|e| fail("cannot set the buffer size", e))?;
         pcm.hw_params(&hw)
             .map_err(|e| fail("device refused the parameters", e))?;
@@ -338,6 +336,12 @@ fn log_setup(uri: &str, request: &CaptureParams, setup: &Setup, stream_channels:
     );
 }
 
+/// `n` frames as ALSA counts them: a C long, which cannot hold every u32 on a 32-bit Pi.
+#[allow(clippy::unnecessary_fallible_conversions)] // infallible only where a long is 64 bits
+fn frames(n: u32) -> Frames {
+    Frames::try_from(n).unwrap_or(Frames::MAX)
+}
+
 fn alsa_format(f: SampleFormat) -> AlsaFormat {
     match f {
         SampleFormat::S16Le => AlsaFormat::S16LE,
@@ -392,5 +396,18 @@ mod tests {
             Some(S24_3Le)
         );
         assert_eq!(choose_format(None, &[]), None);
+    }
+
+    /// alsa 0.12 `PCM::new` unwraps `CString::new(name)`, so a name with a NUL byte panics
+    /// instead of returning an error. earshot refuses such a name before calling it.
+    #[test]
+    fn alsa_crate_panics_on_a_device_name_with_a_nul_byte_so_earshot_checks_first() {
+        let crate_result = std::panic::catch_unwind(|| {
+            let _ = PCM::new("hw:0\0", Direction::Capture, false);
+        });
+        assert!(crate_result.is_err(), "alsa crate fixed: drop the check");
+        let ours =
+            open_device("alsa:hw:0\0", "hw:0\0", &CaptureParams::default()).expect_err("refused");
+        assert!(ours.to_string().contains("NUL"), "{ours}");
     }
 }
