@@ -31,6 +31,14 @@ pub const SERVE_FLAGS: &[Flag] = &[
                ./audio, else tone:",
     },
     Flag {
+        name: "align",
+        value: Some("MODE"),
+        default: Some("clock"),
+        help: "clock: file and tone positions and sequence numbers follow the wall clock, so\n\
+               every instance plays the same audio under the same sequence number at the same\n\
+               moment (for failover); none: play from the start of the file",
+    },
+    Flag {
         name: "rate",
         value: Some("HZ"),
         default: Some("48000"),
@@ -63,14 +71,6 @@ pub const SERVE_FLAGS: &[Flag] = &[
         default: Some("exit"),
         help: "When the writer closes a pipe: end the stream (listeners get bye) and exit,\n\
                or report the source down and wait for more",
-    },
-    Flag {
-        name: "align",
-        value: Some("MODE"),
-        default: Some("clock"),
-        help: "clock: file and tone positions and sequence numbers follow the wall clock, so\n\
-               every instance plays the same audio under the same sequence number at the same\n\
-               moment (for failover); none: play from the start of the file",
     },
     Flag {
         name: "chunk-ms",
