@@ -139,24 +139,32 @@ impl Source for AlsaCapture {
     }
 
     fn read(&mut self, out: &mut [i16]) -> Result<usize> {
+        let channels = usize::from(self.format.channels);
+        let frames = out.len() / channels;
+        if frames == 0 {
+            return Ok(0);
+        }
         let Some(pcm) = self.pcm.take() else {
             return Err(Error::source(&self.uri, "device is closed"));
         };
-        let channels = usize::from(self.format.channels);
-        let frames = out.len() / channels;
         match self.read_frames(&pcm, frames) {
             Ok(n) => {
                 let frame_bytes =
                     self.setup.sample_format.width() * usize::from(self.setup.channels);
+                let end = (n * frame_bytes).min(self.bytes.len());
                 let samples = self.setup.sample_format.decode(
-                    &self.bytes[..n * frame_bytes],
+                    &self.bytes[..end],
                     usize::from(self.setup.channels),
                     channels,
                     out,
                 );
                 // Frames still waiting in the buffer were captured after the last one read.
                 let waiting = pcm.avail().unwrap_or(0).max(0) as u64;
-                self.captured_at = Some(SystemTime::now() - self.format.duration_of(waiting));
+                let now = SystemTime::now();
+                self.captured_at = Some(
+                    now.checked_sub(self.format.duration_of(waiting))
+                        .unwrap_or(now),
+                );
                 self.pcm = Some(pcm);
                 Ok(samples)
             }
