@@ -5,8 +5,10 @@ CARGO      ?= cargo
 LISTEN     ?= 0.0.0.0:8080
 RELEASE    := target/release/earshot
 STATIC_TARGET ?= x86_64-unknown-linux-gnu
+# Cross-compiler for the Raspberry Pi targets: https://github.com/cross-rs/cross (Docker/Podman).
+CROSS      ?= cross
 
-.PHONY: run build build-alsa test test-deps test-rust test-browser static fmt lint bench clean
+.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test test-deps test-rust test-browser static fmt lint bench clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -17,6 +19,30 @@ build:
 # Build with ALSA capture (needs libasound2-dev).
 build-alsa:
 	$(CARGO) build --release --features alsa
+
+# Raspberry Pi builds with ALSA capture, cross-compiled with `cross`; Cross.toml installs the
+# Pi's libasound2-dev in the build image. The binary lands in target/TARGET/release/earshot.
+# Pick by the Pi's `uname -m`: an armv7 binary dies with "Illegal instruction" on an ARMv6 Pi.
+# These cannot run on the CI machine (no container runtime, no Pi): see README "Live capture".
+pi-zero:      # armv6l: Pi Zero, Zero W, Pi 1 (32-bit Raspberry Pi OS)
+	$(call pi-build,arm-unknown-linux-gnueabihf,arm-linux-gnueabihf)
+pi-armv7:     # armv7l: Pi 2, 3, 4, Zero 2 W with a 32-bit OS
+	$(call pi-build,armv7-unknown-linux-gnueabihf,arm-linux-gnueabihf)
+pi-aarch64:   # aarch64: Pi 3, 4, 5, Zero 2 W with a 64-bit OS
+	$(call pi-build,aarch64-unknown-linux-gnu,aarch64-linux-gnu)
+
+# Type-checks the 32-bit Pi build here, without an ARM C compiler or libasound (ALSA's frame
+# counts are 32 bits there). Needs `rustup target add armv7-unknown-linux-gnueabihf` once.
+check-pi:
+	CRATE_CC_NO_DEFAULTS=1 CC_armv7_unknown_linux_gnueabihf=cc PKG_CONFIG_ALLOW_CROSS=1 \
+		$(CARGO) clippy --all-targets --features alsa --target armv7-unknown-linux-gnueabihf -- -D warnings
+
+# $(1): Rust target; $(2): the Debian multiarch triplet whose libasound pkg-config file to use.
+define pi-build
+	PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_PATH=/usr/lib/$(2)/pkgconfig \
+		$(CROSS) build --release --features alsa --target $(1)
+	@ls -l target/$(1)/release/earshot
+endef
 
 test: test-deps lint test-rust test-browser
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::flags::{self, Flag};
+use crate::source::{CaptureParams, PipeEnd, SampleFormat};
 
 pub const SERVE_USAGE: &str = "earshot serve [OPTIONS]";
 pub const SERVE_SUMMARY: &str = "\
@@ -23,9 +24,11 @@ pub const SERVE_FLAGS: &[Flag] = &[
         name: "source",
         value: Some("URI"),
         default: None,
-        help: "What to stream: a path or file:PATH (MP3 or WAV, looped), or tone: for the test\n\
-               signal (tone:?freq=440&rate=44100&channels=2). Default: the first *.mp3 or\n\
-               *.wav in ./audio, else tone:",
+        help: "What to stream: a path or file:PATH (MP3 or WAV, looped), tone: for the test\n\
+               signal (tone:?freq=440&rate=44100&channels=2), alsa:DEVICE to capture from\n\
+               an ALSA device (alsa:hw:0,0, alsa:default), or pipe: for raw PCM on standard\n\
+               input (pipe:PATH for a named pipe). Default: the first *.mp3 or *.wav in\n\
+               ./audio, else tone:",
     },
     Flag {
         name: "align",
@@ -34,6 +37,40 @@ pub const SERVE_FLAGS: &[Flag] = &[
         help: "clock: file and tone positions and sequence numbers follow the wall clock, so\n\
                every instance plays the same audio under the same sequence number at the same\n\
                moment (for failover); none: play from the start of the file",
+    },
+    Flag {
+        name: "rate",
+        value: Some("HZ"),
+        default: Some("48000"),
+        help: "Sample rate of an alsa: or pipe: source; a device gets the nearest it supports",
+    },
+    Flag {
+        name: "channels",
+        value: Some("N"),
+        default: Some("2"),
+        help: "Channels of an alsa: or pipe: source, 1 or 2; from a device with more, the\n\
+               first ones are streamed",
+    },
+    Flag {
+        name: "sample-format",
+        value: Some("FORMAT"),
+        default: None,
+        help: "Raw samples of an alsa: or pipe: source: S16_LE, S24_LE, S24_3LE, S32_LE or\n\
+               FLOAT_LE. Default: the best the device offers (alsa:), S16_LE (pipe:)",
+    },
+    Flag {
+        name: "period-frames",
+        value: Some("N"),
+        default: None,
+        help: "ALSA period, 16 to 65536 frames: smaller means lower latency and more wake-ups.\n\
+               Default: 10 ms (480 frames at 48 kHz)",
+    },
+    Flag {
+        name: "on-pipe-end",
+        value: Some("exit|wait"),
+        default: Some("exit"),
+        help: "When the writer closes a pipe: end the stream (listeners get bye) and exit,\n\
+               or report the source down and wait for more",
     },
     Flag {
         name: "chunk-ms",
@@ -111,6 +148,8 @@ pub struct ServeConfig {
     pub drain_on_sigterm: bool,
     pub instance_id: String,
     pub www: Option<PathBuf>,
+    /// What `alsa:` and `pipe:` sources capture.
+    pub capture: CaptureParams,
 }
 
 impl ServeConfig {
@@ -180,8 +219,38 @@ impl ServeConfig {
                 .map(str::to_string)
                 .unwrap_or_else(default_instance_id),
             www,
+            capture: capture_params(raw)?,
         })
     }
+}
+
+fn capture_params(raw: &flags::RawArgs) -> Result<CaptureParams> {
+    let sample_format = match raw.str("sample-format") {
+        None => None,
+        Some(text) => Some(
+            SampleFormat::parse(text)
+                .map_err(|reason| Error::usage(format!("--sample-format: {reason}")))?,
+        ),
+    };
+    let on_pipe_end = match raw.str("on-pipe-end").unwrap_or("exit") {
+        "exit" => PipeEnd::Exit,
+        "wait" => PipeEnd::Wait,
+        other => {
+            return Err(Error::usage(format!(
+                "--on-pipe-end: expected exit or wait, got '{other}'"
+            )));
+        }
+    };
+    Ok(CaptureParams {
+        rate: raw.number("rate", 48_000u32, crate::audio::RATE_RANGE)?,
+        channels: raw.number("channels", 2u16, crate::audio::CHANNEL_RANGE)?,
+        sample_format,
+        period_frames: match raw.str("period-frames") {
+            None => None,
+            Some(_) => Some(raw.number("period-frames", 480u32, 16..=65_536)?),
+        },
+        on_pipe_end,
+    })
 }
 
 /// `HOSTNAME-PID`: unique per process, readable in logs, stable for the process's life.
@@ -211,6 +280,42 @@ mod tests {
         assert_eq!((c.chunk_ms, c.buffer_ms, c.burst_ms), (20, 5000, 200));
         assert_eq!(c.max_listeners, 10_000);
         assert!(c.instance_id.ends_with(&format!("-{}", std::process::id())));
+        assert_eq!(c.capture, CaptureParams::default());
+        assert_eq!((c.capture.rate, c.capture.channels), (48_000, 2));
+        assert_eq!(c.capture.on_pipe_end, PipeEnd::Exit);
+    }
+
+    #[test]
+    fn capture_flags_are_checked_and_name_the_flag() {
+        let c = config(&[
+            "--rate",
+            "44100",
+            "--channels",
+            "1",
+            "--sample-format",
+            "s32_le",
+            "--period-frames",
+            "256",
+            "--on-pipe-end",
+            "wait",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.capture,
+            CaptureParams {
+                rate: 44_100,
+                channels: 1,
+                sample_format: Some(SampleFormat::S32Le),
+                period_frames: Some(256),
+                on_pipe_end: PipeEnd::Wait,
+            }
+        );
+        let err = |args: &[&str]| config(args).unwrap_err().to_string();
+        assert!(err(&["--channels", "3"]).starts_with("--channels: 3 is out of range"));
+        assert!(err(&["--rate", "4000"]).starts_with("--rate"));
+        assert!(err(&["--sample-format", "U8"]).starts_with("--sample-format: unknown"));
+        assert!(err(&["--period-frames", "8"]).starts_with("--period-frames"));
+        assert!(err(&["--on-pipe-end", "loop"]).contains("exit or wait"));
     }
 
     #[test]

@@ -3,24 +3,41 @@
 //!
 //! A clock-paced source (file, tone) is paced from a monotonic start time and the count of frames
 //! emitted, never by sleeping one chunk's duration, so the stream cannot drift from real time
-//! however long it runs. A device-paced source (capture, pipe) blocks in `read` and sets the pace.
+//! however long it runs. A capture device blocks in `read` and sets the pace with its own clock;
+//! its chunks carry the time their audio was captured, so latency measured from them is honest.
+//! A pipe's writer sets the pace too, but is never let run faster than real time.
+//!
+//! A source that fails is reported down and retried with a backoff while listeners stay
+//! connected; sequence numbers keep counting in real time meanwhile, so the time it was down
+//! shows as a sequence gap. A source that ends (the end of a pipe) ends the stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::audio;
+use crate::audio::{self, Format};
 use crate::clock::{Anchor, StreamClock};
+use crate::error::Error;
 use crate::protocol;
 use crate::source::{Pacing, Source};
 use crate::stream::{SourceState, Stream};
 
-/// How far behind real time the producer may fall (a suspended machine, a stopped process)
-/// before it stops catching up chunk by chunk and starts again from now.
+/// How far behind real time a clock-paced source may fall (a suspended machine, a stopped
+/// process) before it stops catching up chunk by chunk and starts again from now.
 const MAX_LAG: Duration = Duration::from_secs(1);
-/// Pause between attempts when a source fails.
-const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// The first pause after a source fails; it doubles on each failed attempt up to
+/// [`RETRY_MAX`], so a device that is replugged comes back within a second or so, while one
+/// that stays away costs a retry every few seconds.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How far ahead of real time a capture device may run before it is held back. A device runs
+/// ahead only to catch up its buffer after the producer was delayed (at most its buffer time,
+/// well under this) or when it has no clock at all (ALSA's `null` or `file` plugin).
+const DEVICE_MAX_LEAD: Duration = Duration::from_secs(1);
+/// A device may also run ahead by 1/this of the time since it started: real sound cards differ
+/// from the system clock by a hundredth of that (100 ppm), so only an unclocked one is held.
+const DEVICE_DRIFT_ALLOWANCE: u32 = 100;
 
 pub fn spawn(
     mut source: Box<dyn Source>,
@@ -41,7 +58,7 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     // Where pacing starts: the next chunk boundary of the wall clock, aligned or not, so that
     // sequence numbers keep counting in real time across restarts.
     let mut anchor = Anchor::now();
-    let mut seq = clock.next_seq_at(std::time::UNIX_EPOCH + anchor.since_epoch);
+    let mut seq = clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch);
     if aligned {
         if let Err(e) = source.seek_to(clock.first_frame(seq)) {
             crate::log!(
@@ -53,23 +70,50 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     }
     let mut start = Instant::now();
     let mut emitted: u64 = 0;
+    let mut follow = Follow::new(source.pacing(), stream.format);
+    let mut outage: Option<Outage> = None;
+    stream.set_source_stats(source.stats());
     stream.set_state(SourceState::Live);
     while !stop.load(Ordering::Relaxed) {
         match fill(source, &mut samples) {
-            Ok(true) => {}
-            Ok(false) => {
+            Fill::Full => {}
+            Fill::Ended(filled) => {
+                // The last audio of a pipe is sent too, padded with silence to a whole chunk.
+                if filled > 0 {
+                    samples[filled..].fill(0);
+                    push(stream, source, &mut seq, &samples);
+                }
                 crate::log!("source {} ended", source.describe());
                 stream.set_state(SourceState::Ended("source ended".into()));
                 return;
             }
-            Err(e) => {
-                crate::log!("source error: {e}; retrying in {} s", RETRY_DELAY.as_secs());
-                stream.set_state(SourceState::Down(e.to_string()));
-                thread::sleep(RETRY_DELAY);
+            Fill::Failed(filled, err) => {
+                // Audio captured before the failure is sent too.
+                if filled > 0 {
+                    samples[filled..].fill(0);
+                    push(stream, source, &mut seq, &samples);
+                }
+                let outage = outage.get_or_insert_with(Outage::new);
+                outage.report(&err, source, stream);
+                if !outage.wait_and_recover(source, stream, stop) {
+                    return;
+                }
+                // Start again from now; the time down becomes a gap in sequence numbers.
+                anchor = Anchor::now();
+                seq = seq.max(clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch));
+                if aligned {
+                    if let Err(e) = source.seek_to(clock.first_frame(seq)) {
+                        crate::log!("cannot realign {}: {e}", source.describe());
+                    }
+                }
                 start = Instant::now();
                 emitted = 0;
+                follow.restart();
                 continue;
             }
+        }
+        if let Some(outage) = outage.take() {
+            outage.end(source, stream);
         }
         emitted += stream.chunk_frames as u64;
         if paced_by_clock {
@@ -93,36 +137,284 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                     // Jump to where the clock says the stream is: the lost stretch shows as a
                     // sequence gap of exactly its length.
                     anchor = Anchor::now();
-                    seq = clock.next_seq_at(std::time::UNIX_EPOCH + anchor.since_epoch);
+                    seq = clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch);
                     if let Err(e) = source.seek_to(clock.first_frame(seq)) {
                         crate::log!("cannot realign {}: {e}", source.describe());
                     }
                     continue;
                 }
             }
+        } else {
+            follow.wait_turn(stream, source);
         }
-        let produced_us = audio::unix_micros(SystemTime::now());
-        stream
-            .ring
-            .push(protocol::encode_chunk(seq, produced_us, &samples));
-        seq = seq.wrapping_add(1);
-        Stream::count(&stream.counters.chunks_produced, 1);
-        stream.set_source_stats(source.stats());
-        if stream.state() != SourceState::Live {
-            crate::log!("source {} is live again", source.describe());
-            stream.set_state(SourceState::Live);
-        }
+        push(stream, source, &mut seq, &samples);
     }
 }
 
-/// Fills `samples` completely; `Ok(false)` when the source ended before it was full.
-fn fill(source: &mut dyn Source, samples: &mut [i16]) -> crate::error::Result<bool> {
+fn push(stream: &Stream, source: &dyn Source, seq: &mut u64, samples: &[i16]) {
+    let produced = source.captured_at().unwrap_or_else(SystemTime::now);
+    stream.ring.push(protocol::encode_chunk(
+        *seq,
+        audio::unix_micros(produced),
+        samples,
+    ));
+    *seq = seq.wrapping_add(1);
+    Stream::count(&stream.counters.chunks_produced, 1);
+    stream.set_source_stats(source.stats());
+}
+
+/// How filling one chunk went.
+enum Fill {
+    Full,
+    /// The source ended after this many samples.
+    Ended(usize),
+    /// The source failed after this many samples.
+    Failed(usize, Error),
+}
+
+fn fill(source: &mut dyn Source, samples: &mut [i16]) -> Fill {
     let mut filled = 0;
     while filled < samples.len() {
-        match source.read(&mut samples[filled..])? {
-            0 => return Ok(false),
-            n => filled += n,
+        match source.read(&mut samples[filled..]) {
+            Ok(0) => return Fill::Ended(filled),
+            Ok(n) => filled += n,
+            Err(e) => return Fill::Failed(filled, e),
         }
     }
-    Ok(true)
+    Fill::Full
+}
+
+/// Pacing for a source that sets its own pace (a device, a pipe): follow it, but hold it back
+/// when it runs ahead of real time.
+struct Follow {
+    /// How far ahead of real time the source may run: a pipe not at all (its writer is a
+    /// decoder as often as a live recorder), a device as far as [`DEVICE_MAX_LEAD`] allows.
+    max_lead: Duration,
+    format: Format,
+    /// The time frame zero (since the last restart) belongs to; `None` until the source
+    /// delivers its first chunk.
+    start: Option<Instant>,
+    emitted: u64,
+    /// Whether the source has been held back already (logged once).
+    held_back: bool,
+}
+
+impl Follow {
+    fn new(pacing: Pacing, format: Format) -> Follow {
+        Follow {
+            max_lead: match pacing {
+                Pacing::Device => DEVICE_MAX_LEAD,
+                Pacing::Pipe | Pacing::Clock => Duration::ZERO,
+            },
+            format,
+            start: None,
+            emitted: 0,
+            held_back: false,
+        }
+    }
+
+    /// Starts counting again, after the source was down.
+    fn restart(&mut self) {
+        self.start = None;
+        self.emitted = 0;
+    }
+
+    /// Sleeps, if the source is ahead of real time, until the chunk just read may be pushed.
+    fn wait_turn(&mut self, stream: &Stream, source: &dyn Source) {
+        let Some(hold) = self.hold(Instant::now(), stream.chunk_frames as u64) else {
+            return;
+        };
+        if !self.max_lead.is_zero() && !self.held_back {
+            self.held_back = true;
+            crate::log!(
+                "source {} delivers audio faster than real time (a device without a clock, such \
+                 as ALSA's file or null plugin?); holding it to the system clock",
+                source.describe()
+            );
+        }
+        thread::sleep(hold);
+    }
+
+    /// How long to hold a chunk of `frames` read at `now`, if the source is ahead of real time
+    /// by more than it may be.
+    fn hold(&mut self, now: Instant, frames: u64) -> Option<Duration> {
+        // The first chunk goes out at once: its audio is already late.
+        let start = *self
+            .start
+            .get_or_insert_with(|| earlier(now, self.format.duration_of(frames)));
+        self.emitted += frames;
+        let due = start + self.format.duration_of(self.emitted);
+        let lead = if self.max_lead.is_zero() {
+            Duration::ZERO
+        } else {
+            self.max_lead + (now - start) / DEVICE_DRIFT_ALLOWANCE
+        };
+        if due > now + lead {
+            return Some(due - lead - now);
+        }
+        if due < now {
+            // The source is slower than the clock: it sets the pace, so follow it from here
+            // instead of letting a later burst run ahead.
+            self.start = Some(earlier(now, self.format.duration_of(self.emitted)));
+        }
+        None
+    }
+}
+
+fn earlier(t: Instant, by: Duration) -> Instant {
+    t.checked_sub(by).unwrap_or(t)
+}
+
+/// A source that failed and has not delivered a whole chunk since.
+struct Outage {
+    since: Instant,
+    delay: Duration,
+    attempts: u32,
+    reason: String,
+}
+
+impl Outage {
+    fn new() -> Outage {
+        Outage {
+            since: Instant::now(),
+            delay: RETRY_FIRST,
+            attempts: 0,
+            reason: String::new(),
+        }
+    }
+
+    /// Logs a failure unless it repeats the last one, and tells listeners the source is down.
+    fn report(&mut self, err: &Error, source: &dyn Source, stream: &Stream) {
+        let reason = err.to_string();
+        if reason == self.reason {
+            return;
+        }
+        if self.reason.is_empty() {
+            crate::log!(
+                "source {} is down: {reason}; retrying in {} ms, backing off to {} s",
+                source.describe(),
+                RETRY_FIRST.as_millis(),
+                RETRY_MAX.as_secs()
+            );
+        } else {
+            crate::log!("source {} is still down: {reason}", source.describe());
+        }
+        stream.set_state(SourceState::Down(reason.clone()));
+        self.reason = reason;
+    }
+
+    /// Waits out the backoff and asks the source to recover, until it does; `false` when the
+    /// producer is told to stop meanwhile.
+    fn wait_and_recover(
+        &mut self,
+        source: &mut dyn Source,
+        stream: &Stream,
+        stop: &AtomicBool,
+    ) -> bool {
+        loop {
+            if !sleep_unless_stopped(self.delay, stop) {
+                return false;
+            }
+            self.delay = next_retry_delay(self.delay);
+            self.attempts += 1;
+            match source.recover() {
+                Ok(()) => return true,
+                Err(e) => self.report(&e, source, stream),
+            }
+        }
+    }
+
+    fn end(self, source: &dyn Source, stream: &Stream) {
+        crate::log!(
+            "source {} is live again after {:.1} s down ({} retries)",
+            source.describe(),
+            self.since.elapsed().as_secs_f64(),
+            self.attempts
+        );
+        Stream::count(&stream.counters.source_reconnects, 1);
+        stream.set_state(SourceState::Live);
+    }
+}
+
+/// The pause after `delay` when the source is still down: twice as long, at most [`RETRY_MAX`].
+fn next_retry_delay(delay: Duration) -> Duration {
+    (delay * 2).min(RETRY_MAX)
+}
+
+/// Sleeps for `d` in short steps; `false` if `stop` was set meanwhile.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
+    let deadline = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CD: Format = Format {
+        sample_rate: 48_000,
+        channels: 2,
+    };
+    const CHUNK: u64 = 960;
+    const CHUNK_TIME: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn retries_back_off_from_a_quarter_second_to_five_seconds() {
+        let mut delay = RETRY_FIRST;
+        let mut seen = vec![delay];
+        for _ in 0..6 {
+            delay = next_retry_delay(delay);
+            seen.push(delay);
+        }
+        let ms: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+    }
+
+    #[test]
+    fn a_pipe_writer_faster_than_real_time_is_held_to_it() {
+        let mut follow = Follow::new(Pacing::Pipe, CD);
+        let t = Instant::now();
+        assert_eq!(follow.hold(t, CHUNK), None, "the first chunk goes at once");
+        assert_eq!(follow.hold(t, CHUNK), Some(CHUNK_TIME));
+        assert_eq!(follow.hold(t + CHUNK_TIME, CHUNK), Some(CHUNK_TIME));
+    }
+
+    #[test]
+    fn a_slow_source_is_followed_without_a_catch_up_burst() {
+        let mut follow = Follow::new(Pacing::Pipe, CD);
+        let t = Instant::now();
+        assert_eq!(follow.hold(t, CHUNK), None);
+        // The writer pauses for a second, then delivers a burst: it goes out at real time again,
+        // not as fast as it can to make up for the pause.
+        let later = t + Duration::from_secs(1);
+        assert_eq!(follow.hold(later, CHUNK), None);
+        assert_eq!(follow.hold(later, CHUNK), Some(CHUNK_TIME));
+    }
+
+    #[test]
+    fn a_device_may_run_ahead_to_drain_its_buffer_but_not_without_a_clock() {
+        let mut follow = Follow::new(Pacing::Device, CD);
+        let t = Instant::now();
+        // A chunk and a second more at once (a device catching up its buffer) pass unheld...
+        for _ in 0..51 {
+            assert_eq!(follow.hold(t, CHUNK), None);
+        }
+        // ...more than that is held back to real time.
+        assert!(follow.hold(t, CHUNK).is_some());
+        // A device 0.5 % fast, fifty times a real sound card's error, is never held.
+        let mut follow = Follow::new(Pacing::Device, CD);
+        for i in 0..30_000u32 {
+            let now = t + CHUNK_TIME * i * 1000 / 1005;
+            assert_eq!(follow.hold(now, CHUNK), None, "chunk {i}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ use crate::assets::Assets;
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::http::{self, HttpError, ReadError};
-use crate::stream::Stream;
+use crate::stream::{SourceState, Stream};
 use crate::{drain, producer, session, source, ws};
 
 /// Stack for connection threads: enough for parsing and framing, small enough for thousands.
@@ -111,6 +111,9 @@ impl Server {
                 "reason": state_reason,
                 "corrupt_frames": stats.corrupt_frames,
                 "loops": stats.loops,
+                "xruns": stats.xruns,
+                "reconnects": load(&c.source_reconnects),
+                "input": stats.input.map(|i| i.to_json()),
             },
             "listeners": {
                 "current": self.listener_count(),
@@ -142,7 +145,7 @@ impl Drop for ListenerSlot<'_> {
 pub fn run(config: ServeConfig) -> Result<()> {
     // Everything that can fail on a bad file or flag fails before the port opens.
     let source = match &config.source {
-        Some(uri) => source::open(uri)?,
+        Some(uri) => source::open(uri, &config.capture)?,
         None => default_source()?,
     };
     let aligned = config.align_clock && source.pacing() == source::Pacing::Clock;
@@ -170,8 +173,9 @@ pub fn run(config: ServeConfig) -> Result<()> {
         me: me.clone(),
     });
     let stop = Arc::new(AtomicBool::new(false));
-    producer::spawn(source, stream.clone(), stop.clone())
+    let producer = producer::spawn(source, stream.clone(), stop.clone())
         .map_err(|e| Error::io("start producer thread", e))?;
+    watch_source_end(server.clone(), producer)?;
     watch_signals(server.clone())?;
     let format = stream.format;
     crate::log!(
@@ -235,7 +239,7 @@ fn default_source() -> Result<Box<dyn source::Source>> {
                 "warning: no *.mp3 or *.wav in ./audio; streaming the test signal (tone:). \
                  Put a file in ./audio or pass --source PATH"
             );
-            source::open("tone:")
+            source::open("tone:", &source::CaptureParams::default())
         }
     }
 }
@@ -271,6 +275,27 @@ fn watch_signals(server: Arc<Server>) -> Result<()> {
             }
         })
         .map_err(|e| Error::io("start signal thread", e))?;
+    Ok(())
+}
+
+/// When the source ends for good (the writer closed a pipe), lets every listener receive the
+/// last audio and its `bye`, then shuts down: with nothing left to stream, the server is done.
+fn watch_source_end(server: Arc<Server>, producer: thread::JoinHandle<()>) -> Result<()> {
+    thread::Builder::new()
+        .name("source-end".into())
+        .spawn(move || {
+            let _ = producer.join();
+            if !matches!(server.stream.state(), SourceState::Ended(_)) {
+                return;
+            }
+            // A listener behind a stalled socket is dropped after --send-timeout-ms anyway.
+            let deadline = Instant::now() + server.config.send_timeout + SHUTDOWN_GRACE;
+            while server.listener_count() > 0 && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            drain::shut_down(&server, "source ended");
+        })
+        .map_err(|e| Error::io("start source watcher thread", e))?;
     Ok(())
 }
 

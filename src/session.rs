@@ -119,7 +119,9 @@ impl ListenerSession<'_> {
                 {
                     stream.ring.wait_for(0, deadline);
                 }
-                stream.ring.burst_start(1).unwrap_or(0)
+                // The burst, as for any listener: a capture device or a pipe may have
+                // delivered several chunks at once, and all of them are this listener's.
+                stream.ring.burst_start(burst).unwrap_or(0)
             }
         };
         let hello = ServerMessage::hello(

@@ -43,6 +43,8 @@ pub struct Counters {
     pub slow_disconnects: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub producer_resyncs: AtomicU64,
+    /// Times the source came back after being down (a capture device replugged).
+    pub source_reconnects: AtomicU64,
 }
 
 pub struct Stream {

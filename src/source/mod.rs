@@ -1,19 +1,26 @@
-//! Audio sources, chosen by URI scheme (`file:`, `tone:`), and the trait the producer reads from.
+//! Audio sources, chosen by URI scheme (`file:`, `tone:`, `alsa:`, `pipe:`), and the trait the
+//! producer reads from.
 //!
 //! A bare path is a file. Each kind lives in its own file; every one delivers interleaved s16le
 //! samples in the source's own format, and the producer thread alone decides when to read.
 
+#[cfg(feature = "alsa")]
+mod alsa;
 mod mp3;
+mod pipe;
+mod raw;
 mod tone;
 mod wav;
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::audio::Format;
 use crate::error::{Error, Result};
 
+pub use raw::{SampleFormat, format_names};
 pub use tone::Tone;
 
 /// Who sets the pace of a source.
@@ -21,17 +28,81 @@ pub use tone::Tone;
 pub enum Pacing {
     /// Samples are available at once (a file, a generator): the producer paces them by the clock.
     Clock,
-    /// Reads block until the samples exist (a device, a pipe): the source paces itself.
+    /// Reads block until a capture device has the samples: the device's clock sets the pace.
     Device,
+    /// Reads block until a writer supplies the samples. A live writer (`arecord`) sets the pace;
+    /// a writer faster than real time (`ffmpeg` decoding a file) is held to real time, and the
+    /// pipe's back-pressure slows it down.
+    Pipe,
 }
 
-/// Counters a source keeps about its input, reported by `/api/status`.
+/// Counters and facts a source keeps about its input, reported by `/api/status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SourceStats {
     /// Frames or blocks of the input that could not be decoded and were skipped.
     pub corrupt_frames: u64,
     /// Times a file source went back to its start.
     pub loops: u64,
+    /// Capture overruns (xruns) the source recovered from; each loses a little audio.
+    pub xruns: u64,
+    /// The raw format a capture source reads, as obtained from the device.
+    pub input: Option<InputFormat>,
+}
+
+/// The raw format a capture source reads before conversion to the stream's s16le.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputFormat {
+    pub sample_format: SampleFormat,
+    /// Channels the device delivers; the stream keeps the first one or two.
+    pub channels: u16,
+    /// ALSA period and buffer, in frames (`None` for a pipe).
+    pub period_frames: Option<u64>,
+    pub buffer_frames: Option<u64>,
+}
+
+impl InputFormat {
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "sample_format": self.sample_format.name(),
+            "channels": self.channels,
+            "period_frames": self.period_frames,
+            "buffer_frames": self.buffer_frames,
+        })
+    }
+}
+
+/// What to do when the writer of a `pipe:` source closes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeEnd {
+    /// The stream ends: listeners get `bye` and the server exits.
+    Exit,
+    /// The source is reported down until more data arrives (a new writer of a named pipe).
+    Wait,
+}
+
+/// What the capture flags (`--rate`, `--channels`, `--sample-format`, `--period-frames`,
+/// `--on-pipe-end`) ask of an `alsa:` or `pipe:` source. Devices get the nearest they support.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureParams {
+    pub rate: u32,
+    pub channels: u16,
+    /// `None`: the best the device offers; S16_LE for a pipe.
+    pub sample_format: Option<SampleFormat>,
+    /// `None`: about 10 ms at the rate obtained.
+    pub period_frames: Option<u32>,
+    pub on_pipe_end: PipeEnd,
+}
+
+impl Default for CaptureParams {
+    fn default() -> Self {
+        CaptureParams {
+            rate: 48_000,
+            channels: 2,
+            sample_format: None,
+            period_frames: None,
+            on_pipe_end: PipeEnd::Exit,
+        }
+    }
 }
 
 /// A producer of interleaved s16le samples.
@@ -62,13 +133,27 @@ pub trait Source: Send {
     fn stats(&self) -> SourceStats {
         SourceStats::default()
     }
+
+    /// When the last frame returned by the latest `read` was captured, for a source that knows
+    /// (a device with a buffer); the producer stamps other chunks when it pushes them.
+    fn captured_at(&self) -> Option<SystemTime> {
+        None
+    }
+
+    /// Called after `read` failed and the producer has waited: reopen whatever failed (a device
+    /// that was unplugged). An error means the source is still down; the producer waits longer
+    /// and calls again.
+    fn recover(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Opens the source a `--source` value names.
 ///
 /// `tone:` (with optional `?freq=HZ&rate=HZ&channels=N`) is the test signal; `file:PATH` or a
-/// bare path is an MP3 or WAV file, recognised by its content.
-pub fn open(uri: &str) -> Result<Box<dyn Source>> {
+/// bare path is an MP3 or WAV file, recognised by its content; `alsa:NAME` captures from an ALSA
+/// device and `pipe:` (or `stdin:`) reads raw PCM from standard input, both as `capture` asks.
+pub fn open(uri: &str, capture: &CaptureParams) -> Result<Box<dyn Source>> {
     let (scheme, rest) = match uri.split_once(':') {
         // A one-letter "scheme" is a Windows drive; a path with a slash before the colon is a path.
         Some((scheme, rest))
@@ -81,10 +166,26 @@ pub fn open(uri: &str) -> Result<Box<dyn Source>> {
     match scheme {
         "tone" => Ok(Box::new(Tone::from_uri(uri, rest)?)),
         "file" => open_file(Path::new(rest.strip_prefix("//").unwrap_or(rest))),
+        "alsa" => open_alsa(uri, rest.strip_prefix("//").unwrap_or(rest), capture),
+        "pipe" | "stdin" => Ok(Box::new(pipe::PipeSource::open(uri, rest, capture)?)),
         other => Err(Error::usage(format!(
-            "--source {uri}: unknown scheme '{other}:' (expected a file path, file:PATH or tone:)"
+            "--source {uri}: unknown scheme '{other}:' (expected a file path, file:PATH, tone:, \
+             alsa:DEVICE or pipe:)"
         ))),
     }
+}
+
+#[cfg(feature = "alsa")]
+fn open_alsa(uri: &str, device: &str, capture: &CaptureParams) -> Result<Box<dyn Source>> {
+    Ok(Box::new(alsa::AlsaCapture::open(uri, device, capture)?))
+}
+
+#[cfg(not(feature = "alsa"))]
+fn open_alsa(uri: &str, _device: &str, _capture: &CaptureParams) -> Result<Box<dyn Source>> {
+    Err(Error::usage(format!(
+        "--source {uri}: this earshot was built without ALSA capture; build it with \
+         `make build-alsa` (needs libasound2-dev), or pipe audio in with --source pipe:"
+    )))
 }
 
 /// Opens an MP3 or WAV file, telling them apart by their first bytes rather than their name.
@@ -142,4 +243,27 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "alsa"))]
+    #[test]
+    fn alsa_sources_without_the_feature_say_how_to_build_with_it() {
+        let err = open("alsa:hw:0,0", &CaptureParams::default())
+            .err()
+            .expect("no ALSA in this build");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("make build-alsa"), "{err}");
+    }
+
+    #[test]
+    fn unknown_schemes_list_the_capture_sources_too() {
+        let err = open("jack:system", &CaptureParams::default())
+            .err()
+            .expect("unknown scheme");
+        assert!(err.to_string().contains("alsa:DEVICE or pipe:"), "{err}");
+    }
 }

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,18 @@ impl Server {
     }
 
     pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(dir, args, env, Stdio::null())
+    }
+
+    /// Like [`Server::start_in`] in the repository root, with standard input a pipe the test
+    /// writes to (for `--source pipe:`); dropping the writer closes the pipe.
+    pub fn start_piped(args: &[&str], env: &[(&str, &str)]) -> (Server, ChildStdin) {
+        let mut server = Server::launch(&repo_root(), args, env, Stdio::piped());
+        let stdin = server.child.stdin.take().expect("piped stdin");
+        (server, stdin)
+    }
+
+    fn launch(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_earshot"));
         cmd.arg("serve");
         if !args.contains(&"--listen") {
@@ -45,7 +57,7 @@ impl Server {
         }
         cmd.args(args)
             .current_dir(dir)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
