@@ -26,6 +26,9 @@ pub fn spawn(
     stream: Arc<Stream>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
+    // Live before the port opens, not when the thread first runs: a listener that connected in
+    // between would otherwise be told the source came back (`source` `live`) on its first wake.
+    stream.set_state(SourceState::Live);
     thread::Builder::new()
         .name("producer".into())
         .spawn(move || run(source.as_mut(), &stream, &stop))
@@ -37,7 +40,6 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     let mut start = Instant::now();
     let mut emitted: u64 = 0;
     let mut seq: u64 = 0;
-    stream.set_state(SourceState::Live);
     while !stop.load(Ordering::Relaxed) {
         match fill(source, &mut samples) {
             Ok(true) => {}
