@@ -7,10 +7,12 @@
 
 pub mod assets;
 pub mod audio;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod flags;
 pub mod http;
+pub mod limits;
 #[macro_use]
 pub mod log;
 pub mod producer;
