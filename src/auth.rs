@@ -188,7 +188,11 @@ pub fn presented_tokens(request: &Request) -> Vec<String> {
         .flat_map(|(_, v)| cookie_values(v, COOKIE_NAME))
         .map(str::to_string);
     let query = query_values(&request.query, "token");
-    bearer.chain(cookies).chain(query).take(MAX_PRESENTED).collect()
+    bearer
+        .chain(cookies)
+        .chain(query)
+        .take(MAX_PRESENTED)
+        .collect()
 }
 
 /// The token of an `Authorization: Bearer TOKEN` value (the scheme is case-insensitive).
@@ -212,7 +216,9 @@ pub fn cookie_values<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item =
 pub fn query_values<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = String> + 'a {
     query.split('&').filter_map(move |pair| {
         let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(n)? == name).then(|| percent_decode(v)).flatten()
+        (percent_decode(n)? == name)
+            .then(|| percent_decode(v))
+            .flatten()
     })
 }
 
@@ -224,15 +230,13 @@ pub fn percent_decode(text: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -285,7 +289,13 @@ pub enum LoginBodyError {
 /// says JSON, otherwise a form (`password=…`), which is what `curl -d` and an HTML form send.
 pub fn login_password(content_type: Option<&str>, body: &[u8]) -> Result<Secret, LoginBodyError> {
     let media = content_type
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let password = match media.as_str() {
         "application/json" => serde_json::from_slice::<serde_json::Value>(body)
@@ -359,7 +369,9 @@ mod tests {
         let start = Instant::now();
         let first = store.issue(start).unwrap();
         for i in 1..=MAX_TOKENS {
-            store.issue(start + Duration::from_millis(i as u64)).unwrap();
+            store
+                .issue(start + Duration::from_millis(i as u64))
+                .unwrap();
         }
         assert_eq!(store.live(start), MAX_TOKENS);
         assert!(!store.is_valid(first.expose(), start));
@@ -400,10 +412,7 @@ mod tests {
             presented_tokens(&request(&[("Cookie", "x=1; earshot_token=def; y=2")], "")),
             ["def"]
         );
-        assert_eq!(
-            presented_tokens(&request(&[], "a=1&token=g%2Dh")),
-            ["g-h"]
-        );
+        assert_eq!(presented_tokens(&request(&[], "a=1&token=g%2Dh")), ["g-h"]);
         assert!(presented_tokens(&request(&[("Authorization", "Basic abc")], "")).is_empty());
     }
 

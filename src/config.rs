@@ -260,7 +260,8 @@ fn password(raw: &flags::RawArgs) -> Result<Option<Secret>> {
 
 /// The first line of `path`, without its line ending.
 fn read_password_file(path: &Path) -> Result<Secret> {
-    let fail = |reason: String| Error::usage(format!("--password-file {}: {reason}", path.display()));
+    let fail =
+        |reason: String| Error::usage(format!("--password-file {}: {reason}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     let line = text.lines().next().unwrap_or("");
     if line.is_empty() {
@@ -300,7 +301,9 @@ fn duration(raw: &flags::RawArgs, name: &str, default: Duration) -> Result<Durat
 
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number.parse().ok()?;
     let seconds = match unit.trim() {
@@ -410,7 +413,11 @@ mod tests {
         assert!(config(&["--trusted-proxy", "localhost"]).is_err());
         assert!(config(&["--token-ttl", "forever"]).is_err());
         let missing = config(&["--password-file", "/nonexistent/pw"]).unwrap_err();
-        assert!(missing.to_string().starts_with("--password-file /nonexistent/pw: "));
+        assert!(
+            missing
+                .to_string()
+                .starts_with("--password-file /nonexistent/pw: ")
+        );
     }
 
     #[test]

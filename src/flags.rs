@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(raw.list("origin"), ["a", "b", "c"]);
         assert_eq!(raw.str("origin"), Some("c"));
         let env = |_: &str| Some("x,y".to_string());
-        assert_eq!(parse_with_env(flags, &[], env).unwrap().list("origin"), ["x", "y"]);
+        assert_eq!(
+            parse_with_env(flags, &[], env).unwrap().list("origin"),
+            ["x", "y"]
+        );
     }
 
     #[test]

@@ -382,14 +382,15 @@ fn login(server: &Server, request: &Request) -> Result<Reply, HttpError> {
             "authentication is off (the server has no --password)",
         ));
     }
-    let password = auth::login_password(request.header("Content-Type"), &request.body)
-        .map_err(|e| match e {
+    let password = auth::login_password(request.header("Content-Type"), &request.body).map_err(
+        |e| match e {
             LoginBodyError::UnsupportedType => HttpError::new(
                 415,
                 "send the password as JSON {\"password\": \"…\"} or as a form (password=…)",
             ),
             LoginBodyError::NoPassword => HttpError::new(400, "the body has no password"),
-        })?;
+        },
+    )?;
     let ttl = server.token_ttl();
     let token = server.login(server.client_ip(request), password.expose())?;
     let mut reply = json_reply(
@@ -467,6 +468,9 @@ pub fn add_header(reply: &mut Reply, name: &str, value: &str) {
 }
 
 /// Writes a reply with tiny_http's framing (status line, Date, Content-Length).
+///
+/// Head and body go out in one write, so a client that reads only once (a WebSocket client
+/// whose upgrade was refused) still gets the JSON reason.
 pub fn write_reply(
     stream: &mut impl Write,
     reply: Reply,
@@ -480,7 +484,9 @@ pub fn write_reply(
         concat!("earshot/", env!("CARGO_PKG_VERSION")),
     );
     let version = HTTPVersion(1, minor_version.min(1));
-    reply.raw_print(&mut *stream, version, &[], head_only, None)?;
+    let mut bytes = Vec::with_capacity(512);
+    reply.raw_print(&mut bytes, version, &[], head_only, None)?;
+    stream.write_all(&bytes)?;
     stream.flush()
 }
 

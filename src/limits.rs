@@ -57,10 +57,15 @@ impl IpRange {
             other => other,
         };
         match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                same_prefix(u128::from(n.to_bits()), u128::from(a.to_bits()), 32, self.prefix)
+            (IpAddr::V4(n), IpAddr::V4(a)) => same_prefix(
+                u128::from(n.to_bits()),
+                u128::from(a.to_bits()),
+                32,
+                self.prefix,
+            ),
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                same_prefix(n.to_bits(), a.to_bits(), 128, self.prefix)
             }
-            (IpAddr::V6(n), IpAddr::V6(a)) => same_prefix(n.to_bits(), a.to_bits(), 128, self.prefix),
             _ => false,
         }
     }
@@ -85,7 +90,10 @@ impl LoginLimiter {
         let Some(times) = failures.get_mut(&address_key(ip)) else {
             return Ok(());
         };
-        while times.front().is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW) {
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW)
+        {
             times.pop_front();
         }
         match times.front() {
@@ -190,7 +198,10 @@ mod tests {
 
     #[test]
     fn ipv6_hosts_are_counted_by_their_64_network() {
-        assert_eq!(address_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            address_key(ip("2001:db8:1:2:aaaa::1")),
+            ip("2001:db8:1:2::")
+        );
         assert_eq!(address_key(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
         assert_eq!(address_key(ip("10.1.2.3")), ip("10.1.2.3"));
     }
@@ -218,9 +229,14 @@ mod tests {
             assert!(limiter.check(a, start).is_ok(), "attempt {i}");
             limiter.record_failure(a, start + Duration::from_secs(i as u64));
         }
-        let wait = limiter.check(a, start + Duration::from_secs(10)).unwrap_err();
+        let wait = limiter
+            .check(a, start + Duration::from_secs(10))
+            .unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
-        assert!(limiter.check(ip("192.0.2.2"), start).is_ok(), "others are not affected");
+        assert!(
+            limiter.check(ip("192.0.2.2"), start).is_ok(),
+            "others are not affected"
+        );
         // The oldest failure leaves the window: one more attempt is allowed.
         assert!(limiter.check(a, start + LOGIN_WINDOW).is_ok());
         limiter.record_success(a);

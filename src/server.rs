@@ -117,10 +117,7 @@ impl Server {
             crate::log!("cannot make a token: {e}");
             LoginRefused::NoRandomness
         })?;
-        crate::log!(
-            "login from {client} ({} sessions)",
-            auth.tokens().live(now)
-        );
+        crate::log!("login from {client} ({} sessions)", auth.tokens().live(now));
         Ok(token)
     }
 
@@ -224,7 +221,11 @@ pub fn run(config: ServeConfig) -> Result<()> {
         format.channels,
         stream.chunk_ms,
         server.config.instance_id,
-        if server.auth.is_some() { "required" } else { "off" }
+        if server.auth.is_some() {
+            "required"
+        } else {
+            "off"
+        }
     );
     // The one line on standard output: scripts and tests read the real port from it.
     println!("earshot listening on http://{local_addr}/ (WebSocket: ws://{local_addr}/ws)");

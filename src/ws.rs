@@ -79,7 +79,10 @@ pub fn check_origin(request: &Request, allowed: &[String]) -> Result<(), HttpErr
         return Ok(());
     }
     let permitted = normalize_origin(origin).is_some_and(|o| {
-        allowed.contains(&o) || request.header("Host").is_some_and(|h| same_authority(&o, h))
+        allowed.contains(&o)
+            || request
+                .header("Host")
+                .is_some_and(|h| same_authority(&o, h))
     });
     if permitted {
         return Ok(());
@@ -251,32 +254,46 @@ mod tests {
     #[test]
     fn origins_are_normalised_like_browsers_serialise_them() {
         let n = |s: &str| normalize_origin(s);
-        assert_eq!(n("HTTPS://Example.ORG:443/").as_deref(), Some("https://example.org"));
+        assert_eq!(
+            n("HTTPS://Example.ORG:443/").as_deref(),
+            Some("https://example.org")
+        );
         assert_eq!(n("http://a:8080").as_deref(), Some("http://a:8080"));
         assert_eq!(n("http://[::1]:80").as_deref(), Some("http://[::1]"));
         assert_eq!(n("*").as_deref(), Some("*"));
-        for bad in ["example.org", "ftp://x", "http://", "http://x/path", "http://x:99999", "null"] {
+        for bad in [
+            "example.org",
+            "ftp://x",
+            "http://",
+            "http://x/path",
+            "http://x:99999",
+            "null",
+        ] {
             assert_eq!(n(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn only_the_own_host_and_allowed_origins_may_upgrade() {
-        let with = |origin: &str, host: &str| {
-            request(&[("Origin", origin), ("Host", host)], "GET")
-        };
+        let with = |origin: &str, host: &str| request(&[("Origin", origin), ("Host", host)], "GET");
         let allowed = vec!["https://radio.example.org".to_string()];
         let ok = |r: Request| check_origin(&r, &allowed).is_ok();
         assert!(ok(with("http://pi.local:8080", "pi.local:8080")));
         assert!(ok(with("https://pi.local", "pi.local")));
         assert!(ok(with("https://pi.local", "pi.local:443")));
         assert!(ok(with("https://radio.example.org", "pi.local:8080")));
-        assert!(ok(request(&[("Host", "pi.local")], "GET")), "no Origin: not a browser");
+        assert!(
+            ok(request(&[("Host", "pi.local")], "GET")),
+            "no Origin: not a browser"
+        );
         assert!(!ok(with("https://evil.example", "pi.local:8080")));
         assert!(!ok(with("http://pi.local:8081", "pi.local:8080")));
         assert!(!ok(with("https://pi.local:8443", "pi.local")));
         assert!(!ok(with("null", "pi.local")));
-        assert!(!ok(request(&[("Origin", "http://pi.local")], "GET")), "no Host");
+        assert!(
+            !ok(request(&[("Origin", "http://pi.local")], "GET")),
+            "no Host"
+        );
         let any = vec!["*".to_string()];
         assert!(check_origin(&with("https://evil.example", "x"), &any).is_ok());
         let err = check_origin(&with("https://evil.example", "x"), &allowed).unwrap_err();
