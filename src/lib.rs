@@ -23,3 +23,4 @@ pub mod session;
 pub mod source;
 pub mod stream;
 pub mod ws;
+pub mod wsclient;
