@@ -366,14 +366,27 @@ fn serve_connection(server: &Server, mut stream: TcpStream) {
 
 /// Answers a connection at once, without waiting for its request, then closes it.
 fn refuse_connection(mut stream: TcpStream, err: HttpError) {
-    if http::write_reply(&mut stream, err.into_reply(), 1, false).is_err() {
-        return;
+    if http::write_reply(&mut stream, err.into_reply(), 1, false).is_ok() {
+        lingering_close(&mut stream, REFUSAL_LINGER);
     }
+}
+
+/// Ends our side (FIN), then reads and drops what the client still sends, for at most `wait`.
+/// Closing with unread data would send a reset, which can destroy the last reply before the
+/// client has read it.
+pub fn lingering_close(stream: &mut TcpStream, wait: Duration) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(REFUSAL_LINGER));
+    let deadline = Instant::now() + wait;
     let mut sink = [0u8; 4096];
-    let deadline = Instant::now() + REFUSAL_LINGER;
-    while Instant::now() < deadline && matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            return;
+        }
+    }
 }
 
 /// How a WebSocket client proves it may listen.

@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use tungstenite::error::{CapacityError, Error as WsError};
+use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
@@ -347,6 +347,9 @@ impl ListenerSession<'_> {
     /// Ends the session after a failed read: a broken frame or message gets its close code.
     fn read_failed(&mut self, e: WsError) -> End {
         match e {
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                End::ClientGone(format!("closed without a close frame ({})", self.peer))
+            }
             WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => self.refuse(
                 CloseCode::Size,
                 &format!("message of {size} bytes is over the {max_size}-byte limit"),
@@ -374,12 +377,18 @@ impl ListenerSession<'_> {
     }
 
     /// Closes because of something the client sent.
+    ///
+    /// Nothing more is read through tungstenite: after a framing error it cannot find the next
+    /// frame (RFC 6455 §7.1.7: fail the connection), and tungstenite 0.30 trips over its own
+    /// buffer when asked to (README, "Known crate issues"). The close frame is followed by a
+    /// lingering close, so a client still sending does not reset it away.
     fn refuse(&mut self, code: CloseCode, reason: &str) -> End {
         let _ = self.ws.close(Some(CloseFrame {
             code,
             reason: reason.to_string().into(),
         }));
-        self.finish_close();
+        let _ = self.ws.flush();
+        crate::server::lingering_close(self.ws.get_mut(), CLOSE_WAIT);
         End::Refused(code, reason.to_string())
     }
 
