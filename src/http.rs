@@ -328,6 +328,13 @@ pub fn route(server: &Server, request: &Request) -> Reply {
                 let mut reply = Response::from_data(asset.body.into_owned());
                 add_header(&mut reply, "Content-Type", asset.content_type);
                 add_header(&mut reply, "Cache-Control", "no-cache");
+                // Another site must not frame the page (and its login form) to steal clicks.
+                add_header(&mut reply, "X-Frame-Options", "SAMEORIGIN");
+                add_header(
+                    &mut reply,
+                    "Content-Security-Policy",
+                    "frame-ancestors 'self'",
+                );
                 reply
             }),
             None => Err(HttpError::new(404, format!("no such path: {path}"))),
@@ -483,6 +490,8 @@ pub fn write_reply(
         "Server",
         concat!("earshot/", env!("CARGO_PKG_VERSION")),
     );
+    // Browsers take every answer for what its Content-Type says, never for what it looks like.
+    add_header(&mut reply, "X-Content-Type-Options", "nosniff");
     let version = HTTPVersion(1, minor_version.min(1));
     let mut bytes = Vec::with_capacity(512);
     reply.raw_print(&mut bytes, version, &[], head_only, None)?;

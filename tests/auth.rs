@@ -496,3 +496,46 @@ fn password_flags_are_checked_before_the_port_opens() {
     assert_eq!(code, 2);
     assert!(err.contains("--password-file /nonexistent/pw"), "{err}");
 }
+
+#[test]
+fn other_sites_cannot_frame_the_page_and_its_login_form() {
+    let server = start_with_password(&[]);
+    let (status, head, _) = http_get(server.addr, "/");
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "X-Frame-Options"), Some("SAMEORIGIN"));
+    assert_eq!(
+        header(&head, "Content-Security-Policy"),
+        Some("frame-ancestors 'self'")
+    );
+    assert_eq!(header(&head, "X-Content-Type-Options"), Some("nosniff"));
+}
+
+#[test]
+fn sigterm_closes_a_client_still_waiting_to_log_in_and_exits_0_within_2_s() {
+    let mut server = start_with_password(&[]);
+    let (mut ws, _) = tungstenite::client(
+        format!("ws://{}/ws?auth=message", server.addr).as_str(),
+        std::net::TcpStream::connect(server.addr).unwrap(),
+    )
+    .unwrap();
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    server.signal("TERM");
+    let code = loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    };
+    assert_eq!(code, Some(1001));
+    assert_eq!(server.wait_exit(Duration::from_secs(3)), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
