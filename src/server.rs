@@ -44,7 +44,7 @@ pub struct Server {
     pub local_addr: SocketAddr,
     /// `None` when no password is set.
     pub auth: Option<Auth>,
-    pub logins: LoginLimiter,
+    logins: LoginLimiter,
     connections: ConnectionLimiter,
     listeners: AtomicUsize,
     shutting_down: AtomicBool,

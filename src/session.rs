@@ -29,7 +29,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Most chunks handed to tungstenite per wake, to keep its write buffer small.
 const MAX_CHUNKS_PER_WAKE: usize = 16;
 /// How long a `/ws?auth=message` client has to send its password.
-pub const LOGIN_WAIT: Duration = Duration::from_secs(10);
+const LOGIN_WAIT: Duration = Duration::from_secs(10);
 /// How often a session waiting for a login looks up to see whether the server is stopping.
 const LOGIN_POLL: Duration = Duration::from_millis(250);
 

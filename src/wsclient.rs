@@ -350,6 +350,9 @@ fn login(ws: &mut WebSocket<ClientStream>, password: &str) -> Result<Secret, Con
             Message::Text(text) => {
                 return match serde_json::from_str::<ServerMessage>(text.as_str()) {
                     Ok(ServerMessage::Token { token, .. }) => Ok(token),
+                    Ok(ServerMessage::Hello { .. }) => Err(ConnectError::Login(
+                        "the server has no password: connect without one".into(),
+                    )),
                     _ => Err(ConnectError::Protocol(
                         "the server did not answer the login with a token".into(),
                     )),

@@ -204,6 +204,11 @@ fn the_session_endpoint_tells_the_page_whether_to_show_the_login_form() {
     let (status, _, body) = post(open.addr, "/api/login", "application/json", "{}", &[]);
     assert_eq!(status, 404);
     assert!(error_of(&body).contains("authentication is off"));
+    match wsclient::connect(&open.ws_url(), None, Credentials::Password("x")) {
+        Err(ConnectError::Login(reason)) => assert!(reason.contains("no password"), "{reason}"),
+        Err(other) => panic!("expected a login error, got {other}"),
+        Ok(_) => panic!("a password login to a server without one succeeded"),
+    }
 
     let server = start_with_password(&[]);
     let (_, json) = get_json(server.addr, "/api/session");
