@@ -34,14 +34,15 @@ fn peer() -> SocketAddr {
 /// The request head and body framing, as `read_request` sees a client's bytes arrive: whole,
 /// and cut at every point where a read could end.
 pub fn http_request(data: &[u8]) {
-    if let Ok(Some((request, used))) = http::parse_request(data, peer()) {
-        assert!(used <= data.len());
-        let _ = request.keep_alive();
-        let _ = request.header_has_token("Connection", "upgrade");
-        http_request(&data[used..]);
-    }
     for cut in [data.len() / 2, data.len().saturating_sub(1)] {
         let _ = http::parse_request(&data[..cut], peer());
+    }
+    let mut rest = data;
+    while let Ok(Some((request, used))) = http::parse_request(rest, peer()) {
+        assert!(used > 0 && used <= rest.len(), "a request takes some bytes");
+        let _ = request.keep_alive();
+        let _ = request.header_has_token("Connection", "upgrade");
+        rest = &rest[used..];
     }
 }
 
