@@ -120,10 +120,10 @@ pub fn source_file(data: &[u8]) {
     if let Ok(mut source) = source::open_file(&path) {
         let format = source.format();
         assert!(format.channels > 0 && format.sample_rate > 0);
-        // A couple of seconds at most: a valid file loops for ever.
+        // About a second of audio: enough to loop a tiny file; a valid file loops for ever.
         let mut samples = vec![0i16; 4096];
         let mut total = 0;
-        while total < 200_000 {
+        while total < 50_000 {
             match source.read(&mut samples) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
