@@ -346,10 +346,7 @@ fn serve_connection(server: &Server, mut stream: TcpStream) {
         let request = match http::read_request(&mut stream, &mut buf, peer, timeouts) {
             Ok(r) => r,
             Err(ReadError::Closed) => return,
-            Err(ReadError::Bad(err)) => {
-                let _ = http::write_reply(&mut stream, err.into_reply(), 1, false);
-                return;
-            }
+            Err(ReadError::Bad(err)) => return refuse_connection(stream, err),
         };
         if request.path == "/ws" && request.header("Upgrade").is_some() {
             upgrade(server, stream, request, buf);
@@ -364,7 +361,7 @@ fn serve_connection(server: &Server, mut stream: TcpStream) {
     }
 }
 
-/// Answers a connection at once, without waiting for its request, then closes it.
+/// Answers a connection with an error, then closes it without losing the answer to a reset.
 fn refuse_connection(mut stream: TcpStream, err: HttpError) {
     if http::write_reply(&mut stream, err.into_reply(), 1, false).is_ok() {
         lingering_close(&mut stream, REFUSAL_LINGER);
