@@ -5,7 +5,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -276,24 +276,7 @@ fn start_haproxy(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
 fn https_request(proxy: &Proxy, ca: &Path, request: &[u8]) -> (u16, String, String) {
     let uri = proxy.https_url().parse().unwrap();
     let mut stream = wsclient::open_stream(&uri, Some(ca)).expect("TLS to the proxy");
-    stream.write_all(request).unwrap();
-    let mut response = Vec::new();
-    let mut buf = [0u8; 4096];
-    // Read until the proxy closes (with or without a TLS close_notify).
-    while let Ok(n) = stream.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        response.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_string(), body.to_string())
+    exchange(&mut stream, request)
 }
 
 /// The hello, then `CHUNKS` audio messages as (sequence, sample bytes).

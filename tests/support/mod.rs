@@ -247,6 +247,12 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    exchange(&mut stream, request)
+}
+
+/// Sends `request` on any stream (TCP, TLS) and reads the answer until the server closes
+/// (cleanly or not); returns (status, head, body).
+pub fn exchange(stream: &mut (impl Read + Write), request: &[u8]) -> (u16, String, String) {
     stream.write_all(request).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
