@@ -8,7 +8,7 @@ STATIC_TARGET ?= x86_64-unknown-linux-gnu
 # Cross-compiler for the Raspberry Pi targets: https://github.com/cross-rs/cross (Docker/Podman).
 CROSS      ?= cross
 
-.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test test-deps test-rust test-browser static fmt lint bench clean
+.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test test-deps test-rust test-browser static fmt lint fuzz bench clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -62,6 +62,21 @@ static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(STATIC_TARGET)
 	@ls -l target/$(STATIC_TARGET)/release/earshot | awk '{print "static binary: " $$NF " (" $$5 " bytes)"}'
 	@file target/$(STATIC_TARGET)/release/earshot 2>/dev/null || true
+
+# Fuzz every parser of client input and the MP3/WAV decoding, FUZZ_SECONDS each, with cargo fuzz
+# on nightly (installed when missing). Not part of `make test`. A crash is saved under
+# fuzz/artifacts/TARGET/; keep it in tests/fuzz-regressions/TARGET/ so every test run replays it.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := http_request upgrade credentials login_body client_message ws_frames source_file
+fuzz:
+	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  seeds="fuzz/seeds/$$t"; [ $$t = source_file ] && seeds="$$seeds tests/fixtures"; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t $$seeds -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; \
+	done
 
 fmt:
 	$(CARGO) fmt

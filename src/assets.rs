@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("index.html", include_bytes!("../www/index.html")),
     ("app.js", include_bytes!("../www/app.js")),
+    ("login.js", include_bytes!("../www/login.js")),
     ("worklet.js", include_bytes!("../www/worklet.js")),
     ("style.css", include_bytes!("../www/style.css")),
 ];

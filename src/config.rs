@@ -1,11 +1,13 @@
 //! `earshot serve` configuration: its flags, their checks, and the resulting [`ServeConfig`].
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::auth::Secret;
 use crate::error::{Error, Result};
 use crate::flags::{self, Flag};
+use crate::limits::IpRange;
 use crate::source::{CaptureParams, PipeEnd, SampleFormat};
 
 pub const SERVE_USAGE: &str = "earshot serve [OPTIONS]";
@@ -116,6 +118,61 @@ pub const SERVE_FLAGS: &[Flag] = &[
         help: "Make SIGTERM drain like SIGUSR1 instead of shutting down at once",
     },
     Flag {
+        name: "password",
+        value: Some("PASSWORD"),
+        default: None,
+        help: "Require this password to listen and to read /api/status; the page shows a login\n\
+               form. Prefer --password-file: a command line is visible to every user in ps",
+    },
+    Flag {
+        name: "password-file",
+        value: Some("FILE"),
+        default: None,
+        help: "Read the password from the first line of FILE (readable only by earshot: chmod 600)",
+    },
+    Flag {
+        name: "token-ttl",
+        value: Some("DURATION"),
+        default: Some("24h"),
+        help: "How long a login lasts before the password is asked again: 90s, 30m, 24h, 7d",
+    },
+    Flag {
+        name: "allowed-origin",
+        value: Some("ORIGIN"),
+        default: None,
+        help: "Web origins besides the server's own whose pages may open the stream, such as\n\
+               https://radio.example.org (repeat the flag or separate with commas; * allows any)",
+    },
+    Flag {
+        name: "trusted-proxy",
+        value: Some("ADDR"),
+        default: None,
+        help: "Reverse proxies (addresses or networks such as 10.0.0.0/8, comma-separated)\n\
+               whose X-Forwarded-For names the client for login limits and logs; their own\n\
+               connections are not limited by --max-per-address",
+    },
+    Flag {
+        name: "max-per-address",
+        value: Some("N"),
+        default: Some("1000"),
+        help: "Connections one client address (IPv6: one /64 network) may have open at once;\n\
+               more are refused with 429. 0 for no limit",
+    },
+    Flag {
+        name: "idle-timeout-ms",
+        value: Some("MS"),
+        default: Some("10000"),
+        help: "Close a connection that has not upgraded to a WebSocket and sends no request for\n\
+               this long",
+    },
+    Flag {
+        name: "head-timeout-ms",
+        value: Some("MS"),
+        default: Some("10000"),
+        help: "Time a request head may take from its first byte; a client that trickles it\n\
+               (slowloris) gets 408 and is disconnected",
+    },
+    Flag {
         name: "instance-id",
         value: Some("ID"),
         default: Some("HOSTNAME-PID"),
@@ -150,6 +207,16 @@ pub struct ServeConfig {
     pub www: Option<PathBuf>,
     /// What `alsa:` and `pipe:` sources capture.
     pub capture: CaptureParams,
+    /// `None`: authentication is off.
+    pub password: Option<Secret>,
+    pub token_ttl: Duration,
+    /// Normalised origins (`https://host[:port]`), or `*`.
+    pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpRange>,
+    /// 0: no limit.
+    pub max_per_address: usize,
+    pub idle_timeout: Duration,
+    pub head_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -220,6 +287,41 @@ impl ServeConfig {
                 .unwrap_or_else(default_instance_id),
             www,
             capture: capture_params(raw)?,
+            password: password(raw)?,
+            token_ttl: duration(raw, "token-ttl", Duration::from_secs(86_400))?,
+            allowed_origins: raw
+                .list("allowed-origin")
+                .into_iter()
+                .map(|o| {
+                    crate::ws::normalize_origin(o).ok_or_else(|| {
+                        Error::usage(format!(
+                            "--allowed-origin {o}: expected an origin such as https://example.org"
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?,
+            trusted_proxies: raw
+                .list("trusted-proxy")
+                .into_iter()
+                .map(|a| {
+                    IpRange::parse(a).ok_or_else(|| {
+                        Error::usage(format!(
+                            "--trusted-proxy {a}: expected an IP address or network (10.0.0.0/8)"
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?,
+            max_per_address: raw.number("max-per-address", 1000usize, 0..=1_000_000)?,
+            idle_timeout: Duration::from_millis(raw.number(
+                "idle-timeout-ms",
+                10_000u64,
+                100..=3_600_000,
+            )?),
+            head_timeout: Duration::from_millis(raw.number(
+                "head-timeout-ms",
+                10_000u64,
+                100..=600_000,
+            )?),
         })
     }
 }
@@ -253,6 +355,80 @@ fn capture_params(raw: &flags::RawArgs) -> Result<CaptureParams> {
     })
 }
 
+/// The password from `--password` or `--password-file` (not both).
+fn password(raw: &flags::RawArgs) -> Result<Option<Secret>> {
+    match (raw.str("password"), raw.str("password-file")) {
+        (Some(_), Some(_)) => Err(Error::usage(
+            "--password and --password-file: give only one of them",
+        )),
+        (Some(""), None) => Err(Error::usage("--password: must not be empty")),
+        (Some(p), None) => Ok(Some(Secret::new(p))),
+        (None, Some(file)) => read_password_file(Path::new(file)).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The first line of `path`, without its line ending.
+fn read_password_file(path: &Path) -> Result<Secret> {
+    let fail =
+        |reason: String| Error::usage(format!("--password-file {}: {reason}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(fail("the first line is empty".into()));
+    }
+    warn_if_others_can_read(path);
+    Ok(Secret::new(line))
+}
+
+#[cfg(unix)]
+fn warn_if_others_can_read(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o004 != 0 {
+            crate::log!(
+                "warning: {} is readable by every user; chmod 600 it",
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_others_can_read(_: &Path) {}
+
+/// A duration flag: a whole number with a unit (`90s`, `30m`, `24h`, `7d`; bare is seconds).
+fn duration(raw: &flags::RawArgs, name: &str, default: Duration) -> Result<Duration> {
+    let Some(text) = raw.str(name) else {
+        return Ok(default);
+    };
+    parse_duration(text).ok_or_else(|| {
+        Error::usage(format!(
+            "--{name}: expected a duration such as 90s, 30m, 24h or 7d, got '{text}'"
+        ))
+    })
+}
+
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    // A year at most: a token that never expires is a password with a different name.
+    (1..=365 * 86_400)
+        .contains(&seconds)
+        .then(|| Duration::from_secs(seconds))
+}
+
 /// `HOSTNAME-PID`: unique per process, readable in logs, stable for the process's life.
 pub fn default_instance_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -279,6 +455,11 @@ mod tests {
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!((c.chunk_ms, c.buffer_ms, c.burst_ms), (20, 5000, 200));
         assert_eq!(c.max_listeners, 10_000);
+        assert!(c.password.is_none());
+        assert_eq!(c.token_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(c.max_per_address, 1000);
+        assert_eq!(c.idle_timeout, Duration::from_secs(10));
+        assert_eq!(c.head_timeout, Duration::from_secs(10));
         assert!(c.instance_id.ends_with(&format!("-{}", std::process::id())));
         assert_eq!(c.capture, CaptureParams::default());
         assert_eq!((c.capture.rate, c.capture.channels), (48_000, 2));
@@ -340,5 +521,59 @@ mod tests {
                 .to_string()
                 .contains("--source song.mp3")
         );
+    }
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("1w"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("999999999999999999d"), None);
+    }
+
+    #[test]
+    fn security_flags_are_checked() {
+        let c = config(&[
+            "--password",
+            "pw",
+            "--allowed-origin",
+            "HTTPS://Radio.Example.org:443/,http://a:8080",
+            "--trusted-proxy",
+            "127.0.0.1,10.0.0.0/8",
+        ])
+        .unwrap();
+        assert_eq!(c.password.unwrap().expose(), "pw");
+        assert_eq!(
+            c.allowed_origins,
+            ["https://radio.example.org", "http://a:8080"]
+        );
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(config(&["--password", "a", "--password-file", "b"]).is_err());
+        assert!(config(&["--password", ""]).is_err());
+        assert!(config(&["--allowed-origin", "example.org"]).is_err());
+        assert!(config(&["--trusted-proxy", "localhost"]).is_err());
+        assert!(config(&["--token-ttl", "forever"]).is_err());
+        let missing = config(&["--password-file", "/nonexistent/pw"]).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("--password-file /nonexistent/pw: ")
+        );
+    }
+
+    #[test]
+    fn the_password_file_gives_its_first_line() {
+        let path = std::env::temp_dir().join(format!("earshot-pw-{}", std::process::id()));
+        std::fs::write(&path, "s3cret word\r\nsecond line\n").unwrap();
+        let c = config(&["--password-file", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.password.unwrap().expose(), "s3cret word");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(config(&["--password-file", path.to_str().unwrap()]).is_err());
+        let _ = std::fs::remove_file(path);
     }
 }

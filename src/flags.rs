@@ -22,7 +22,8 @@ pub struct Flag {
 /// Flags as given, before their values are checked.
 #[derive(Debug, Default)]
 pub struct RawArgs {
-    values: HashMap<&'static str, String>,
+    /// Every value given for each flag, in order; most flags use only the last.
+    values: HashMap<&'static str, Vec<String>>,
     pub positionals: Vec<String>,
     pub help: bool,
 }
@@ -34,8 +35,9 @@ pub fn env_name(flag: &str) -> String {
 
 /// Parses `args` (without the program and subcommand names) against `flags`.
 ///
-/// Accepts `--name value` and `--name=value`; a flag given twice keeps the last value. A flag
-/// absent from `args` is taken from its `EARSHOT_*` variable when that is set.
+/// Accepts `--name value` and `--name=value`; a flag given twice keeps the last value (or all
+/// of them, for the few flags read with [`RawArgs::list`]). A flag absent from `args` is taken
+/// from its `EARSHOT_*` variable when that is set.
 pub fn parse(flags: &[Flag], args: &[String]) -> Result<RawArgs> {
     parse_with_env(flags, args, |name| std::env::var(name).ok())
 }
@@ -76,12 +78,12 @@ pub fn parse_with_env(
                 .cloned()
                 .ok_or_else(|| Error::usage(format!("--{name} needs a value ({placeholder})")))?,
         };
-        raw.values.insert(flag.name, value);
+        raw.values.entry(flag.name).or_default().push(value);
     }
     for flag in flags {
         if !raw.values.contains_key(flag.name) {
             if let Some(v) = env(&env_name(flag.name)).filter(|v| !v.is_empty()) {
-                raw.values.insert(flag.name, v);
+                raw.values.insert(flag.name, vec![v]);
             }
         }
     }
@@ -90,7 +92,19 @@ pub fn parse_with_env(
 
 impl RawArgs {
     pub fn str(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
+        self.values.get(name)?.last().map(String::as_str)
+    }
+
+    /// Every item of a repeatable, comma-separated flag: `--x a,b --x c` is `[a, b, c]`.
+    pub fn list(&self, name: &str) -> Vec<&str> {
+        self.values
+            .get(name)
+            .into_iter()
+            .flatten()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
     }
 
     pub fn string_or(&self, name: &str, default: &str) -> String {
@@ -187,6 +201,25 @@ mod tests {
         assert!(raw.switch("verbose").unwrap());
         let raw = parse_with_env(FLAGS, &args(&["--chunk-ms=10"]), env).unwrap();
         assert_eq!(raw.number("chunk-ms", 20u32, 5..=100).unwrap(), 10);
+    }
+
+    #[test]
+    fn list_flags_collect_every_value_and_comma_item() {
+        let flags = &[Flag {
+            name: "origin",
+            value: Some("O"),
+            default: None,
+            help: "o",
+        }];
+        let none = |_: &str| None;
+        let raw = parse_with_env(flags, &args(&["--origin", "a, b", "--origin=c"]), none).unwrap();
+        assert_eq!(raw.list("origin"), ["a", "b", "c"]);
+        assert_eq!(raw.str("origin"), Some("c"));
+        let env = |_: &str| Some("x,y".to_string());
+        assert_eq!(
+            parse_with_env(flags, &[], env).unwrap().list("origin"),
+            ["x", "y"]
+        );
     }
 
     #[test]

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tiny_http::{HTTPVersion, Header, Response, StatusCode};
 
+use crate::auth::{self, LoginBodyError};
 use crate::server::Server;
 use crate::stream::SourceState;
+use crate::ws;
 
 /// The largest request head accepted; larger gets 431.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -17,9 +19,6 @@ pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 48;
 /// The largest request body accepted (logins and admin calls are tiny); larger gets 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-/// How long a client has to send a whole request head, counted from its first byte or from
-/// the end of its previous request. A client that trickles bytes (slowloris) is cut off.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Reply = Response<Cursor<Vec<u8>>>;
 
@@ -98,6 +97,17 @@ impl HttpError {
     }
 }
 
+impl From<auth::LoginRefused> for HttpError {
+    fn from(refused: auth::LoginRefused) -> HttpError {
+        match refused {
+            auth::LoginRefused::TooManyFailures(wait) => HttpError::new(429, refused.reason())
+                .with_header("Retry-After", auth::retry_after_secs(wait).to_string()),
+            auth::LoginRefused::WrongPassword => HttpError::new(401, refused.reason()),
+            auth::LoginRefused::NoRandomness => HttpError::new(500, refused.reason()),
+        }
+    }
+}
+
 /// How reading a request head ended, when it did not yield a request.
 #[derive(Debug)]
 pub enum ReadError {
@@ -105,6 +115,15 @@ pub enum ReadError {
     Closed,
     /// The request is malformed or over a limit: answer, then close.
     Bad(HttpError),
+}
+
+/// How long a connection may wait for a request, and take to send it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Silence allowed before a request's first byte; then the connection is closed quietly.
+    pub idle: Duration,
+    /// Time allowed from a request's first byte to its last (head and body); then 408.
+    pub head: Duration,
 }
 
 /// Reads one request from `stream`, starting with any bytes already in `buf`.
@@ -115,20 +134,18 @@ pub fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     peer: SocketAddr,
+    timeouts: Timeouts,
 ) -> Result<Request, ReadError> {
-    let deadline = Instant::now() + HEAD_TIMEOUT;
-    let head_len = loop {
-        if let Some(end) = find_head_end(buf) {
-            break end;
+    let idle_deadline = Instant::now() + timeouts.idle;
+    let mut head_deadline = (!buf.is_empty()).then(|| Instant::now() + timeouts.head);
+    loop {
+        if let Some((request, used)) = parse_request(buf, peer).map_err(ReadError::Bad)? {
+            buf.drain(..used);
+            return Ok(request);
         }
-        if buf.len() >= MAX_HEAD_BYTES {
-            return Err(ReadError::Bad(HttpError::new(
-                431,
-                "request head larger than 8 KiB",
-            )));
-        }
+        let deadline = head_deadline.unwrap_or(idle_deadline);
         let got_some = !buf.is_empty();
-        match read_some(stream, buf, deadline, MAX_HEAD_BYTES)? {
+        match read_some(stream, buf, deadline, MAX_HEAD_BYTES + MAX_BODY_BYTES)? {
             0 if got_some => {
                 return Err(ReadError::Bad(HttpError::new(
                     400,
@@ -136,39 +153,65 @@ pub fn read_request(
                 )));
             }
             0 => return Err(ReadError::Closed),
-            _ => {}
+            _ => {
+                head_deadline.get_or_insert_with(|| Instant::now() + timeouts.head);
+            }
         }
+    }
+}
+
+/// Parses the request at the start of `buf`: `Ok(None)` while its head or body is incomplete,
+/// else the request and how many bytes it took. Every limit on the head and body is checked
+/// here, so a pure function decides what a client's bytes mean (and can be fuzzed alone).
+pub fn parse_request(buf: &[u8], peer: SocketAddr) -> Result<Option<(Request, usize)>, HttpError> {
+    let Some(head_len) = find_head_end(buf) else {
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Err(HttpError::new(431, "request head larger than 8 KiB"));
+        }
+        return Ok(None);
     };
-    let mut request = parse_head(&buf[..head_len], peer).map_err(ReadError::Bad)?;
-    buf.drain(..head_len);
+    if head_len > MAX_HEAD_BYTES {
+        return Err(HttpError::new(431, "request head larger than 8 KiB"));
+    }
+    let mut request = parse_head(&buf[..head_len], peer)?;
     if request.header("Transfer-Encoding").is_some() {
-        return Err(ReadError::Bad(HttpError::new(
+        return Err(HttpError::new(
             411,
             "chunked request bodies are not accepted; send Content-Length",
-        )));
+        ));
     }
-    let body_len = match request.header("Content-Length") {
-        None => 0,
-        Some(v) => v.trim().parse::<usize>().map_err(|_| {
-            ReadError::Bad(HttpError::new(400, format!("bad Content-Length '{v}'")))
-        })?,
-    };
+    let body_len = content_length(&request)?;
     if body_len > MAX_BODY_BYTES {
-        return Err(ReadError::Bad(HttpError::new(
-            413,
-            "request body larger than 16 KiB",
-        )));
+        return Err(HttpError::new(413, "request body larger than 16 KiB"));
     }
-    while buf.len() < body_len {
-        if read_some(stream, buf, deadline, body_len)? == 0 {
-            return Err(ReadError::Bad(HttpError::new(
-                400,
-                "connection closed mid-body",
-            )));
+    let end = head_len + body_len;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    request.body = buf[head_len..end].to_vec();
+    Ok(Some((request, end)))
+}
+
+/// The body length: digits only, and every `Content-Length` line must agree, so that no proxy
+/// in front of earshot can read a different request boundary from the same bytes.
+fn content_length(request: &Request) -> Result<usize, HttpError> {
+    let mut length = None;
+    for (_, value) in request
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+    {
+        let v = value.trim();
+        let parsed = (!v.is_empty() && v.len() <= 12 && v.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| v.parse::<usize>().ok())
+            .flatten()
+            .ok_or_else(|| HttpError::new(400, format!("bad Content-Length '{v}'")))?;
+        if length.is_some_and(|l| l != parsed) {
+            return Err(HttpError::new(400, "conflicting Content-Length headers"));
         }
+        length = Some(parsed);
     }
-    request.body = buf.drain(..body_len).collect();
-    Ok(request)
+    Ok(length.unwrap_or(0))
 }
 
 /// Reads what is available (up to `limit` bytes in `buf`) before `deadline`.
@@ -264,8 +307,18 @@ fn parse_head(head: &[u8], peer: SocketAddr) -> Result<Request, HttpError> {
 /// Answers a plain (non-WebSocket) request.
 pub fn route(server: &Server, request: &Request) -> Reply {
     let result = match request.path.as_str() {
+        // Open even with a password: load balancers poll it.
         "/healthz" => only_get(request).map(|_| healthz(server)),
-        "/api/status" => only_get(request).map(|_| json_reply(200, &server.status_json())),
+        "/api/status" => only_get(request)
+            .and_then(|_| authorize(server, request))
+            .map(|_| json_reply(200, &server.status_json())),
+        "/api/session" => only_get(request).map(|_| session(server, request)),
+        "/api/login" => only_post(request)
+            .and_then(|_| ws::check_origin(request, &server.config.allowed_origins))
+            .and_then(|_| login(server, request)),
+        "/api/logout" => only_post(request)
+            .and_then(|_| ws::check_origin(request, &server.config.allowed_origins))
+            .map(|_| logout(server, request)),
         "/api/drain" => drain(server, request),
         "/ws" => Err(HttpError::new(
             400,
@@ -276,6 +329,13 @@ pub fn route(server: &Server, request: &Request) -> Reply {
                 let mut reply = Response::from_data(asset.body.into_owned());
                 add_header(&mut reply, "Content-Type", asset.content_type);
                 add_header(&mut reply, "Cache-Control", "no-cache");
+                // Another site must not frame the page (and its login form) to steal clicks.
+                add_header(&mut reply, "X-Frame-Options", "SAMEORIGIN");
+                add_header(
+                    &mut reply,
+                    "Content-Security-Policy",
+                    "frame-ancestors 'self'",
+                );
                 reply
             }),
             None => Err(HttpError::new(404, format!("no such path: {path}"))),
@@ -321,6 +381,97 @@ fn only_get(request: &Request) -> Result<(), HttpError> {
     }
 }
 
+fn only_post(request: &Request) -> Result<(), HttpError> {
+    match request.method.as_str() {
+        "POST" => Ok(()),
+        other => Err(
+            HttpError::new(405, format!("method {other} not allowed here"))
+                .with_header("Allow", "POST"),
+        ),
+    }
+}
+
+/// Lets a request through when authentication is off or it presents a valid token.
+pub fn authorize(server: &Server, request: &Request) -> Result<(), HttpError> {
+    let Some(auth) = &server.auth else {
+        return Ok(());
+    };
+    let presented = auth::presented_tokens(request);
+    let now = Instant::now();
+    if presented.iter().any(|t| auth.tokens().is_valid(t, now)) {
+        return Ok(());
+    }
+    let reason = if presented.is_empty() {
+        "login required: POST the password to /api/login, then send the token"
+    } else {
+        "the token is invalid, expired or logged out: log in again"
+    };
+    Err(HttpError::new(401, reason).with_header("WWW-Authenticate", "Bearer realm=\"earshot\""))
+}
+
+/// `POST /api/login`: the password (JSON or form) for a token, also set as the page's cookie.
+fn login(server: &Server, request: &Request) -> Result<Reply, HttpError> {
+    if server.auth.is_none() {
+        return Err(HttpError::new(
+            404,
+            "authentication is off (the server has no --password)",
+        ));
+    }
+    let password = auth::login_password(request.header("Content-Type"), &request.body).map_err(
+        |e| match e {
+            LoginBodyError::UnsupportedType => HttpError::new(
+                415,
+                "send the password as JSON {\"password\": \"…\"} or as a form (password=…)",
+            ),
+            LoginBodyError::NoPassword => HttpError::new(400, "the body has no password"),
+        },
+    )?;
+    let ttl = server.token_ttl();
+    let token = server.login(server.client_ip(request), password.expose())?;
+    let mut reply = json_reply(
+        200,
+        &json!({ "token": token.expose(), "expires_in_s": ttl.as_secs() }),
+    );
+    let cookie = auth::token_cookie(token.expose(), ttl, came_over_https(request));
+    add_header(&mut reply, "Set-Cookie", &cookie);
+    Ok(reply)
+}
+
+/// `POST /api/logout`: revokes every token the request presents and clears the cookie.
+fn logout(server: &Server, request: &Request) -> Reply {
+    if let Some(auth) = &server.auth {
+        for token in auth::presented_tokens(request) {
+            auth.tokens().revoke(&token);
+        }
+    }
+    let mut reply = json_reply(200, &json!({ "status": "logged_out" }));
+    add_header(
+        &mut reply,
+        "Set-Cookie",
+        &auth::cleared_cookie(came_over_https(request)),
+    );
+    reply
+}
+
+/// `GET /api/session`: whether a password is needed and whether this request has a valid
+/// token, so the page knows whether to show its login form.
+fn session(server: &Server, request: &Request) -> Reply {
+    let required = server.auth.is_some();
+    let authenticated = required && authorize(server, request).is_ok();
+    json_reply(
+        200,
+        &json!({ "auth_required": required, "authenticated": authenticated }),
+    )
+}
+
+/// Whether the browser reached us over HTTPS, through a TLS-terminating proxy. Believed from
+/// any client: a forged header only makes that client's own cookie `Secure`.
+fn came_over_https(request: &Request) -> bool {
+    request
+        .header("X-Forwarded-Proto")
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
 fn healthz(server: &Server) -> Reply {
     let (status, code) = match server.stream.state() {
         _ if server.draining() || server.shutting_down() => ("draining", 503),
@@ -353,6 +504,9 @@ pub fn add_header(reply: &mut Reply, name: &str, value: &str) {
 }
 
 /// Writes a reply with tiny_http's framing (status line, Date, Content-Length).
+///
+/// Head and body go out in one write, so a client that reads only once (a WebSocket client
+/// whose upgrade was refused) still gets the JSON reason.
 pub fn write_reply(
     stream: &mut impl Write,
     reply: Reply,
@@ -365,8 +519,12 @@ pub fn write_reply(
         "Server",
         concat!("earshot/", env!("CARGO_PKG_VERSION")),
     );
+    // Browsers take every answer for what its Content-Type says, never for what it looks like.
+    add_header(&mut reply, "X-Content-Type-Options", "nosniff");
     let version = HTTPVersion(1, minor_version.min(1));
-    reply.raw_print(&mut *stream, version, &[], head_only, None)?;
+    let mut bytes = Vec::with_capacity(512);
+    reply.raw_print(&mut bytes, version, &[], head_only, None)?;
+    stream.write_all(&bytes)?;
     stream.flush()
 }
 

@@ -7,12 +7,16 @@
 
 pub mod assets;
 pub mod audio;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod drain;
 pub mod error;
 pub mod flags;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
+pub mod limits;
 #[macro_use]
 pub mod log;
 pub mod producer;
@@ -23,3 +27,4 @@ pub mod session;
 pub mod source;
 pub mod stream;
 pub mod ws;
+pub mod wsclient;

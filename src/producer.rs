@@ -44,6 +44,9 @@ pub fn spawn(
     stream: Arc<Stream>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
+    // Live before the port opens, not when the thread first runs: a listener that connected in
+    // between would otherwise be told the source came back (`source` `live`) on its first wake.
+    stream.set_state(SourceState::Live);
     thread::Builder::new()
         .name("producer".into())
         .spawn(move || run(source.as_mut(), &stream, &stop))

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audio::{self, Format};
+use crate::auth::Secret;
 use crate::ring::Chunk;
 use tungstenite::Bytes;
 
@@ -76,6 +77,8 @@ pub enum ServerMessage {
     Goaway { reason: String, grace_ms: u64 },
     /// Sent just before the server closes the connection.
     Bye { reason: String },
+    /// The answer to a first-message `login`: a token for later connections.
+    Token { token: Secret, expires_in_s: u64 },
 }
 
 impl ServerMessage {
@@ -117,6 +120,8 @@ pub enum ClientMessage {
         #[serde(default)]
         id: serde_json::Value,
     },
+    /// The password, as the first message of a `/ws?auth=message` connection.
+    Login { password: Secret },
 }
 
 /// Parses a client's text message; `None` for anything that is not a known message.
@@ -159,5 +164,25 @@ mod tests {
         }
         .to_json();
         assert_eq!(pong, r#"{"type":"pong","id":"a","server_time_ms":5}"#);
+    }
+
+    #[test]
+    fn login_carries_a_password_that_debug_output_hides() {
+        let login = parse_client_message(r#"{"type":"login","password":"pw"}"#).unwrap();
+        assert_eq!(
+            login,
+            ClientMessage::Login {
+                password: Secret::new("pw")
+            }
+        );
+        assert_eq!(format!("{login:?}"), "Login { password: Secret(***) }");
+        let token = ServerMessage::Token {
+            token: Secret::new("abc"),
+            expires_in_s: 60,
+        };
+        assert_eq!(
+            token.to_json(),
+            r#"{"type":"token","token":"abc","expires_in_s":60}"#
+        );
     }
 }

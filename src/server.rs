@@ -5,8 +5,8 @@
 //! the accept loop"): one thread per connection, spawned at accept time, answers every
 //! simultaneous connect, and an upgraded socket stays a plain `TcpStream` with timeouts.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::assets::Assets;
+use crate::auth::{Auth, LoginRefused, Secret};
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::http::{self, HttpError, ReadError};
+use crate::limits::{ConnectionLimiter, LoginLimiter};
 use crate::stream::{SourceState, Stream};
 use crate::{drain, producer, session, source, ws};
 
@@ -29,6 +31,9 @@ const CONNECTION_STACK: usize = 128 * 1024;
 const LISTEN_BACKLOG: i32 = 4096;
 /// How long shutdown waits for listeners to receive `bye` and close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How long a refused connection's request is read (and discarded) after the refusal is sent,
+/// so that closing does not reset the connection before the client has read why.
+const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 
 /// Everything a connection thread needs, shared by all of them.
 pub struct Server {
@@ -37,6 +42,10 @@ pub struct Server {
     pub assets: Assets,
     pub started: Instant,
     pub local_addr: SocketAddr,
+    /// `None` when no password is set.
+    pub auth: Option<Auth>,
+    logins: LoginLimiter,
+    connections: ConnectionLimiter,
     listeners: AtomicUsize,
     draining: AtomicBool,
     shutting_down: AtomicBool,
@@ -81,6 +90,56 @@ impl Server {
             .ok()?;
         Stream::count(&self.stream.counters.listeners_total, 1);
         Some(ListenerSlot(&self.listeners))
+    }
+
+    pub fn token_ttl(&self) -> Duration {
+        self.config.token_ttl
+    }
+
+    fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.config.trusted_proxies.iter().any(|r| r.contains(ip))
+    }
+
+    /// The client's address: the peer's, or for a `--trusted-proxy` peer the address that proxy
+    /// appended to `X-Forwarded-For` (the last one; earlier ones the client could have forged).
+    pub fn client_ip(&self, request: &http::Request) -> IpAddr {
+        let peer = request.peer.ip();
+        if !self.is_trusted_proxy(peer) {
+            return peer;
+        }
+        request
+            .headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case("X-Forwarded-For"))
+            .and_then(|(_, v)| v.rsplit(',').next())
+            .and_then(|last| last.trim().parse().ok())
+            .unwrap_or(peer)
+    }
+
+    /// Checks a password from `client`, under the brute-force limit; a token when it matches.
+    /// Shared by `POST /api/login` and the WebSocket first-message login.
+    pub fn login(&self, client: IpAddr, password: &str) -> Result<Secret, LoginRefused> {
+        let Some(auth) = &self.auth else {
+            return Err(LoginRefused::WrongPassword);
+        };
+        let now = Instant::now();
+        if let Err(wait) = self.logins.check(client, now) {
+            crate::log!("login from {client} refused: too many failed attempts");
+            return Err(LoginRefused::TooManyFailures(wait));
+        }
+        if !auth.password_matches(password) {
+            self.logins.record_failure(client, now);
+            crate::log!("failed login from {client}");
+            return Err(LoginRefused::WrongPassword);
+        }
+        self.logins.record_success(client);
+        let token = auth.tokens().issue(now).map_err(|e| {
+            crate::log!("cannot make a token: {e}");
+            LoginRefused::NoRandomness
+        })?;
+        crate::log!("login from {client} ({} sessions)", auth.tokens().live(now));
+        Ok(token)
     }
 
     pub fn status_json(&self) -> serde_json::Value {
@@ -161,8 +220,15 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let local_addr = listener
         .local_addr()
         .map_err(|e| Error::io(format!("{}: local address", config.listen), e))?;
+    let auth = config
+        .password
+        .as_ref()
+        .map(|p| Auth::new(p, config.token_ttl));
     let server = Arc::new_cyclic(|me| Server {
         assets: Assets::new(config.www.clone()),
+        auth,
+        logins: LoginLimiter::default(),
+        connections: ConnectionLimiter::new(config.max_per_address),
         config,
         stream: stream.clone(),
         started: Instant::now(),
@@ -179,12 +245,17 @@ pub fn run(config: ServeConfig) -> Result<()> {
     watch_signals(server.clone())?;
     let format = stream.format;
     crate::log!(
-        "streaming {} ({} Hz, {} ch, {} ms chunks) as instance {}",
+        "streaming {} ({} Hz, {} ch, {} ms chunks) as instance {}; password {}",
         stream.source,
         format.sample_rate,
         format.channels,
         stream.chunk_ms,
-        server.config.instance_id
+        server.config.instance_id,
+        if server.auth.is_some() {
+            "required"
+        } else {
+            "off"
+        }
     );
     // The one line on standard output: scripts and tests read the real port from it.
     println!("earshot listening on http://{local_addr}/ (WebSocket: ws://{local_addr}/ws)");
@@ -303,18 +374,37 @@ fn watch_source_end(server: Arc<Server>, producer: thread::JoinHandle<()>) -> Re
 fn serve_connection(server: &Server, mut stream: TcpStream) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_nodelay(true);
+    let _permit = if server.is_trusted_proxy(peer.ip()) {
+        None
+    } else {
+        match server.connections.admit(peer.ip()) {
+            Some(permit) => Some(permit),
+            None => {
+                let limit = server.connections.max();
+                return refuse_connection(
+                    stream,
+                    HttpError::new(
+                        429,
+                        format!("too many connections from {} (limit {limit})", peer.ip()),
+                    )
+                    .with_header("Retry-After", "5"),
+                );
+            }
+        }
+    };
+    let timeouts = http::Timeouts {
+        idle: server.config.idle_timeout,
+        head: server.config.head_timeout,
+    };
     let mut buf = Vec::with_capacity(1024);
     loop {
         if server.shutting_down() {
             return;
         }
-        let request = match http::read_request(&mut stream, &mut buf, peer) {
+        let request = match http::read_request(&mut stream, &mut buf, peer, timeouts) {
             Ok(r) => r,
             Err(ReadError::Closed) => return,
-            Err(ReadError::Bad(err)) => {
-                let _ = http::write_reply(&mut stream, err.into_reply(), 1, false);
-                return;
-            }
+            Err(ReadError::Bad(err)) => return refuse_connection(stream, err),
         };
         if request.path == "/ws" && request.header("Upgrade").is_some() {
             upgrade(server, stream, request, buf);
@@ -329,12 +419,67 @@ fn serve_connection(server: &Server, mut stream: TcpStream) {
     }
 }
 
+/// Answers a connection with an error, then closes it without losing the answer to a reset.
+fn refuse_connection(mut stream: TcpStream, err: HttpError) {
+    if http::write_reply(&mut stream, err.into_reply(), 1, false).is_ok() {
+        lingering_close(&mut stream, REFUSAL_LINGER);
+    }
+}
+
+/// Ends our side (FIN), then reads and drops what the client still sends, for at most `wait`.
+/// Closing with unread data would send a reset, which can destroy the last reply before the
+/// client has read it.
+pub fn lingering_close(stream: &mut TcpStream, wait: Duration) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let deadline = Instant::now() + wait;
+    let mut sink = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            return;
+        }
+    }
+}
+
+/// How a WebSocket client proves it may listen.
+enum Admission {
+    /// Authentication is off, or the request carried a valid token.
+    Admitted,
+    /// `?auth=message`: the password comes as the first WebSocket message.
+    LoginByMessage(IpAddr),
+}
+
+/// Decides, before the upgrade, whether this request may become a listener.
+fn admit(server: &Server, request: &http::Request) -> std::result::Result<Admission, HttpError> {
+    ws::check_origin(request, &server.config.allowed_origins)?;
+    if server.auth.is_none() {
+        return Ok(Admission::Admitted);
+    }
+    let by_message = crate::auth::query_values(&request.query, "auth").any(|v| v == "message");
+    if !by_message {
+        http::authorize(server, request)?;
+        return Ok(Admission::Admitted);
+    }
+    let client = server.client_ip(request);
+    if let Err(wait) = server.logins.check(client, Instant::now()) {
+        return Err(LoginRefused::TooManyFailures(wait).into());
+    }
+    Ok(Admission::LoginByMessage(client))
+}
+
 fn upgrade(server: &Server, mut stream: TcpStream, request: http::Request, leftover: Vec<u8>) {
     let refuse = |stream: &mut TcpStream, err: HttpError| {
         let _ = http::write_reply(stream, err.into_reply(), request.minor_version, false);
     };
     let accept_key = match ws::check_upgrade(&request) {
         Ok(key) => key,
+        Err(err) => return refuse(&mut stream, err),
+    };
+    let admission = match admit(server, &request) {
+        Ok(a) => a,
         Err(err) => return refuse(&mut stream, err),
     };
     if server.shutting_down() || server.draining() {
@@ -366,5 +511,9 @@ fn upgrade(server: &Server, mut stream: TcpStream, request: http::Request, lefto
             return;
         }
     };
-    session::run(server, socket, request.peer, slot);
+    let login = match admission {
+        Admission::Admitted => None,
+        Admission::LoginByMessage(client) => Some(client),
+    };
+    session::run(server, socket, request.peer, slot, login);
 }

@@ -7,10 +7,10 @@
 //! listener that falls a whole ring behind skips to the live edge and is told what it lost.
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use tungstenite::error::{CapacityError, Error as WsError};
+use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
@@ -28,6 +28,10 @@ const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(5);
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Most chunks handed to tungstenite per wake, to keep its write buffer small.
 const MAX_CHUNKS_PER_WAKE: usize = 16;
+/// How long a `/ws?auth=message` client has to send its password.
+const LOGIN_WAIT: Duration = Duration::from_secs(10);
+/// How often a session waiting for a login looks up to see whether the server is stopping.
+const LOGIN_POLL: Duration = Duration::from_millis(250);
 
 /// Why a session ended, for the log line.
 #[derive(Debug)]
@@ -65,7 +69,15 @@ struct ListenerSession<'a> {
     scratch: Vec<Chunk>,
 }
 
-pub fn run(server: &Server, ws: WebSocket<TcpStream>, peer: SocketAddr, slot: ListenerSlot<'_>) {
+/// Runs a listener's session; `login` is the client's address when it still has to send its
+/// password as the first message.
+pub fn run(
+    server: &Server,
+    ws: WebSocket<TcpStream>,
+    peer: SocketAddr,
+    slot: ListenerSlot<'_>,
+    login: Option<IpAddr>,
+) {
     let started = Instant::now();
     crate::log!(
         "listener {peer} joined ({} connected)",
@@ -84,7 +96,10 @@ pub fn run(server: &Server, ws: WebSocket<TcpStream>, peer: SocketAddr, slot: Li
         told_to_go: false,
         scratch: Vec::with_capacity(MAX_CHUNKS_PER_WAKE),
     };
-    let end = session.serve();
+    let end = match login.map(|client| session.login_by_message(client)) {
+        Some(Err(end)) => end,
+        _ => session.serve(),
+    };
     let sent = session.chunks_sent;
     drop(session);
     drop(slot);
@@ -105,6 +120,49 @@ pub fn run(server: &Server, ws: WebSocket<TcpStream>, peer: SocketAddr, slot: Li
 }
 
 impl ListenerSession<'_> {
+    /// The first-message login: `{"type":"login","password":…}` gets a `token` message back
+    /// (then the stream starts); anything else, a wrong password or silence closes with 1008.
+    fn login_by_message(&mut self, client: IpAddr) -> Result<(), End> {
+        let deadline = Instant::now() + LOGIN_WAIT;
+        loop {
+            if self.server.shutting_down() {
+                return Err(self.close(CloseCode::Away, "server shutting down"));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.refuse(CloseCode::Policy, "no login message in time"));
+            }
+            let wait = (deadline - now).min(LOGIN_POLL);
+            if self.ws.get_ref().set_read_timeout(Some(wait)).is_err() {
+                return Err(End::ClientGone("socket closed".into()));
+            }
+            let password = match self.ws.read() {
+                Ok(Message::Text(text)) => match protocol::parse_client_message(text.as_str()) {
+                    Some(ClientMessage::Login { password }) => password,
+                    _ => {
+                        return Err(self.refuse(
+                            CloseCode::Policy,
+                            "the first message must be {\"type\":\"login\",\"password\":…}",
+                        ));
+                    }
+                },
+                Ok(Message::Binary(_)) => {
+                    return Err(self.refuse(CloseCode::Policy, "the first message must be a login"));
+                }
+                Ok(_) => continue,
+                Err(e) if is_timeout(&e) => continue,
+                Err(e) => return Err(self.read_failed(e)),
+            };
+            return match self.server.login(client, password.expose()) {
+                Ok(token) => self.send_text(&ServerMessage::Token {
+                    token,
+                    expires_in_s: self.server.token_ttl().as_secs(),
+                }),
+                Err(refused) => Err(self.refuse(CloseCode::Policy, &refused.reason())),
+            };
+        }
+    }
+
     fn serve(&mut self) -> End {
         let stream = &*self.server.stream;
         let burst = stream.chunks_in(self.server.config.burst_ms).max(1);
@@ -307,23 +365,25 @@ impl ListenerSession<'_> {
                 }
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => return Ok(()),
-                Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
-                    return Err(self.refuse(
-                        CloseCode::Size,
-                        &format!("message of {size} bytes is over the {max_size}-byte limit"),
-                    ));
-                }
-                Err(WsError::Capacity(e)) => {
-                    return Err(self.refuse(CloseCode::Size, &e.to_string()));
-                }
-                Err(WsError::Protocol(e)) => {
-                    return Err(self.refuse(CloseCode::Protocol, &e.to_string()));
-                }
-                Err(WsError::Utf8(_)) => {
-                    return Err(self.refuse(CloseCode::Invalid, "text message is not UTF-8"));
-                }
-                Err(e) => return Err(self.io_end(e)),
+                Err(e) => return Err(self.read_failed(e)),
             }
+        }
+    }
+
+    /// Ends the session after a failed read: a broken frame or message gets its close code.
+    fn read_failed(&mut self, e: WsError) -> End {
+        match e {
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                End::ClientGone(format!("closed without a close frame ({})", self.peer))
+            }
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => self.refuse(
+                CloseCode::Size,
+                &format!("message of {size} bytes is over the {max_size}-byte limit"),
+            ),
+            WsError::Capacity(e) => self.refuse(CloseCode::Size, &e.to_string()),
+            WsError::Protocol(e) => self.refuse(CloseCode::Protocol, &e.to_string()),
+            WsError::Utf8(_) => self.refuse(CloseCode::Invalid, "text message is not UTF-8"),
+            e => self.io_end(e),
         }
     }
 
@@ -336,18 +396,25 @@ impl ListenerSession<'_> {
                 };
                 self.send_text(&pong)
             }
-            // Unknown or malformed messages are ignored, so newer clients work with this server.
-            None => Ok(()),
+            // Unknown or malformed messages are ignored, so newer clients work with this server;
+            // so is a login on a connection that is already listening.
+            Some(ClientMessage::Login { .. }) | None => Ok(()),
         }
     }
 
     /// Closes because of something the client sent.
+    ///
+    /// Nothing more is read through tungstenite: after a framing error it cannot find the next
+    /// frame (RFC 6455 §7.1.7: fail the connection), and tungstenite 0.30 trips over its own
+    /// buffer when asked to (README, "Known crate issues"). The close frame is followed by a
+    /// lingering close, so a client still sending does not reset it away.
     fn refuse(&mut self, code: CloseCode, reason: &str) -> End {
         let _ = self.ws.close(Some(CloseFrame {
             code,
             reason: reason.to_string().into(),
         }));
-        self.finish_close();
+        let _ = self.ws.flush();
+        crate::server::lingering_close(self.ws.get_mut(), CLOSE_WAIT);
         End::Refused(code, reason.to_string())
     }
 

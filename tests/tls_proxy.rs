@@ -1,0 +1,434 @@
+//! wss:// through the reverse-proxy configs shipped in deploy/, run by Debian's real nginx and
+//! HAProxy with a CA and certificate made here by openssl, everything on 127.0.0.1. The audio
+//! that arrives through the proxy must be the very audio a direct ws:// listener gets.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use earshot::wsclient::{self, ClientStream, Credentials};
+use support::*;
+use tungstenite::{Message, WebSocket};
+
+const PASSWORD: &str = "proxy test password";
+/// Audio chunks each listener reads: two seconds of 20 ms chunks.
+const CHUNKS: usize = 100;
+
+struct Certs {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    /// Certificate and key in one file, as HAProxy wants them.
+    bundle: PathBuf,
+}
+
+/// A private CA and a server certificate for 127.0.0.1 signed by it, so the client verifies the
+/// proxy exactly as it would a real one (only the trusted root differs).
+fn make_certs(dir: &Path) -> Certs {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed (scripts/install-test-deps.sh)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend_from_slice(&ec);
+    ca.extend_from_slice(&[
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=earshot test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend_from_slice(&ec);
+    csr.extend_from_slice(&[
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "2",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let bundle = dir.join("bundle.pem");
+    let mut both = std::fs::read(dir.join("server.pem")).unwrap();
+    both.extend(std::fs::read(dir.join("server.key")).unwrap());
+    std::fs::write(&bundle, both).unwrap();
+    Certs {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        bundle,
+    }
+}
+
+/// A running proxy, killed by its pid when dropped.
+struct Proxy {
+    child: Child,
+    port: u16,
+    /// Where its request log goes.
+    log: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn wss_url(&self) -> String {
+        format!("wss://127.0.0.1:{}/ws", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the TLS port accepts connections.
+    fn wait_ready(mut self, name: &str, errors: &Path) -> Proxy {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{name} exited ({status}): {}",
+                    std::fs::read_to_string(errors).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "{name} did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self
+    }
+}
+
+/// The shipped config with only addresses and paths changed: every replaced text must exist,
+/// so an edit to the config that this test no longer matches fails loudly.
+fn adapt(template: &str, replacements: &[(&str, String)]) -> String {
+    let mut config = template.to_string();
+    for (from, to) in replacements {
+        assert!(
+            config.contains(from),
+            "the shipped config no longer has {from:?}"
+        );
+        config = config.replace(from, to);
+    }
+    config
+}
+
+fn start_nginx(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
+    let template = std::fs::read_to_string(repo_root().join("deploy/nginx.conf")).unwrap();
+    let port = free_port();
+    let site = adapt(
+        &template,
+        &[
+            ("server 127.0.0.1:8080;", format!("server {backend};")),
+            ("listen 80;", format!("listen 127.0.0.1:{};", free_port())),
+            ("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
+            (
+                "/etc/letsencrypt/live/radio.example.org/fullchain.pem",
+                certs.cert.display().to_string(),
+            ),
+            (
+                "/etc/letsencrypt/live/radio.example.org/privkey.pem",
+                certs.key.display().to_string(),
+            ),
+            (
+                "/var/log/nginx/earshot.access.log",
+                dir.join("access.log").display().to_string(),
+            ),
+        ],
+    );
+    std::fs::write(dir.join("earshot.conf"), site).unwrap();
+    let d = dir.display();
+    // The frame Debian's /etc/nginx/nginx.conf provides, in one process that dies with its pid.
+    let main = format!(
+        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n\
+         client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
+         include {d}/earshot.conf;\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), main).unwrap();
+    let errors = dir.join("error.log");
+    let child = Command::new("nginx")
+        .arg("-e")
+        .arg(&errors)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx is installed (scripts/install-test-deps.sh)");
+    Proxy {
+        child,
+        port,
+        log: dir.join("access.log"),
+    }
+    .wait_ready("nginx", &errors)
+}
+
+fn start_haproxy(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
+    let template = std::fs::read_to_string(repo_root().join("deploy/haproxy.cfg")).unwrap();
+    let port = free_port();
+    let config = adapt(
+        &template,
+        &[
+            // The test runs unprivileged and reads the log from standard error.
+            ("    user haproxy\n", String::new()),
+            ("    group haproxy\n", String::new()),
+            ("log /dev/log local0", "log stderr format raw local0".into()),
+            // Unprivileged, HAProxy cannot raise its descriptor limit for 20000 connections.
+            ("maxconn 20000", "maxconn 1000".into()),
+            ("bind :443", format!("bind 127.0.0.1:{port}")),
+            ("bind :80", format!("bind 127.0.0.1:{}", free_port())),
+            (
+                "/etc/haproxy/certs/earshot.pem",
+                certs.bundle.display().to_string(),
+            ),
+            (
+                "server earshot1 127.0.0.1:8080",
+                format!("server earshot1 {backend}"),
+            ),
+        ],
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.join("haproxy.log");
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("haproxy is installed (scripts/install-test-deps.sh)");
+    Proxy {
+        child,
+        port,
+        log: log.clone(),
+    }
+    .wait_ready("haproxy", &log)
+}
+
+/// One HTTPS request through the proxy; returns (status, head, body).
+fn https_request(proxy: &Proxy, ca: &Path, request: &[u8]) -> (u16, String, String) {
+    let uri = proxy.https_url().parse().unwrap();
+    let mut stream = wsclient::open_stream(&uri, Some(ca)).expect("TLS to the proxy");
+    exchange(&mut stream, request)
+}
+
+/// The hello, then `CHUNKS` audio messages as (sequence, sample bytes).
+fn collect_audio(ws: &mut WebSocket<ClientStream>) -> Vec<(u64, Vec<u8>)> {
+    match ws.read().expect("hello") {
+        Message::Text(t) => assert!(t.as_str().contains("\"hello\""), "{t}"),
+        other => panic!("expected hello, got {other:?}"),
+    }
+    let mut chunks = Vec::with_capacity(CHUNKS);
+    while chunks.len() < CHUNKS {
+        match ws.read().expect("audio") {
+            Message::Binary(b) => {
+                let seq = u64::from_le_bytes(b[0..8].try_into().unwrap());
+                chunks.push((seq, b[16..].to_vec()));
+            }
+            Message::Text(t) => panic!("unexpected control message {t}"),
+            _ => {}
+        }
+    }
+    chunks
+}
+
+fn assert_contiguous(chunks: &[(u64, Vec<u8>)], who: &str) {
+    for pair in chunks.windows(2) {
+        assert_eq!(pair[1].0, pair[0].0 + 1, "{who}: a gap after {}", pair[0].0);
+    }
+}
+
+/// Streams through `proxy` and directly at once, and compares what arrives.
+fn wss_streams_intact_through(proxy: &Proxy, server: &Server, ca: &Path) {
+    // Log in over HTTPS: the proxy says it was HTTPS, so the cookie is Secure.
+    let body = format!(r#"{{"password":"{PASSWORD}"}}"#);
+    let request = request_bytes(
+        "POST",
+        "/api/login",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    let (status, head, body) = https_request(proxy, ca, &request);
+    assert_eq!(status, 200, "{head}\n{body}");
+    let cookie = header(&head, "Set-Cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.ends_with("; Secure"),
+        "{cookie}"
+    );
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A listener through the proxy logs in with the password as its first message; a direct
+    // one uses the token from the HTTPS login.
+    let mut proxied =
+        wsclient::connect(&proxy.wss_url(), Some(ca), Credentials::Password(PASSWORD))
+            .expect("wss:// through the proxy");
+    let proxied_token = proxied.token.clone().unwrap();
+    let mut direct = wsclient::connect(&server.ws_url(), None, Credentials::Token(&token))
+        .expect("direct ws://");
+    let reader = std::thread::spawn(move || collect_audio(&mut direct.ws));
+    let through_proxy = collect_audio(&mut proxied.ws);
+    let direct = reader.join().unwrap();
+    assert_contiguous(&through_proxy, "through the proxy");
+    assert_contiguous(&direct, "direct");
+    let direct: BTreeMap<u64, Vec<u8>> = direct.into_iter().collect();
+    let mut compared = 0;
+    for (seq, samples) in &through_proxy {
+        if let Some(expected) = direct.get(seq) {
+            assert_eq!(samples, expected, "chunk {seq} differs through the proxy");
+            compared += 1;
+        }
+    }
+    assert!(compared >= CHUNKS / 2, "only {compared} chunks overlapped");
+
+    // The page's own origin passes the proxy (it keeps Host with its port); another is refused.
+    let host = format!("127.0.0.1:{}", proxy.port);
+    let own = format!("https://{host}");
+    for (origin, expected) in [(own.as_str(), 101), ("https://evil.example", 403)] {
+        let request = String::from_utf8(upgrade_bytes(
+            &format!("/ws?token={token}"),
+            &[("Origin", origin)],
+        ))
+        .unwrap()
+        .replace("Host: localhost", &format!("Host: {host}"));
+        let uri = proxy.https_url().parse().unwrap();
+        let mut stream = wsclient::open_stream(&uri, Some(ca)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let (status, head) = read_head(&mut stream);
+        assert_eq!(status, expected, "{origin}: {head}");
+    }
+
+    // No secret in the proxy's request log or in earshot's.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !proxy.log().contains("/ws") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = proxy.log();
+    assert!(log.contains("/ws"), "the proxy logged no request: {log}");
+    let earshot_log = server.stderr();
+    for secret in [PASSWORD, token.as_str(), proxied_token.expose()] {
+        assert!(!log.contains(secret), "the proxy logged a secret:\n{log}");
+        assert!(!earshot_log.contains(secret), "earshot logged a secret");
+    }
+    // earshot saw the client's address through X-Forwarded-For.
+    assert!(
+        earshot_log.contains("login from 127.0.0.1"),
+        "{earshot_log}"
+    );
+}
+
+fn start_earshot(dir: &TempDir) -> Server {
+    let password = dir.join("password");
+    std::fs::write(&password, PASSWORD).unwrap();
+    Server::start(&[
+        "--source",
+        "tone:",
+        "--password-file",
+        password.to_str().unwrap(),
+        "--trusted-proxy",
+        "127.0.0.1",
+    ])
+}
+
+#[test]
+fn wss_through_the_shipped_nginx_config_carries_the_same_audio_as_ws() {
+    let dir = TempDir::new("nginx");
+    let certs = make_certs(&dir.0);
+    let server = start_earshot(&dir);
+    let proxy = start_nginx(&dir.0, &certs, server.addr);
+    wss_streams_intact_through(&proxy, &server, &certs.ca);
+}
+
+#[test]
+fn wss_through_the_shipped_haproxy_config_carries_the_same_audio_as_ws() {
+    let dir = TempDir::new("haproxy");
+    let certs = make_certs(&dir.0);
+    let server = start_earshot(&dir);
+    let proxy = start_haproxy(&dir.0, &certs, server.addr);
+    wss_streams_intact_through(&proxy, &server, &certs.ca);
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused_by_the_client() {
+    let dir = TempDir::new("untrusted");
+    let certs = make_certs(&dir.0);
+    let other = TempDir::new("other-ca");
+    let other_ca = make_certs(&other.0).ca;
+    let server = start_earshot(&dir);
+    let proxy = start_nginx(&dir.0, &certs, server.addr);
+    let err = match wsclient::connect(&proxy.wss_url(), Some(&other_ca), Credentials::None) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a certificate from an untrusted CA was accepted"),
+    };
+    assert!(err.starts_with("tls: 127.0.0.1:"), "{err}");
+    assert!(err.contains("certificate"), "{err}");
+}
