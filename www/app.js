@@ -97,9 +97,9 @@ ui.target.addEventListener('change', () => {
 
 connection.addEventListener('hello', ({ detail }) => {
   hello = detail.hello;
-  retry = null;
   source = { state: 'live', reason: null };
-  monitor.connected(hello, detail.t);
+  monitor.connected(hello, detail.t, retry?.attempt ?? null);
+  retry = null;
   latency.reset(hello.server_time_ms);
   player.configure(hello).catch((err) => showNotice(`Audio could not start: ${err?.message ?? err}.`));
   levels.setChannels(hello.channels);

@@ -98,7 +98,7 @@ export class StreamConnection extends EventTarget {
     this.ws = null;
     if (ws) {
       detach(ws);
-      if (ws.readyState <= 1) ws.close(1000, 'stopped by user');
+      closeQuietly(ws, 'stopped by user');
     }
     this.setState('stopped');
   }
@@ -197,7 +197,7 @@ export class StreamConnection extends EventTarget {
     this.clearTimers();
     if (ws) {
       detach(ws);
-      ws.close(1000, 'unsupported stream');
+      closeQuietly(ws, 'unsupported stream');
     }
     this.setState('stopped');
     this.dispatchEvent(new CustomEvent('closed', { detail: { code: 0, reason, fatal: true, t: nowMs() } }));
@@ -241,6 +241,13 @@ export class StreamConnection extends EventTarget {
     this.timeouts.clear();
     this.intervals.clear();
   }
+}
+
+/** Closes with 1000. A socket still connecting is closed once it opens: closing it earlier
+ * makes browsers log an error for what is a normal decision of the page. */
+function closeQuietly(ws, reason) {
+  if (ws.readyState === 0) ws.onopen = () => ws.close(1000, reason);
+  else if (ws.readyState === 1) ws.close(1000, reason);
 }
 
 function detach(ws) {

@@ -47,14 +47,16 @@ export class ContinuityMonitor {
     return this.rows.reduce((sum, row) => sum + (row.ongoing ? 0 : row.lostMs), 0);
   }
 
-  /** A hello arrived: a new connection, possibly to another backend. */
-  connected(hello, t) {
+  /** A hello arrived: a new connection, possibly to another backend. `attempt` is the
+   * reconnect attempt that succeeded, when the connection knows it. */
+  connected(hello, t, attempt = null) {
     const format = `${hello.codec}/${hello.sample_rate}/${hello.channels}/${hello.chunk_frames}`;
     if (this.format !== null && format !== this.format) this.last = null; // not comparable
     this.format = format;
     this.chunkMs = chunkDurationMs(hello);
     if (this.open?.cause === CAUSE.SOCKET_CLOSED) {
       this.open.instanceAfter = hello.instance;
+      if (attempt) this.open.detail = `${this.open.detail ?? 'closed'}; back on attempt ${attempt}`;
       this.counters.reconnects += 1;
     } else if (this.instance !== null && hello.instance !== this.instance) {
       // A new backend without a loss we saw (after Stop/Start, or a planned handover).
