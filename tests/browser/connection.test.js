@@ -122,6 +122,19 @@ test('Stop while waiting to retry cancels the retry', (t) => {
   assert.equal(sockets.length, 1);
 });
 
+test('Stop while still connecting closes the socket as soon as it opens, without a browser error', (t) => {
+  const { c, sockets } = connectionWithTimers();
+  t.after(() => mock.timers.reset());
+  c.start();
+  c.stop();
+  assert.equal(sockets[0].closedByPage, null, 'not closed while connecting');
+  sockets[0].readyState = 1;
+  sockets[0].onopen();
+  assert.deepEqual(sockets[0].closedByPage, { code: 1000, reason: 'stopped by user' });
+  mock.timers.tick(60_000);
+  assert.equal(sockets.length, 1);
+});
+
 test('pings go out at once and every 2 s, and pongs set the clock offset', (t) => {
   const { c, sockets } = connectionWithTimers();
   t.after(() => mock.timers.reset());

@@ -88,3 +88,29 @@ export function silentRuns(levels, thresholdDb) {
   });
   return runs;
 }
+
+/** Writes float channels as a 16-bit WAV, so a failing recording can be listened to. */
+export function wavBytes(channels, rate) {
+  const frames = channels[0].length;
+  const n = channels.length;
+  const out = Buffer.alloc(44 + frames * n * 2);
+  out.write('RIFF', 0);
+  out.writeUInt32LE(36 + frames * n * 2, 4);
+  out.write('WAVEfmt ', 8);
+  out.writeUInt32LE(16, 16);
+  out.writeUInt16LE(1, 20);
+  out.writeUInt16LE(n, 22);
+  out.writeUInt32LE(rate, 24);
+  out.writeUInt32LE(rate * n * 2, 28);
+  out.writeUInt16LE(n * 2, 32);
+  out.writeUInt16LE(16, 34);
+  out.write('data', 36);
+  out.writeUInt32LE(frames * n * 2, 40);
+  for (let f = 0; f < frames; f++) {
+    for (let c = 0; c < n; c++) {
+      const v = Math.max(-32768, Math.min(32767, Math.round(channels[c][f] * 32768)));
+      out.writeInt16LE(v, 44 + 2 * (f * n + c));
+    }
+  }
+  return out;
+}
