@@ -278,7 +278,7 @@ function renderStats() {
   );
   set(
     'latency',
-    s.latencyMs === null
+    s.latencyMs === null || s.connection !== 'open'
       ? '–'
       : `${ms(s.latencyMs, 1)} network${s.endToEndMs !== null ? ` · ${ms(s.endToEndMs)} to the speaker` : ''}` +
           (s.rttMs !== null ? ` (RTT ${ms(s.rttMs, 1)}, clock offset ${ms(s.clockOffsetMs, 1)})` : ''),
@@ -324,8 +324,9 @@ function renderLog() {
   const ongoing = rows.find((row) => row.ongoing);
   const lost = monitor.totalLostMs;
   const count = rows.filter((row) => row.lostMs > 0 || row.ongoing).length;
+  const finished = count - (ongoing ? 1 : 0);
   ui.total.textContent =
-    (lost > 0 ? `Audio lost: ${Math.round(lost)} ms in ${count - (ongoing ? 1 : 0)} interruptions.` : 'No audio lost.') +
+    (lost > 0 ? `Audio lost: ${Math.round(lost)} ms in ${finished} ${finished === 1 ? 'interruption' : 'interruptions'}.` : 'No audio lost.') +
     (ongoing ? ` In progress: ${ongoing.cause}, ${Math.round(now - ongoing.start)} ms so far.` : '');
   const key = `${monitor.version}:${ongoing ? Math.round((now - ongoing.start) / 100) : ''}`;
   if (key === renderedLog) return;
@@ -344,16 +345,17 @@ function logRow(row, now) {
   const lost = row.ongoing ? '…' : `${Math.round(row.lostMs)} ms`;
   const changed = row.instanceAfter !== row.instanceBefore;
   const cells = [
-    [formatClock(row.start), 'time'],
-    [duration, 'num'],
-    [lost, 'num'],
-    [row.cause, 'cause'],
-    [changed ? `${row.instanceBefore} → ${row.instanceAfter}` : (row.instanceBefore ?? '–'), changed ? 'instance changed' : 'instance'],
+    [formatClock(row.start), 'time', 'Start'],
+    [duration, 'num', 'Duration'],
+    [lost, 'num', 'Audio lost'],
+    [row.cause, 'cause', 'Cause'],
+    [changed ? `${row.instanceBefore} → ${row.instanceAfter}` : (row.instanceBefore ?? '–'), changed ? 'instance changed' : 'instance', 'Instance'],
   ];
-  for (const [text, className] of cells) {
+  for (const [text, className, label] of cells) {
     const td = document.createElement('td');
     td.textContent = text;
     td.className = className;
+    td.dataset.label = label; // the narrow layout shows each cell with its column name
     tr.append(td);
   }
   if (row.detail) {

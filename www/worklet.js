@@ -27,6 +27,10 @@ const FILL_AVERAGE_S = 2;
  * average, so bunched arrivals on a jittery network never cause a trim, while a burst does. */
 const TRIM_MARGIN_MS = 40;
 const TRIM_WINDOW_S = 0.25;
+/** A raised target further than this above the fill pauses playback to refill at once. */
+const RAISE_PAUSE_MS = 20;
+/** A trim within this long of playback starting drops the tail of the burst, not drift. */
+const STARTUP_S = 1;
 const REPORT_EVERY_S = 0.05;
 /** Frames of lookahead the cubic interpolator reads past the read position. */
 const LOOKAHEAD = 2;
@@ -48,11 +52,12 @@ export class JitterBuffer {
     this.playing = false;
     this.gain = 0; // fade envelope
     this.fade = 0; // +1 fading in, −1 fading out, 0 steady
-    this.afterFadeOut = null; // 'starve' | 'trim' | 'flush'
+    this.afterFadeOut = null; // 'starve' | 'trim' | 'flush' | 'rebuffer'
     this.speed = 1;
     this.drift = 0; // learned speed offset: the ratio of the sender's clock to the sound card's
     this.avgFillMs = 0;
     this.underrunning = false;
+    this.playedAtStart = 0;
     this.resetTrimWindow();
     this.stats = { underruns: 0, silentFrames: 0, trimmedFrames: 0, staleFrames: 0, playedFrames: 0, renderedFrames: 0, overflowFrames: 0 };
     this.peak = new Float32Array(channels);
@@ -62,9 +67,16 @@ export class JitterBuffer {
   }
 
   setTarget(ms) {
+    const raised = ms > (this.targetMs ?? Infinity);
     this.targetMs = Math.min(2000, Math.max(10, ms));
     this.targetFrames = (this.targetMs * this.streamRate) / 1000;
     this.trimFrames = this.targetFrames + (Math.max(TRIM_MARGIN_MS, this.targetMs / 2) * this.streamRate) / 1000;
+    // A target raised far past the fill would take minutes to reach by slowing down; the person
+    // who raised it wants it now, so pause (with a fade) until the buffer holds it. A lowered
+    // target is reached by the trim, within half a second.
+    if (raised && this.playing && this.fill < this.targetFrames - (RAISE_PAUSE_MS * this.streamRate) / 1000) {
+      this.fadeOut('rebuffer');
+    }
   }
 
   /** Unplayed frames in the ring. */
@@ -190,6 +202,7 @@ export class JitterBuffer {
 
   startPlaying() {
     this.playing = true;
+    this.playedAtStart = this.stats.playedFrames;
     this.resetTrimWindow();
     // Audio that piled up before playback could start (a reconnect's burst, or a sound card
     // that took its time to open) is stale: start at target from the newest end instead. The
@@ -215,7 +228,10 @@ export class JitterBuffer {
     if (reason === 'trim') {
       const drop = Math.max(0, Math.floor(this.fill - this.targetFrames));
       this.readPos += drop;
-      this.stats.trimmedFrames += drop;
+      // Right after playback starts, the excess is the rest of a reconnect burst that was still
+      // arriving when the target was reached: stale audio by design, not drift being corrected.
+      if (this.stats.playedFrames - this.playedAtStart < STARTUP_S * this.outputRate) this.stats.staleFrames += drop;
+      else this.stats.trimmedFrames += drop;
       this.avgFillMs = this.fillMs;
       this.resetTrimWindow();
       this.fade = 1; // back in, still playing
@@ -226,6 +242,7 @@ export class JitterBuffer {
       this.readPos = this.writeIndex;
       return;
     }
+    if (reason === 'rebuffer') return; // asked for, so not an underrun
     this.stats.underruns += 1;
     this.underrunning = true;
     this.silentSinceUnderrun = 0;
