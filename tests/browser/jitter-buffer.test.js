@@ -26,6 +26,7 @@ function simulate({
   producerSpeed = 1,
   pause = null, // { atS, forMs }: chunks held back, then delivered late all at once
   jump = null, // { atS }: a chunk whose audio does not follow the previous one
+  actions = [], // [{ atS, run(buffer) }]: what a person does meanwhile
 }) {
   const buffer = new JitterBuffer({ streamRate, channels, outputRate, targetMs });
   const chunkFrames = Math.round(streamRate / 50);
@@ -55,6 +56,12 @@ function simulate({
       }
       buffer.write(samples, discontinuity);
       produced += chunkFrames;
+    }
+    for (const action of actions) {
+      if (!action.done && nowS >= action.atS) {
+        action.done = true;
+        action.run(buffer);
+      }
     }
     buffer.render(quantum, QUANTUM);
     for (const e of buffer.events) events.push({ ...e, atS: nowS });
@@ -149,6 +156,24 @@ test('audio piled up before playback starts is dropped down to target, not playe
   assert.equal(buffer.stats.trimmedFrames, 0, 'a stale start is not a trim');
 });
 
+test('the rest of a burst that arrives after playback started is dropped as stale, not as a trim', () => {
+  const buffer = new JitterBuffer({ streamRate: 44100, channels: 1, outputRate: 44100, targetMs: 80 });
+  const chunk = () => new Int16Array(882).fill(1000);
+  const quantum = [new Float32Array(QUANTUM)];
+  for (let i = 0; i < 4; i++) buffer.write(chunk()); // the target's worth arrives first…
+  buffer.render(quantum, QUANTUM);
+  assert.equal(buffer.playing, true);
+  for (let i = 0; i < 6; i++) buffer.write(chunk()); // …then the rest of a 200 ms burst
+  for (let i = 0; i < 250; i++) {
+    if (i % 7 === 0) buffer.write(chunk()); // and live chunks as usual (~20 ms each)
+    buffer.render(quantum, QUANTUM);
+  }
+  // Within two trim windows (0.5 s) the fill is back near target.
+  assert.ok(buffer.fillMs < 80 + 40, `fill ${buffer.fillMs} ms`);
+  assert.ok(buffer.snapshot().staleDroppedMs > 60, `stale ${buffer.snapshot().staleDroppedMs} ms`);
+  assert.equal(buffer.stats.trimmedFrames, 0);
+});
+
 test('flush fades out and waits for new audio without counting an underrun', () => {
   const { buffer } = simulate({ seconds: 1 });
   buffer.flush();
@@ -171,10 +196,31 @@ test('levels report the peak and RMS of each channel', () => {
   assert.ok(rms[0] > 0.16 && rms[0] < 0.177, `rms ${rms[0]}`);
 });
 
-test('a changed target takes effect: a larger target fills to it without underruns', () => {
+test('a raised target pauses briefly to refill and then holds; a lowered one trims down', () => {
+  const fills = {};
+  const { buffer, out, events } = simulate({
+    seconds: 6,
+    channels: 1,
+    actions: [
+      { atS: 2, run: (b) => b.setTarget(300) },
+      { atS: 3.5, run: (b) => (fills.raised = b.avgFillMs) },
+      { atS: 4, run: (b) => b.setTarget(60) },
+    ],
+  });
+  assert.ok(Math.abs(fills.raised - 300) < 25, `after raising: average fill ${fills.raised} ms`);
+  assert.ok(buffer.fillMs < 60 + 40 + 20, `after lowering: fill ${buffer.fillMs} ms`);
+  assert.equal(buffer.stats.underruns, 0, 'a pause that was asked for is not an underrun');
+  assert.deepEqual(events, []);
+  // The refill pause is about the difference in targets, faded at both ends.
+  const silent = out[0].subarray(2 * 44100, 3 * 44100).filter((v) => v === 0).length / 44.1;
+  assert.ok(silent > 180 && silent < 260, `paused ${silent} ms`);
+  assert.ok(maxStep(out[0], 44100) <= 0.25 / 128 + sineStep(440, 0.25, 44100), 'no clicks');
+});
+
+test('targets are kept within 10 ms and 2 s', () => {
   const buffer = new JitterBuffer({ streamRate: 44100, channels: 1, outputRate: 44100, targetMs: 80 });
-  buffer.setTarget(300);
-  assert.equal(buffer.targetMs, 300);
   buffer.setTarget(5);
-  assert.equal(buffer.targetMs, 10, 'clamped to a sane minimum');
+  assert.equal(buffer.targetMs, 10);
+  buffer.setTarget(60_000);
+  assert.equal(buffer.targetMs, 2000);
 });

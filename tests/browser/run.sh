@@ -59,9 +59,11 @@ done
 pactl info >/dev/null || { echo "browser tests: pulseaudio is not answering"; cat "$runtime/pulse.log"; exit 1; }
 
 files=("$@")
-[ ${#files[@]} -gt 0 ] || files=(tests/browser/*.test.js)
+if [ ${#files[@]} -eq 0 ]; then
+  files=(tests/browser/*.test.js)
+  rm -rf tests/artifacts # a full run leaves only its own evidence
+fi
 args=(--test --test-concurrency=1 --test-reporter=spec --test-timeout=120000)
 [ -z "${TEST_NAME:-}" ] || args+=(--test-name-pattern="$TEST_NAME")
-rm -rf tests/artifacts
 mkdir -p tests/artifacts
 node "${args[@]}" "${files[@]}"

@@ -109,7 +109,7 @@ test('a killed server is logged as socket closed, as long as the page was withou
   // What a person sees.
   const firstRow = page.locator('#log tbody tr').first();
   assert.match(await firstRow.innerText(), /socket closed/);
-  assert.match(await page.locator('#lost-total').innerText(), new RegExp(`Audio lost: ${Math.round(row.lostMs)} ms in 1 interruptions`));
+  assert.match(await page.locator('#lost-total').innerText(), new RegExp(`Audio lost: ${Math.round(row.lostMs)} ms in 1 interruption\\.`));
 });
 
 test('another instance taking over the address is logged as an instance change', async () => {
