@@ -49,7 +49,12 @@ function start() {
   hideNotice();
   listening = true;
   // Inside the click: the only moment every browser lets an AudioContext start.
-  const unlocked = player.unlock();
+  let unlocked;
+  try {
+    unlocked = player.unlock();
+  } catch (err) {
+    unlocked = Promise.reject(err);
+  }
   render();
   unlocked.then(
     () => listening && connection.start(),
@@ -125,6 +130,7 @@ connection.addEventListener('closed', ({ detail }) => {
   if (detail.fatal) {
     fatal = detail.reason;
     listening = false;
+    monitor.stopped(detail.t);
     player.stop();
     showNotice(`This stream cannot be played here: ${detail.reason}.`);
   } else {
@@ -316,7 +322,7 @@ function formatSpeed(speed) {
   return `${percent >= 0 ? '+' : '−'}${Math.abs(percent).toFixed(2)}%`;
 }
 
-let renderedLog = '';
+let renderedLogVersion = -1;
 
 function renderLog() {
   const rows = monitor.rows;
@@ -328,9 +334,13 @@ function renderLog() {
   ui.total.textContent =
     (lost > 0 ? `Audio lost: ${Math.round(lost)} ms in ${finished} ${finished === 1 ? 'interruption' : 'interruptions'}.` : 'No audio lost.') +
     (ongoing ? ` In progress: ${ongoing.cause}, ${Math.round(now - ongoing.start)} ms so far.` : '');
-  const key = `${monitor.version}:${ongoing ? Math.round((now - ongoing.start) / 100) : ''}`;
-  if (key === renderedLog) return;
-  renderedLog = key;
+  if (monitor.version === renderedLogVersion) {
+    // Only the running duration of an interruption in progress changes between redraws.
+    const cell = ui.logBody.querySelector('tr.ongoing td[data-label="Duration"]');
+    if (cell && ongoing) cell.textContent = `${Math.round(now - ongoing.start)} ms…`;
+    return;
+  }
+  renderedLogVersion = monitor.version;
   ui.logEmpty.hidden = rows.length > 0;
   ui.logBody.closest('.table-wrap').hidden = rows.length === 0;
   const shown = rows.slice(-LOG_ROWS_SHOWN).reverse(); // newest first

@@ -30,6 +30,7 @@ export class ContinuityMonitor {
     this.firstOfConnection = false;
     this.hasConnection = false;
     this.skipPending = null; // { from, to } announced by `skipped`, for the next chunk
+    this.sourceBack = false; // a `source` live message came after a down one
     this.counters = {
       chunks: 0,
       duplicates: 0,
@@ -85,6 +86,7 @@ export class ContinuityMonitor {
       this.skipPending = null;
     }
     if (missing > 0) this.sequenceGap(missing, t);
+    else if (this.open?.cause === CAUSE.SOURCE_DOWN && this.sourceBack) this.close(this.open, t, t - this.open.start, 0);
     this.accept(seq, producedUs);
     return { play: true, discontinuity: step !== 1n };
   }
@@ -162,12 +164,13 @@ export class ContinuityMonitor {
 
   /** A `source` control message: the server's source went down, came back or ended. */
   source(state, reason, t) {
+    this.sourceBack = state === 'live';
     if (state === 'down' || state === 'ended') {
       if (this.open?.cause === CAUSE.SOURCE_DOWN) return;
       this.closeUnderrun(t);
       this.openRow({ cause: CAUSE.SOURCE_DOWN, start: t, detail: `${state}${reason ? `: ${reason}` : ''}` });
     }
-    // 'live': the row closes at the first chunk after the gap, which measures the loss.
+    // 'live': the row closes at the next chunk, whose sequence gap measures the loss.
   }
 
   /** The socket closed (or never opened) while the user wanted to listen. */

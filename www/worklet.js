@@ -373,8 +373,9 @@ if (typeof registerProcessor === 'function') {
           break;
         case 'format': {
           const { streamRate, channels } = message;
-          const targetMs = this.buffer.targetMs;
+          const { targetMs, stats } = this.buffer;
           this.buffer = new JitterBuffer({ streamRate, channels, outputRate: sampleRate, targetMs });
+          this.buffer.stats = stats; // counters span the whole session, not one format
           break;
         }
         default:

@@ -183,6 +183,16 @@ test('source down then back is one row measured by the chunks the source did not
   assert.match(row.detail, /device unplugged/);
 });
 
+test('a source back without missing chunks closes its row with 0 ms lost', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 10);
+  m.source('down', 'retrying', 215);
+  m.source('live', null, 218);
+  feed(m, 11, 12);
+  assert.deepEqual(m.rows.map((r) => [r.cause, r.ongoing, r.lostMs]), [[CAUSE.SOURCE_DOWN, false, 0]]);
+});
+
 test('Stop ends an outage in progress and nothing after it counts as lost', () => {
   const m = new ContinuityMonitor();
   m.connected(hello('A', 0), 0);
