@@ -133,8 +133,8 @@ export class JitterBuffer {
     this.underrunning = false;
   }
 
+  /** Fades to silence, then does `then`; a later request (Stop during a trim) replaces it. */
   fadeOut(then) {
-    if (this.fade === -1) return;
     this.fade = -1;
     this.afterFadeOut = then;
   }

@@ -187,6 +187,21 @@ test('flush fades out and waits for new audio without counting an underrun', () 
   assert.equal(buffer.fill, 0);
 });
 
+test('Stop while an underrun is fading out still drops the queue', () => {
+  const buffer = new JitterBuffer({ streamRate: 44100, channels: 1, outputRate: 44100, targetMs: 80 });
+  // Half quanta, so that the 128-frame fade-out is still under way between two calls.
+  const half = [new Float32Array(QUANTUM / 2)];
+  buffer.write(new Int16Array(Math.ceil(44100 * 0.08) + 200).fill(1000));
+  for (let i = 0; i < 200 && buffer.afterFadeOut !== 'starve'; i++) buffer.render(half, QUANTUM / 2);
+  assert.equal(buffer.afterFadeOut, 'starve', 'caught in the middle of the fade');
+  buffer.flush();
+  buffer.render(half, QUANTUM / 2);
+  buffer.render(half, QUANTUM / 2);
+  assert.equal(buffer.playing, false);
+  assert.equal(buffer.fill, 0, 'nothing left to play on the next Start');
+  assert.equal(buffer.stats.underruns, 0);
+});
+
 test('levels report the peak and RMS of each channel', () => {
   const { buffer } = simulate({ seconds: 1, amplitude: 0.25 });
   const { peak, rms } = buffer.takeLevels();
