@@ -9,6 +9,8 @@ import path from 'node:path';
 
 import { chromium } from 'playwright-core';
 
+import { keepChildrenPrioritized } from './priority.js';
+
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 const FLAGS = [
@@ -33,6 +35,7 @@ export async function launchBrowser({ sink, args = [] } = {}) {
     env: { ...process.env, ...(sink ? { PULSE_SINK: sink.name } : {}) },
     viewport: { width: 1280, height: 860 },
   });
+  const stopPrioritizing = keepChildrenPrioritized();
   const messages = []; // { type, text, url }
   const watch = (page) => {
     page.on('console', (m) => messages.push({ type: m.type(), text: m.text(), url: page.url() }));
@@ -55,6 +58,7 @@ export async function launchBrowser({ sink, args = [] } = {}) {
       );
     },
     async close() {
+      stopPrioritizing();
       await context.close().catch(() => {});
       await fs.rm(profile, { recursive: true, force: true });
     },
