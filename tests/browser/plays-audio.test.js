@@ -58,6 +58,7 @@ test('the sound card receives the tone: 440 Hz at −15 dBFS RMS on both channel
   await page.waitForTimeout(500); // past the fade-in and the first drift-correction steps
   const recording = await recordFor(5000);
   await saveRecording('plays-audio-tone.wav', recording);
+  const { underruns } = await stats(page); // tells a player fault from an output-path one
   assert.ok(recording.channels[0].length >= 4.5 * recording.rate, 'recorded 5 s');
   for (const [c, samples] of recording.channels.entries()) {
     const freq = dominantFrequency(samples, recording.rate);
@@ -67,7 +68,7 @@ test('the sound card receives the tone: 440 Hz at −15 dBFS RMS on both channel
     assert.ok(Math.abs(level - TONE_RMS_DB) <= 1.5, `channel ${c}: level ${level.toFixed(2)} dBFS`);
     t.diagnostic(`channel ${c}: ${freq.toFixed(2)} Hz, median ${level.toFixed(2)} dBFS over ${levels.length} blocks`);
     const holes = silentRuns(levels, SILENT_DB);
-    assert.deepEqual(holes, [], `channel ${c}: silent 20 ms blocks at ${JSON.stringify(holes)}`);
+    assert.deepEqual(holes, [], `channel ${c}: silent 20 ms blocks at ${JSON.stringify(holes)} (player underruns: ${underruns})`);
   }
 });
 
