@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { blockLevels, dominantFrequency, median, silentRuns } from './support/audio.js';
+import { blockLevels, dominantFrequency, maxStep, median, silentRuns, sineStepBound } from './support/audio.js';
 import { artifactPath, saveRecording } from './support/artifacts.js';
 import { launchBrowser, stats, statusText, waitForState } from './support/browser.js';
 import { createSink, record } from './support/pulse.js';
@@ -16,6 +16,13 @@ import { getJson, startServer } from './support/server.js';
 const TONE_HZ = 440;
 const TONE_RMS_DB = -15.05;
 const SILENT_DB = -40;
+/** tone: at its steepest (440 Hz tone plus 1 kHz marker, each 0.25 peak), with 15% room for the
+ * sound server's resampler; a click jumps well past it. */
+const TONE_PARTS = [
+  { amplitude: 0.25, hz: 440 },
+  { amplitude: 0.25, hz: 1000 },
+];
+const clickFree = (rate) => 1.15 * sineStepBound(TONE_PARTS, rate);
 
 let server;
 let sink;
@@ -54,7 +61,7 @@ test('Start is a real button reachable from the keyboard, and Enter starts playb
   await page.locator('#status[role=status]', { hasText: 'Playing from A' }).waitFor({ timeout: 2000 });
 });
 
-test('the sound card receives the tone: 440 Hz at −15 dBFS RMS on both channels, no silent 20 ms block', async (t) => {
+test('the sound card receives the tone: 440 Hz at −15 dBFS RMS on both channels, no silent 20 ms block, no click', async (t) => {
   await page.waitForTimeout(500); // past the fade-in and the first drift-correction steps
   const recording = await recordFor(5000);
   await saveRecording('plays-audio-tone.wav', recording);
@@ -69,6 +76,8 @@ test('the sound card receives the tone: 440 Hz at −15 dBFS RMS on both channel
     t.diagnostic(`channel ${c}: ${freq.toFixed(2)} Hz, median ${level.toFixed(2)} dBFS over ${levels.length} blocks`);
     const holes = silentRuns(levels, SILENT_DB);
     assert.deepEqual(holes, [], `channel ${c}: silent 20 ms blocks at ${JSON.stringify(holes)} (player underruns: ${underruns})`);
+    const step = maxStep(samples);
+    assert.ok(step <= clickFree(recording.rate), `channel ${c}: a click (jump of ${step.toFixed(3)})`);
   }
 });
 

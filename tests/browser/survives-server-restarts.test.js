@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { blockLevels, dominantFrequency, median, silentRuns } from './support/audio.js';
+import { blockLevels, dominantFrequency, maxStep, median, silentRuns, sineStepBound } from './support/audio.js';
 import { saveRecording } from './support/artifacts.js';
 import { interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
 import { createSink, record } from './support/pulse.js';
@@ -61,7 +61,7 @@ function assertTone(samples, rate, what) {
   assert.deepEqual(silentRuns(levels, SILENT_DB), [], `${what}: silent blocks`);
 }
 
-test('a killed server is logged as socket closed, as long as the page was without it, and play resumes', async (t) => {
+test('a killed server is logged as socket closed, as long as the page was without it, and play resumes without clicks', async (t) => {
   const recorder = record(sink);
   await sleep(1500);
   const { killedAt, upAt } = await replaceServer('A', 1500);
@@ -105,6 +105,9 @@ test('a killed server is logged as socket closed, as long as the page was withou
   );
   assert.ok(Math.abs(hole.ms - row.durationMs) <= 300, `hole of ${hole.ms} ms for a logged ${row.durationMs} ms`);
   const at = (ms) => Math.round(((ms - startMs) * rate) / 1000);
+  // Both edges of the hole are faded: no sample jumps further than the tone itself can.
+  const bound = 1.15 * sineStepBound([{ amplitude: 0.25, hz: 440 }, { amplitude: 0.25, hz: 1000 }], rate);
+  assert.ok(maxStep(channels[0]) <= bound, `a click: jump of ${maxStep(channels[0]).toFixed(3)}`);
   assertTone(channels[0].subarray(0, at(killedAt)), rate, `before the kill (${why})`);
   assertTone(channels[0].subarray(at(hole.startMs + hole.ms + 300)), rate, `after recovery (${why})`);
 

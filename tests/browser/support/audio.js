@@ -114,3 +114,15 @@ export function wavBytes(channels, rate) {
   }
   return out;
 }
+
+/** Largest jump between neighbouring samples: a click is a jump far above the signal's own. */
+export function maxStep(samples) {
+  let max = 0;
+  for (let i = 1; i < samples.length; i++) max = Math.max(max, Math.abs(samples[i] - samples[i - 1]));
+  return max;
+}
+
+/** The steepest a sum of sines (peak amplitudes and frequencies) can move between samples. */
+export function sineStepBound(parts, rate) {
+  return parts.reduce((sum, { amplitude, hz }) => sum + amplitude * 2 * Math.sin((Math.PI * hz) / rate), 0);
+}
