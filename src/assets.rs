@@ -11,6 +11,11 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("index.html", include_bytes!("../www/index.html")),
     ("app.js", include_bytes!("../www/app.js")),
     ("login.js", include_bytes!("../www/login.js")),
+    ("connection.js", include_bytes!("../www/connection.js")),
+    ("levels.js", include_bytes!("../www/levels.js")),
+    ("monitor.js", include_bytes!("../www/monitor.js")),
+    ("player.js", include_bytes!("../www/player.js")),
+    ("wire.js", include_bytes!("../www/wire.js")),
     ("worklet.js", include_bytes!("../www/worklet.js")),
     ("style.css", include_bytes!("../www/style.css")),
 ];

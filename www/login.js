@@ -48,9 +48,15 @@
     if (unlock) { unlock(); unlock = null; }
   }
 
+  let authRequired = null; // unknown until /api/session first answers
+
   async function check() {
+    // Without a password there is nothing to re-check, and asking while the server is down only
+    // fills the console with refused requests.
+    if (authRequired === false) return auth.ready;
     try {
       const session = await (await fetch('/api/session', { cache: 'no-store' })).json();
+      authRequired = Boolean(session.auth_required);
       if (session.auth_required && !session.authenticated) lock();
       else open(session.auth_required);
     } catch (e) {

@@ -1,0 +1,221 @@
+// The continuity monitor's rules for the interruption log, fed synthetic timelines: what each
+// kind of loss is called, how long it was, how much audio it cost, and which instances it joined.
+
+import assert from 'node:assert/strict';
+import test from 'node:test';
+
+import { CAUSE, ContinuityMonitor, LatencyTracker } from '../../www/monitor.js';
+
+const CHUNK_MS = 20;
+const hello = (instance, seq, extra = {}) => ({
+  type: 'hello',
+  version: 1,
+  codec: 'pcm_s16le',
+  sample_rate: 44100,
+  channels: 2,
+  chunk_frames: 882,
+  instance,
+  seq: BigInt(seq),
+  server_time_ms: 0,
+  ...extra,
+});
+
+/** Feeds chunks `from`..`to` (inclusive) of a stream that produced chunk 0 at `originMs`, each
+ * arriving 5 ms after production; returns what the monitor said about the last one. */
+function feed(monitor, from, to, originMs = 0) {
+  let verdict;
+  for (let seq = from; seq <= to; seq++) {
+    const producedMs = originMs + seq * CHUNK_MS;
+    verdict = monitor.chunk(BigInt(seq), BigInt(producedMs * 1000), producedMs + 5);
+  }
+  return verdict;
+}
+
+test('a steady stream logs nothing and counts its chunks', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 99);
+  assert.equal(m.rows.length, 0);
+  assert.equal(m.counters.chunks, 100);
+  assert.equal(m.totalLostMs, 0);
+});
+
+test('a sequence gap inside a connection is logged with the audio it represents', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 10);
+  const verdict = feed(m, 14, 20); // 11, 12, 13 never came
+  assert.equal(verdict.play, true);
+  assert.equal(m.rows.length, 1);
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.SEQUENCE_GAP);
+  assert.equal(row.lostMs, 60);
+  assert.equal(row.durationMs, 60);
+  assert.equal(m.counters.gaps, 1);
+  assert.equal(m.counters.gapMs, 60);
+  assert.equal(m.totalLostMs, 60);
+});
+
+test('a server skip is logged once, as a skip, not again as a gap', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 10);
+  m.skipped(11n, 61n, 300);
+  feed(m, 61, 70);
+  assert.deepEqual(m.rows.map((r) => [r.cause, r.lostMs]), [[CAUSE.SERVER_SKIP, 1000]]);
+  assert.equal(m.counters.skips, 1);
+  assert.equal(m.counters.gaps, 0);
+});
+
+test('repeated chunks are dropped, not played twice', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 10);
+  assert.equal(feed(m, 9, 10).play, false);
+  assert.equal(m.counters.duplicates, 2);
+  assert.equal(feed(m, 11, 11).play, true);
+  assert.equal(m.rows.length, 0);
+});
+
+test('a killed and restarted server is a socket-closed row timed by the clock', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 249); // 5 s of audio
+  m.disconnected(5000, 'connection lost (1006)');
+  assert.equal(m.rows[0].ongoing, true);
+  m.disconnected(5100, 'connection failed'); // retries that fail are the same outage
+  m.disconnected(5400, 'connection failed');
+  assert.equal(m.rows.length, 1);
+  // The restarted server counts from 0 again, produced 1.5 s later.
+  m.connected(hello('A', 0), 6600);
+  const verdict = feed(m, 0, 0, 6500);
+  assert.equal(verdict.play, true);
+  assert.equal(verdict.discontinuity, true);
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.SOCKET_CLOSED);
+  assert.equal(row.ongoing, false);
+  assert.equal(row.durationMs, 6505 - 5000);
+  assert.equal(row.lostMs, row.durationMs);
+  assert.equal(row.measuredBy, 'clock');
+  assert.equal(m.counters.reconnects, 1);
+});
+
+test('a reconnect to the same stream measures the loss by sequence numbers, burst overlap excluded', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.disconnected(2030, 'connection lost (1006)');
+  // Back 500 ms later; the 200 ms burst starts at chunk 116, so 101..115 (300 ms) were lost.
+  m.connected(hello('A', 116), 2530);
+  const first = feed(m, 116, 116);
+  assert.equal(first.discontinuity, true);
+  feed(m, 117, 126);
+  const [row] = m.rows;
+  assert.equal(row.measuredBy, 'sequence');
+  assert.equal(row.lostMs, 15 * CHUNK_MS);
+  assert.equal(m.counters.gaps, 1);
+});
+
+test('a reconnect within the burst loses nothing: overlap is dropped and the row shows 0 ms lost', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.disconnected(2030, 'connection lost (1006)');
+  m.connected(hello('A', 92), 2100);
+  assert.equal(feed(m, 92, 100).play, false, 'already played');
+  const next = feed(m, 101, 101);
+  assert.deepEqual(next, { play: true, discontinuity: false });
+  assert.equal(m.rows[0].lostMs, 0);
+  assert.equal(m.totalLostMs, 0);
+});
+
+test('switching to another instance shows both instances on the row', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 50);
+  m.disconnected(1030, 'connection lost (1006)');
+  m.connected(hello('B', 0), 1800);
+  feed(m, 0, 0, 1700);
+  const [row] = m.rows;
+  assert.equal(row.instanceBefore, 'A');
+  assert.equal(row.instanceAfter, 'B');
+  assert.equal(m.instance, 'B');
+});
+
+test('an instance change without any loss is still logged, with 0 ms', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 10);
+  m.stopped(300);
+  m.connected(hello('B', 0), 400);
+  assert.deepEqual(
+    m.rows.map((r) => [r.cause, r.instanceBefore, r.instanceAfter, r.lostMs]),
+    [[CAUSE.INSTANCE_CHANGE, 'A', 'B', 0]],
+  );
+});
+
+test('an underrun while connected is its own row; during an outage it is part of the outage', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 50);
+  m.underrunStarted(1100);
+  m.underrunEnded(1180, 75);
+  assert.deepEqual(m.rows.map((r) => [r.cause, r.lostMs]), [[CAUSE.BUFFER_UNDERRUN, 75]]);
+  m.disconnected(2000, 'connection lost (1006)');
+  m.underrunStarted(2080);
+  m.underrunEnded(3000, 900);
+  assert.equal(m.rows.length, 2);
+  assert.equal(m.rows[1].cause, CAUSE.SOCKET_CLOSED);
+});
+
+test('source down then back is one row measured by the chunks the source did not make', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 10);
+  m.source('down', 'device unplugged', 220);
+  m.underrunStarted(300);
+  m.source('live', null, 1200);
+  feed(m, 60, 61);
+  assert.equal(m.rows.length, 1);
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.SOURCE_DOWN);
+  assert.equal(row.lostMs, 49 * CHUNK_MS);
+  assert.match(row.detail, /device unplugged/);
+});
+
+test('a source back without missing chunks closes its row with 0 ms lost', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 10);
+  m.source('down', 'retrying', 215);
+  m.source('live', null, 218);
+  feed(m, 11, 12);
+  assert.deepEqual(m.rows.map((r) => [r.cause, r.ongoing, r.lostMs]), [[CAUSE.SOURCE_DOWN, false, 0]]);
+});
+
+test('Stop ends an outage in progress and nothing after it counts as lost', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 10);
+  m.disconnected(300, 'connection lost (1006)');
+  m.stopped(800);
+  assert.equal(m.rows[0].ongoing, false);
+  assert.equal(m.rows[0].durationMs, 500);
+  assert.match(m.rows[0].detail, /Stop/);
+  m.connected(hello('A', 500), 5000);
+  feed(m, 500, 510, 0);
+  assert.equal(m.rows.length, 1, 'a fresh start after Stop is not a gap');
+});
+
+test('latency uses the clock offset, skips the burst, and jitter follows RFC 3550', () => {
+  const t = new LatencyTracker();
+  t.reset(10_000);
+  t.add(9_000_000n, 10_001, 0); // burst: produced before hello
+  assert.equal(t.latencyMs, null);
+  // Server clock 250 ms ahead of the page: arrival at page time 9_765 is server time 10_015.
+  for (let i = 0; i < 50; i++) t.add(BigInt((10_000 + 20 * i) * 1000), 9_765 + 20 * i, 250);
+  assert.ok(Math.abs(t.latencyMs - 15) < 0.01, `latency ${t.latencyMs}`);
+  assert.ok(t.jitterMs < 0.01);
+  for (let i = 50; i < 150; i++) t.add(BigInt((10_000 + 20 * i) * 1000), 9_765 + 20 * i + (i % 2 ? 4 : 0), 250);
+  assert.ok(t.jitterMs > 3 && t.jitterMs < 4.5, `jitter ${t.jitterMs}`);
+});

@@ -1,0 +1,183 @@
+// The page really plays, in real Chromium through a real PulseAudio sink: the recorded sound is
+// the test tone at the right pitch and level with no holes; what the page shows agrees; volume,
+// mute and Stop change what comes out of the sound card; the page is usable from the keyboard.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { blockLevels, dominantFrequency, maxStep, median, silentRuns, sineStepBound } from './support/audio.js';
+import { artifactPath, saveRecording } from './support/artifacts.js';
+import { launchBrowser, stats, statusText, waitForState } from './support/browser.js';
+import { createSink, record } from './support/pulse.js';
+import { getJson, startServer } from './support/server.js';
+
+/** tone: is a 440 Hz sine with a 0.25 peak: RMS 0.25/√2, −15.05 dBFS (the 1 kHz marker beeps
+ * in 50 ms of each second do not move the median of 20 ms blocks). */
+const TONE_HZ = 440;
+const TONE_RMS_DB = -15.05;
+const SILENT_DB = -40;
+/** tone: at its steepest (440 Hz tone plus 1 kHz marker, each 0.25 peak), with 15% room for the
+ * sound server's resampler; a click jumps well past it. */
+const TONE_PARTS = [
+  { amplitude: 0.25, hz: 440 },
+  { amplitude: 0.25, hz: 1000 },
+];
+const clickFree = (rate) => 1.15 * sineStepBound(TONE_PARTS, rate);
+
+let server;
+let sink;
+let browser;
+let page;
+
+before(async () => {
+  sink = await createSink('earshot_plays_audio');
+  server = await startServer({ source: 'tone:', instance: 'A' });
+  browser = await launchBrowser({ sink });
+  page = await browser.newPage(server.url);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.kill();
+  await sink?.remove();
+});
+
+async function recordFor(ms) {
+  const recorder = record(sink);
+  await page.waitForTimeout(ms);
+  return recorder.stop();
+}
+
+test('Start is a real button reachable from the keyboard, and Enter starts playback', async () => {
+  const start = page.getByRole('button', { name: 'Start' });
+  await start.waitFor();
+  for (let i = 0; i < 5 && !(await start.evaluate((el) => el === document.activeElement)); i++) {
+    await page.keyboard.press('Tab');
+  }
+  assert.equal(await start.evaluate((el) => el === document.activeElement), true, 'Start takes keyboard focus');
+  await page.keyboard.press('Enter');
+  await waitForState(page, 'playing');
+  await page.getByRole('button', { name: 'Stop' }).waitFor();
+  await page.locator('#status[role=status]', { hasText: 'Playing from A' }).waitFor({ timeout: 2000 });
+});
+
+test('the sound card receives the tone: 440 Hz at −15 dBFS RMS on both channels, no silent 20 ms block, no click', async (t) => {
+  await page.waitForTimeout(500); // past the fade-in and the first drift-correction steps
+  const recording = await recordFor(5000);
+  await saveRecording('plays-audio-tone.wav', recording);
+  const { underruns } = await stats(page); // tells a player fault from an output-path one
+  assert.ok(recording.channels[0].length >= 4.5 * recording.rate, 'recorded 5 s');
+  for (const [c, samples] of recording.channels.entries()) {
+    const freq = dominantFrequency(samples, recording.rate);
+    assert.ok(Math.abs(freq - TONE_HZ) <= TONE_HZ * 0.01, `channel ${c}: dominant ${freq.toFixed(2)} Hz`);
+    const levels = blockLevels(samples, recording.rate, 20);
+    const level = median(levels);
+    assert.ok(Math.abs(level - TONE_RMS_DB) <= 1.5, `channel ${c}: level ${level.toFixed(2)} dBFS`);
+    t.diagnostic(`channel ${c}: ${freq.toFixed(2)} Hz, median ${level.toFixed(2)} dBFS over ${levels.length} blocks`);
+    const holes = silentRuns(levels, SILENT_DB);
+    assert.deepEqual(holes, [], `channel ${c}: silent 20 ms blocks at ${JSON.stringify(holes)} (player underruns: ${underruns})`);
+    const step = maxStep(samples);
+    assert.ok(step <= clickFree(recording.rate), `channel ${c}: a click (jump of ${step.toFixed(3)})`);
+  }
+});
+
+test('the page shows what it plays: levels, format, instance, latency and a full buffer', async () => {
+  const s = await stats(page);
+  assert.equal(s.instance, 'A');
+  assert.deepEqual(s.format, { codec: 'pcm_s16le', sampleRate: 44100, channels: 2, chunkMs: 20 });
+  assert.equal(s.levels.rmsDb.length, 2);
+  for (const db of s.levels.rmsDb) assert.ok(Math.abs(db - TONE_RMS_DB) <= 1, `meter RMS ${db}`);
+  // The meter holds the peak of the last second, which includes a marker beep on top of the tone.
+  for (const db of s.levels.peakDb) assert.ok(db > -12.5 && db < -5, `meter peak ${db}`);
+  assert.ok(s.latencyMs !== null && s.latencyMs >= 0 && s.latencyMs < 100, `network latency ${s.latencyMs} ms`);
+  assert.ok(Math.abs(s.clockOffsetMs) < 50, `clock offset ${s.clockOffsetMs} ms on one machine`);
+  assert.ok(s.jitterMs < 25, `jitter ${s.jitterMs} ms`);
+  assert.ok(Math.abs(s.bufferMs - s.targetMs) < 45, `buffer ${s.bufferMs} ms for target ${s.targetMs}`);
+  assert.equal(s.underruns, 0);
+  assert.equal(s.gaps, 0);
+  // What a person reads: the same facts in the stats panel and meters.
+  const panel = await page.locator('#stats').innerText();
+  assert.match(panel, /Instance\s+A/);
+  assert.match(panel, /pcm_s16le · 44\.1 kHz · stereo · 20 ms chunks/);
+  assert.match(panel, /Chunks received\s+\d{3,}/);
+  const meters = page.getByRole('meter');
+  assert.equal(await meters.count(), 2);
+  assert.match(await meters.first().getAttribute('aria-valuetext'), /RMS −1[45]\.\d dBFS/);
+  assert.equal(await page.locator('#lost-total').innerText(), 'No audio lost.');
+});
+
+test('chunks arrive and the worklet renders at real-time rates over 4 s', async (t) => {
+  const a = await stats(page);
+  const t0 = Date.now();
+  await page.waitForTimeout(4000);
+  const b = await stats(page);
+  const seconds = (Date.now() - t0) / 1000;
+  const chunksPerS = (b.chunks - a.chunks) / seconds;
+  const framesPerS = (b.renderedFrames - a.renderedFrames) / seconds;
+  assert.ok(Math.abs(chunksPerS - 50) <= 5, `${chunksPerS.toFixed(1)} chunks/s`);
+  const rate = b.output.sampleRate;
+  t.diagnostic(`${chunksPerS.toFixed(1)} chunks/s, ${framesPerS.toFixed(0)} frames/s rendered at ${rate} Hz`);
+  assert.ok(Math.abs(framesPerS - rate) <= rate * 0.1, `${framesPerS.toFixed(0)} frames/s at ${rate} Hz`);
+  assert.equal(b.underruns, 0);
+});
+
+test('a screenshot of the playing page is saved and is not blank', async () => {
+  const file = await artifactPath('playing-page.png');
+  const png = await page.screenshot({ path: file, fullPage: true });
+  // Decode it in the page itself: count colours and how much of the image the commonest covers.
+  const { colours, commonest } = await page.evaluate(async (b64) => {
+    const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const g = canvas.getContext('2d');
+    g.drawImage(bitmap, 0, 0);
+    const data = g.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    const counts = new Map();
+    for (let i = 0; i < data.length; i += 4) {
+      const key = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2];
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    return { colours: counts.size, commonest: Math.max(...counts.values()) / (data.length / 4) };
+  }, png.toString('base64'));
+  assert.ok(colours > 50, `${colours} colours`);
+  assert.ok(commonest < 0.9, `one colour covers ${(commonest * 100).toFixed(1)}%`);
+});
+
+test('volume at 50% lowers the output by 12 dB, mute silences it, unmute restores it', async () => {
+  const level = async () => {
+    await page.waitForTimeout(300); // the gain glides over ~10 ms; settle well past it
+    const r = await recordFor(1200);
+    return median(blockLevels(r.channels[0], r.rate));
+  };
+  await page.getByRole('slider', { name: 'Volume' }).fill('50');
+  const half = await level();
+  assert.ok(Math.abs(half - (TONE_RMS_DB - 12.04)) <= 1.5, `at 50%: ${half.toFixed(2)} dBFS`);
+  const mute = page.getByRole('button', { name: 'Mute' });
+  await mute.click();
+  assert.equal(await mute.getAttribute('aria-pressed'), 'true');
+  const muted = await level();
+  assert.ok(muted < -80, `muted: ${muted} dBFS`);
+  await mute.click();
+  await page.getByRole('slider', { name: 'Volume' }).fill('100');
+  const full = await level();
+  assert.ok(Math.abs(full - TONE_RMS_DB) <= 1.5, `restored: ${full.toFixed(2)} dBFS`);
+  assert.equal((await stats(page)).underruns, 0, 'volume changes never disturb the stream');
+});
+
+test('Stop stops: the button says Start, the sound card goes silent, and nothing reconnects', async () => {
+  const before = await getJson(server, '/api/status');
+  assert.equal(before.listeners.current, 1);
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.getByRole('button', { name: 'Start' }).waitFor();
+  assert.equal(await page.evaluate(() => window.earshot.state), 'stopped');
+  await page.waitForTimeout(300);
+  const r = await recordFor(2500);
+  assert.ok(Math.max(...blockLevels(r.channels[0], r.rate)) < -80, 'silent after Stop');
+  const status = await getJson(server, '/api/status');
+  assert.equal(status.listeners.current, 0);
+  assert.equal(status.listeners.total, before.listeners.total, 'no new connection after Stop');
+  assert.equal(await statusText(page), 'Stopped');
+});
+
+test('normal operation logs no console errors or warnings', () => {
+  assert.deepEqual(browser.problems(), []);
+});

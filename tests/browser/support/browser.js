@@ -1,0 +1,77 @@
+// Debian's Chromium driven by playwright-core for browser tests: a fresh profile, sound routed
+// to a given PulseAudio sink (Playwright's default --mute-audio removed, or the sound card would
+// get exact zeros while every counter looked perfect), and every console message kept so tests
+// can insist there are no errors.
+
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+import { keepChildrenPrioritized } from './priority.js';
+
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+export async function launchBrowser({ sink, args = [] } = {}) {
+  const profile = await fs.mkdtemp(path.join(os.tmpdir(), 'earshot-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    ignoreDefaultArgs: ['--mute-audio'],
+    args: [...FLAGS, ...args],
+    env: { ...process.env, ...(sink ? { PULSE_SINK: sink.name } : {}) },
+    viewport: { width: 1280, height: 860 },
+  });
+  const stopPrioritizing = keepChildrenPrioritized();
+  const messages = []; // { type, text, url }
+  const watch = (page) => {
+    page.on('console', (m) => messages.push({ type: m.type(), text: m.text(), url: page.url() }));
+    page.on('pageerror', (e) => messages.push({ type: 'pageerror', text: String(e?.stack ?? e), url: page.url() }));
+  };
+  context.on('page', watch);
+  context.pages().forEach(watch);
+  return {
+    context,
+    messages,
+    async newPage(url) {
+      const page = await context.newPage();
+      if (url) await page.goto(url);
+      return page;
+    },
+    /** Console errors and warnings, less those matching `allowed` (regexps). */
+    problems(allowed = []) {
+      return messages.filter(
+        (m) => ['error', 'warning', 'pageerror'].includes(m.type) && !allowed.some((re) => re.test(m.text)),
+      );
+    },
+    async close() {
+      stopPrioritizing();
+      await context.close().catch(() => {});
+      await fs.rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resolves when the page says it is `state` (see window.earshot.state). */
+export function waitForState(page, state, timeout = 10_000) {
+  return page.waitForFunction((s) => window.earshot?.state === s, state, { timeout, polling: 50 });
+}
+
+/** The status line a person reads at the top of the page. */
+export const statusText = (page) => page.locator('#status[role=status]').textContent();
+
+export const stats = (page) => page.evaluate(() => window.earshot.stats());
+export const interruptions = (page) => page.evaluate(() => window.earshot.log());

@@ -1,0 +1,155 @@
+// Interruptions in real Chromium against real servers: a server killed mid-stream and restarted
+// on the same port is logged as "socket closed" with the duration the page really went without a
+// server, the recording shows the hole and the tone coming back; another instance taking over the
+// address is shown as an instance change; after Stop nothing reconnects, whatever the server does.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { blockLevels, dominantFrequency, maxStep, median, silentRuns, sineStepBound } from './support/audio.js';
+import { saveRecording } from './support/artifacts.js';
+import { interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
+import { createSink, record } from './support/pulse.js';
+import { getJson, startServer } from './support/server.js';
+
+const BLOCK_MS = 20;
+const SILENT_DB = -40;
+const TONE_RMS_DB = -15.05;
+/** Most the page may wait between reconnect attempts: the 2 s cap plus 20% jitter. */
+const MAX_RETRY_MS = 2400;
+
+let sink;
+let browser;
+let page;
+let server; // whichever server currently holds the port
+let port;
+
+before(async () => {
+  sink = await createSink('earshot_restarts');
+  server = await startServer({ instance: 'A' });
+  port = server.port;
+  browser = await launchBrowser({ sink });
+  page = await browser.newPage(server.url);
+  await page.getByRole('button', { name: 'Start' }).click();
+  await waitForState(page, 'playing');
+  await page.waitForTimeout(1000);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.kill();
+  await sink?.remove();
+});
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Ends the server holding the port (SIGKILL: a crash; SIGTERM: a clean shutdown, which says
+ * bye) and starts `instance` there after `downtimeMs`. */
+async function replaceServer(instance, downtimeMs, signal = 'SIGKILL') {
+  const killedAt = Date.now();
+  await server.kill(signal);
+  await sleep(downtimeMs);
+  server = await startServer({ instance, listen: `127.0.0.1:${port}` });
+  return { killedAt, upAt: Date.now() };
+}
+
+function assertTone(samples, rate, what) {
+  const freq = dominantFrequency(samples, rate);
+  assert.ok(Math.abs(freq - 440) <= 4.4, `${what}: dominant ${freq.toFixed(1)} Hz`);
+  const levels = blockLevels(samples, rate, BLOCK_MS);
+  assert.ok(Math.abs(median(levels) - TONE_RMS_DB) <= 1.5, `${what}: level ${median(levels).toFixed(1)} dBFS`);
+  assert.deepEqual(silentRuns(levels, SILENT_DB), [], `${what}: silent blocks`);
+}
+
+test('a killed server is logged as socket closed, as long as the page was without it, and play resumes without clicks', async (t) => {
+  const recorder = record(sink);
+  await sleep(1500);
+  const { killedAt, upAt } = await replaceServer('A', 1500);
+  await waitForState(page, 'playing', 8000);
+  const joinedAt = server.joinedAfter(upAt - 1000);
+  assert.ok(joinedAt, 'the page connected to the restarted server by itself');
+  await sleep(2500);
+  const recording = await recorder.stop();
+  await saveRecording('restart-gap-and-recovery.wav', recording);
+
+  const rows = await interruptions(page);
+  assert.equal(rows.length, 1, JSON.stringify(rows));
+  const [row] = rows;
+  assert.equal(row.cause, 'socket closed');
+  assert.equal(row.ongoing, false);
+  assert.deepEqual([row.instanceBefore, row.instanceAfter], ['A', 'A']);
+  // The outage as the page lived it: from the kill until it was connected again, which is the
+  // 1.5 s downtime plus the wait for its next retry.
+  const outageMs = joinedAt - killedAt;
+  assert.ok(row.durationMs >= upAt - killedAt - 100, `${row.durationMs} ms for a ${upAt - killedAt} ms downtime`);
+  assert.ok(Math.abs(row.durationMs - outageMs) <= 250, `${row.durationMs} ms logged, ${outageMs} ms without a server`);
+  assert.ok(row.durationMs <= upAt - killedAt + MAX_RETRY_MS + 300, 'reconnected within one capped retry');
+  // Sequence numbers follow the clock across restarts, so the loss is measured from them: the
+  // time without a server, less the burst (200 ms) the restarted server sent at once.
+  assert.ok(Math.abs(row.lostMs - (row.durationMs - 200)) <= 150, `${row.lostMs} ms lost in a ${row.durationMs} ms outage`);
+  const s = await stats(page);
+  assert.equal(s.reconnects, 1);
+
+  // The recording: tone, one hole about as long as the outage, then tone again.
+  const { channels, rate, startMs } = recording;
+  const levels = blockLevels(channels[0], rate, BLOCK_MS);
+  const holes = silentRuns(levels, SILENT_DB);
+  // Says whether the player itself ran dry (outside the outage) or the output path dropped audio.
+  const why = `player underruns: ${s.underruns}, rows: ${JSON.stringify(rows.map((r) => r.cause))}`;
+  assert.equal(holes.length, 1, `one hole expected: ${JSON.stringify(holes)}; ${why}`);
+  const hole = { startMs: startMs + holes[0].start * BLOCK_MS, ms: holes[0].length * BLOCK_MS };
+  // It starts once the ~80 ms in the buffer (and the sound card's own) have played out.
+  assert.ok(hole.startMs >= killedAt && hole.startMs - killedAt <= 400, `hole starts ${hole.startMs - killedAt} ms after the kill`);
+  t.diagnostic(
+    `down ${upAt - killedAt} ms, page reconnected after ${outageMs} ms, logged ${Math.round(row.durationMs)} ms, ` +
+      `recorded hole ${hole.ms} ms starting ${hole.startMs - killedAt} ms after the kill`,
+  );
+  assert.ok(Math.abs(hole.ms - row.durationMs) <= 300, `hole of ${hole.ms} ms for a logged ${row.durationMs} ms`);
+  const at = (ms) => Math.round(((ms - startMs) * rate) / 1000);
+  // Both edges of the hole are faded: no sample jumps further than the tone itself can.
+  const bound = 1.15 * sineStepBound([{ amplitude: 0.25, hz: 440 }, { amplitude: 0.25, hz: 1000 }], rate);
+  assert.ok(maxStep(channels[0]) <= bound, `a click: jump of ${maxStep(channels[0]).toFixed(3)}`);
+  assertTone(channels[0].subarray(0, at(killedAt)), rate, `before the kill (${why})`);
+  assertTone(channels[0].subarray(at(hole.startMs + hole.ms + 300)), rate, `after recovery (${why})`);
+
+  // What a person sees.
+  const firstRow = page.locator('#log tbody tr').first();
+  assert.match(await firstRow.innerText(), /socket closed/);
+  assert.match(await page.locator('#lost-total').innerText(), new RegExp(`Audio lost: ${Math.round(row.lostMs)} ms in 1 interruption\\.`));
+});
+
+test('another instance taking over the address is logged as an instance change', async () => {
+  await replaceServer('B', 300, 'SIGTERM');
+  await page.locator('#status[role=status]', { hasText: 'Playing from B' }).waitFor({ timeout: 8000 });
+  const rows = await interruptions(page);
+  assert.equal(rows.length, 2);
+  const row = rows[1];
+  assert.equal(row.cause, 'socket closed');
+  assert.deepEqual([row.instanceBefore, row.instanceAfter], ['A', 'B']);
+  assert.match(row.detail, /server said bye: server shutting down/);
+  assert.equal((await stats(page)).instance, 'B');
+  const cell = page.locator('#log tbody tr').first().locator('td.instance');
+  assert.equal(await cell.innerText(), 'A → B');
+  assert.match(await cell.getAttribute('class'), /changed/);
+  assert.match(await page.locator('#stats').innerText(), /Instance\s+B/);
+});
+
+test('after Stop nothing reconnects, even when a server comes back on the address', async () => {
+  const rowsBefore = (await interruptions(page)).length;
+  await page.getByRole('button', { name: 'Stop' }).click();
+  assert.equal(await page.evaluate(() => window.earshot.state), 'stopped');
+  const { upAt } = await replaceServer('C', 200);
+  const recorder = record(sink);
+  await sleep(3000);
+  const recording = await recorder.stop();
+  assert.equal(server.joinedAfter(upAt - 1000), null, 'no connection to the new server');
+  assert.equal((await getJson(server, '/api/status')).listeners.total, 0);
+  assert.equal(await page.evaluate(() => window.earshot.state), 'stopped');
+  assert.equal(await statusText(page), 'Stopped');
+  assert.equal((await interruptions(page)).length, rowsBefore, 'Stop is not an interruption');
+  assert.ok(Math.max(...blockLevels(recording.channels[0], recording.rate)) < -80, 'silent');
+});
+
+test('the only console errors are the browser reporting refused connections while no server ran', () => {
+  assert.deepEqual(browser.problems([/^WebSocket connection to 'ws:\/\/127\.0\.0\.1:\d+\/ws' failed/]), []);
+});

@@ -1,0 +1,278 @@
+// earshot continuity monitor: turns what the connection and the player report into counters and
+// the interruption log (every loss of audio with its start, duration, cause and the backend
+// instance before and after), plus latency and jitter. Pure bookkeeping over timestamps handed in
+// by the caller, with no DOM or audio, so its rules are pinned by node tests.
+
+import { chunkDurationMs, seqAfter } from './wire.js';
+
+export const CAUSE = Object.freeze({
+  SOCKET_CLOSED: 'socket closed',
+  SEQUENCE_GAP: 'sequence gap',
+  SERVER_SKIP: 'server skip',
+  BUFFER_UNDERRUN: 'buffer underrun',
+  SOURCE_DOWN: 'source down',
+  INSTANCE_CHANGE: 'instance change',
+});
+
+/** How far (in chunks) the sequence numbers and production times of two chunks may disagree
+ * before the sequence numbers are judged to come from a different (restarted) stream. */
+const SEQ_TIME_TOLERANCE_CHUNKS = 3;
+
+export class ContinuityMonitor {
+  constructor() {
+    this.rows = [];
+    this.version = 0; // bumped on every change to `rows`, so a view redraws only when needed
+    this.open = null; // the interruption in progress, also in `rows`
+    this.instance = null;
+    this.format = null;
+    this.chunkMs = null;
+    this.last = null; // { seq, producedUs } of the last chunk accepted
+    this.firstOfConnection = false;
+    this.hasConnection = false;
+    this.skipPending = null; // { from, to } announced by `skipped`, for the next chunk
+    this.sourceBack = false; // a `source` live message came after a down one
+    this.counters = {
+      chunks: 0,
+      duplicates: 0,
+      gaps: 0,
+      gapMs: 0,
+      skips: 0,
+      skipMs: 0,
+      reconnects: 0,
+      underrunsLogged: 0,
+    };
+  }
+
+  /** Audio lost in all finished interruptions, in ms. */
+  get totalLostMs() {
+    return this.rows.reduce((sum, row) => sum + (row.ongoing ? 0 : row.lostMs), 0);
+  }
+
+  /** A hello arrived: a new connection, possibly to another backend. `attempt` is the
+   * reconnect attempt that succeeded, when the connection knows it. */
+  connected(hello, t, attempt = null) {
+    const format = `${hello.codec}/${hello.sample_rate}/${hello.channels}/${hello.chunk_frames}`;
+    if (this.format !== null && format !== this.format) this.last = null; // not comparable
+    this.format = format;
+    this.chunkMs = chunkDurationMs(hello);
+    if (this.open?.cause === CAUSE.SOCKET_CLOSED) {
+      this.open.instanceAfter = hello.instance;
+      if (attempt) this.open.detail = `${this.open.detail ?? 'closed'}; back on attempt ${attempt}`;
+      this.counters.reconnects += 1;
+    } else if (this.instance !== null && hello.instance !== this.instance) {
+      // A new backend without a loss we saw (after Stop/Start, or a planned handover).
+      this.log({ cause: CAUSE.INSTANCE_CHANGE, start: t, durationMs: 0, lostMs: 0, before: this.instance, after: hello.instance });
+    }
+    this.instance = hello.instance;
+    this.hasConnection = true;
+    this.firstOfConnection = true;
+    this.skipPending = null;
+  }
+
+  /**
+   * An audio chunk arrived. Returns whether to play it (repeats are dropped) and whether it
+   * does not follow the previously played chunk (so the player can smooth the join).
+   */
+  chunk(seq, producedUs, t) {
+    if (this.firstOfConnection) return this.firstChunk(seq, producedUs, t);
+    const step = seqAfter(this.last.seq, seq);
+    if (step <= 0n) {
+      this.counters.duplicates += 1;
+      return { play: false, discontinuity: false };
+    }
+    let missing = Number(step - 1n);
+    if (this.skipPending) {
+      missing -= Number(seqAfter(this.skipPending.from, this.skipPending.to));
+      this.skipPending = null;
+    }
+    if (missing > 0) this.sequenceGap(missing, t);
+    else if (this.open?.cause === CAUSE.SOURCE_DOWN && this.sourceBack) this.close(this.open, t, t - this.open.start, 0);
+    this.accept(seq, producedUs);
+    return { play: true, discontinuity: step !== 1n };
+  }
+
+  firstChunk(seq, producedUs, t) {
+    const continues = this.last !== null && this.sameStream(seq, producedUs);
+    let lostChunks = null;
+    if (continues) {
+      const step = seqAfter(this.last.seq, seq);
+      if (step <= 0n) {
+        // The burst repeats audio already played before the reconnect.
+        this.counters.duplicates += 1;
+        return { play: false, discontinuity: false };
+      }
+      lostChunks = Number(step - 1n);
+    }
+    this.firstOfConnection = false;
+    if (this.open?.cause === CAUSE.SOCKET_CLOSED) {
+      const row = this.open;
+      const durationMs = t - row.start;
+      // Sequence numbers measure the loss exactly when the stream continued; otherwise (another
+      // backend, a restarted server) the time without audio is the best measure there is.
+      const lostMs = lostChunks !== null ? lostChunks * this.chunkMs : durationMs;
+      row.measuredBy = lostChunks !== null ? 'sequence' : 'clock';
+      if (lostChunks !== null && lostChunks > 0) {
+        this.counters.gaps += 1;
+        this.counters.gapMs += lostMs;
+      }
+      this.close(row, t, durationMs, lostMs);
+    } else if (lostChunks) {
+      this.sequenceGap(lostChunks, t);
+    }
+    this.accept(seq, producedUs);
+    return { play: true, discontinuity: lostChunks !== 0 };
+  }
+
+  /** Whether `seq` can be compared with the last chunk: both advance at one chunk per chunk_ms. */
+  sameStream(seq, producedUs) {
+    const bySeq = Number(seqAfter(this.last.seq, seq));
+    const byTime = Number(producedUs - this.last.producedUs) / 1000 / this.chunkMs;
+    return Math.abs(bySeq - byTime) <= SEQ_TIME_TOLERANCE_CHUNKS;
+  }
+
+  accept(seq, producedUs) {
+    this.last = { seq, producedUs };
+    this.counters.chunks += 1;
+  }
+
+  sequenceGap(missing, t) {
+    const lostMs = missing * this.chunkMs;
+    this.counters.gaps += 1;
+    this.counters.gapMs += lostMs;
+    if (this.open?.cause === CAUSE.SOURCE_DOWN) {
+      // The gap is the audio the source did not produce while it was down.
+      const row = this.open;
+      row.detail = `${row.detail ?? ''}${row.detail ? '; ' : ''}${missing} chunks missing`;
+      this.close(row, t, t - row.start, lostMs);
+      return;
+    }
+    this.closeUnderrun(t);
+    this.log({ cause: CAUSE.SEQUENCE_GAP, start: t - lostMs, durationMs: lostMs, lostMs, detail: `${missing} chunks missing` });
+  }
+
+  /** The server dropped chunks `from` up to `to` for this listener (it fell behind). */
+  skipped(from, to, t) {
+    const chunks = Number(seqAfter(from, to));
+    if (!(chunks > 0)) return;
+    const lostMs = chunks * (this.chunkMs ?? 0);
+    this.counters.skips += 1;
+    this.counters.skipMs += lostMs;
+    this.skipPending = { from, to };
+    this.closeUnderrun(t);
+    this.log({ cause: CAUSE.SERVER_SKIP, start: t, durationMs: lostMs, lostMs, detail: `chunks ${from}–${to - 1n}` });
+  }
+
+  /** A `source` control message: the server's source went down, came back or ended. */
+  source(state, reason, t) {
+    this.sourceBack = state === 'live';
+    if (state === 'down' || state === 'ended') {
+      if (this.open?.cause === CAUSE.SOURCE_DOWN) return;
+      this.closeUnderrun(t);
+      this.openRow({ cause: CAUSE.SOURCE_DOWN, start: t, detail: `${state}${reason ? `: ${reason}` : ''}` });
+    }
+    // 'live': the row closes at the next chunk, whose sequence gap measures the loss.
+  }
+
+  /** The socket closed (or never opened) while the user wanted to listen. */
+  disconnected(t, detail) {
+    this.hasConnection = false;
+    // A failed retry, or a connection lost before any audio came: the same outage goes on.
+    if (this.open?.cause === CAUSE.SOCKET_CLOSED) return;
+    if (this.open) this.close(this.open, t, t - this.open.start, t - this.open.start);
+    this.openRow({ cause: CAUSE.SOCKET_CLOSED, start: t, detail });
+  }
+
+  /** The player ran out of audio while playing. Inside another interruption it is part of it. */
+  underrunStarted(t) {
+    if (!this.hasConnection || this.open || this.firstOfConnection) return;
+    this.counters.underrunsLogged += 1;
+    this.openRow({ cause: CAUSE.BUFFER_UNDERRUN, start: t });
+  }
+
+  /** The player resumed after `silentMs` of silence. */
+  underrunEnded(t, silentMs) {
+    if (this.open?.cause !== CAUSE.BUFFER_UNDERRUN) return;
+    this.close(this.open, t, silentMs, silentMs);
+  }
+
+  closeUnderrun(t) {
+    if (this.open?.cause === CAUSE.BUFFER_UNDERRUN) {
+      this.close(this.open, t, t - this.open.start, t - this.open.start);
+    }
+  }
+
+  /** The user pressed Stop: whatever is in progress ends now, and nothing after is a loss. */
+  stopped(t) {
+    if (this.open) {
+      const row = this.open;
+      row.detail = `${row.detail ? `${row.detail}; ` : ''}ended by Stop`;
+      this.close(row, t, t - row.start, t - row.start);
+    }
+    this.hasConnection = false;
+    this.firstOfConnection = false;
+    this.last = null;
+  }
+
+  openRow({ cause, start, detail = null }) {
+    this.open = this.log({ cause, start, durationMs: null, lostMs: null, detail, ongoing: true });
+  }
+
+  close(row, end, durationMs, lostMs) {
+    row.end = end;
+    row.durationMs = Math.max(0, durationMs);
+    row.lostMs = Math.max(0, lostMs);
+    row.ongoing = false;
+    if (this.open === row) this.open = null;
+    this.version += 1;
+  }
+
+  log({ cause, start, durationMs, lostMs, detail = null, ongoing = false, before = this.instance, after }) {
+    const row = {
+      id: this.rows.length + 1,
+      start,
+      end: ongoing ? null : start + durationMs,
+      durationMs,
+      lostMs,
+      cause,
+      instanceBefore: before,
+      instanceAfter: after ?? before,
+      detail,
+      ongoing,
+    };
+    this.rows.push(row);
+    this.version += 1;
+    return row;
+  }
+}
+
+/**
+ * Latency (arrival − production, in the server's clock via the ping/pong offset) and RFC 3550
+ * interarrival jitter of live chunks. Chunks produced before the hello are the burst: late by
+ * design, so they are not counted.
+ */
+export class LatencyTracker {
+  constructor() {
+    this.reset(null);
+  }
+
+  reset(helloServerMs) {
+    this.burstBeforeMs = helloServerMs;
+    this.latencyMs = null;
+    this.jitterMs = 0;
+    this.prev = null;
+  }
+
+  add(producedUs, arrivalMs, offsetMs) {
+    const producedMs = Number(producedUs) / 1000;
+    if (this.burstBeforeMs !== null && producedMs < this.burstBeforeMs) return;
+    if (this.prev) {
+      const d = arrivalMs - this.prev.arrivalMs - (producedMs - this.prev.producedMs);
+      this.jitterMs += (Math.abs(d) - this.jitterMs) / 16;
+    }
+    this.prev = { producedMs, arrivalMs };
+    if (offsetMs === null) return;
+    const sample = arrivalMs + offsetMs - producedMs;
+    // Smoothed over ~10 chunks so the panel reads steadily; the jitter figure shows the spread.
+    this.latencyMs = this.latencyMs === null ? sample : this.latencyMs + (sample - this.latencyMs) / 10;
+  }
+}

@@ -1,0 +1,149 @@
+// earshot player: the Web Audio graph (AudioContext, the jitter-buffer worklet node, an analyser
+// for the waveform, the volume gain) and the feature check that explains an insecure origin
+// instead of failing silently. The AudioContext is created or resumed inside the user's click,
+// which is what Chrome, Firefox and Safari (desktop and iOS) require before sound may play.
+
+/** Why this browser cannot play here, or null when it can. */
+export function unsupportedReason(win = globalThis) {
+  const Context = win.AudioContext || win.webkitAudioContext;
+  if (!Context) return 'no-webaudio';
+  // audioWorklet exists only in secure contexts: HTTPS, localhost and 127.0.0.1.
+  if (typeof win.AudioWorkletNode !== 'function' || !('audioWorklet' in Context.prototype)) {
+    return win.isSecureContext === false ? 'insecure-origin' : 'no-worklet';
+  }
+  return null;
+}
+
+/** Stream audio kept while the worklet module loads, so a fast hello loses nothing. */
+const MAX_QUEUED_CHUNKS = 100;
+/** Time for the worklet's fade-out (~3 ms) to play before the context is suspended on Stop. */
+const STOP_FADE_MS = 60;
+/** Volume and mute glide over ~10 ms so a change never clicks. */
+const GAIN_TIME_CONSTANT_S = 0.01;
+
+export class Player extends EventTarget {
+  constructor({ workletUrl = 'worklet.js', targetMs = 80, volume = 1, muted = false } = {}) {
+    super();
+    this.workletUrl = workletUrl;
+    this.targetMs = targetMs;
+    this.volume = volume;
+    this.muted = muted;
+    this.ctx = null;
+    this.node = null;
+    this.format = null;
+    this.queue = [];
+    this.stats = null;
+    this.suspendTimer = null;
+  }
+
+  /**
+   * Creates or resumes the AudioContext. Call it synchronously from a click or key handler:
+   * browsers allow sound only from a user gesture. Returns a promise that settles when the
+   * worklet is loaded and the context runs.
+   */
+  unlock() {
+    clearTimeout(this.suspendTimer);
+    if (!this.ctx) {
+      const Context = globalThis.AudioContext || globalThis.webkitAudioContext;
+      this.ctx = new Context({ latencyHint: 'interactive' });
+      this.gain = this.ctx.createGain();
+      this.gain.gain.value = this.effectiveGain();
+      this.analyser = this.ctx.createAnalyser();
+      this.analyser.fftSize = 2048;
+      this.analyser.connect(this.gain).connect(this.ctx.destination);
+      this.ready = this.ctx.audioWorklet.addModule(this.workletUrl);
+      this.ctx.addEventListener('statechange', () => this.emit('context', { state: this.ctx.state }));
+    }
+    // iOS plays Web Audio through the ringer channel (muted by the silent switch) unless told
+    // this is media playback; harmless where unsupported.
+    if (globalThis.navigator?.audioSession) globalThis.navigator.audioSession.type = 'playback';
+    return Promise.all([this.ready, this.ctx.resume()]);
+  }
+
+  /** Prepares for a stream's format; a new channel count needs a new node. */
+  async configure(hello) {
+    await this.ready;
+    const format = { streamRate: hello.sample_rate, channels: hello.channels };
+    if (this.node && this.format.channels === format.channels) {
+      if (this.format.streamRate !== format.streamRate) this.node.port.postMessage({ type: 'format', ...format });
+    } else {
+      this.node?.disconnect();
+      this.node = new AudioWorkletNode(this.ctx, 'earshot-player', {
+        numberOfInputs: 0,
+        numberOfOutputs: 1,
+        outputChannelCount: [format.channels],
+        processorOptions: { ...format, targetMs: this.targetMs },
+      });
+      this.node.port.onmessage = (event) => this.onWorkletMessage(event.data);
+      this.node.connect(this.analyser);
+    }
+    this.format = format;
+    const queued = this.queue;
+    this.queue = [];
+    for (const item of queued) this.post(item);
+  }
+
+  /** Hands one chunk's samples (the message's own buffer, transferred) to the worklet. */
+  push(buffer, offset, samples, discontinuity) {
+    const item = { type: 'chunk', buffer, offset, samples, discontinuity };
+    if (this.node && this.format) this.post(item);
+    else if (this.queue.length < MAX_QUEUED_CHUNKS) this.queue.push(item);
+  }
+
+  post(item) {
+    this.node.port.postMessage(item, [item.buffer]);
+  }
+
+  /** Stop: drop queued audio with a fade, then let the sound card rest. */
+  stop() {
+    this.queue = [];
+    this.node?.port.postMessage({ type: 'flush' });
+    clearTimeout(this.suspendTimer);
+    if (this.ctx) this.suspendTimer = setTimeout(() => this.ctx.suspend(), STOP_FADE_MS);
+  }
+
+  setTarget(ms) {
+    this.targetMs = ms;
+    this.node?.port.postMessage({ type: 'target', ms });
+  }
+
+  setVolume(volume) {
+    this.volume = volume;
+    this.applyGain();
+  }
+
+  setMuted(muted) {
+    this.muted = muted;
+    this.applyGain();
+  }
+
+  effectiveGain() {
+    // Perceived loudness follows the square of the slider better than the slider itself.
+    return this.muted ? 0 : this.volume * this.volume;
+  }
+
+  applyGain() {
+    if (!this.gain) return;
+    this.gain.gain.setTargetAtTime(this.effectiveGain(), this.ctx.currentTime, GAIN_TIME_CONSTANT_S);
+  }
+
+  /** Output side facts for the stats panel. */
+  get output() {
+    if (!this.ctx) return null;
+    return {
+      state: this.ctx.state,
+      sampleRate: this.ctx.sampleRate,
+      baseLatencyMs: 1000 * (this.ctx.baseLatency || 0),
+      outputLatencyMs: 1000 * (this.ctx.outputLatency || 0),
+    };
+  }
+
+  onWorkletMessage(message) {
+    if (message.type === 'stats') this.stats = message;
+    this.emit(message.type, message);
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
