@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod audio;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod flags;
