@@ -167,7 +167,7 @@ fn print_preamble(config: &BenchConfig, stream: &StreamInfo, server_pid: Option<
         "server pid {pid}; {} generator threads, {} cores; {:.1} s per step after {:.1} s settling; \
          on time = within {} ms of production",
         config.threads,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores(),
         config.duration.as_secs_f64(),
         config.settle.as_secs_f64(),
         config.on_time.as_millis()
@@ -179,7 +179,7 @@ struct Snapshot {
     at: Instant,
     server: Option<ProcSample>,
     me: Option<ProcSample>,
-    machine: Option<(f64, f64)>,
+    machine_busy_s: Option<f64>,
 }
 
 impl Snapshot {
@@ -188,7 +188,7 @@ impl Snapshot {
             at: Instant::now(),
             server: server_pid.and_then(procstat::sample),
             me: procstat::sample_self(),
-            machine: procstat::machine(),
+            machine_busy_s: procstat::machine_busy_s(),
         }
     }
 }
@@ -308,8 +308,10 @@ fn summarise(
         server_rss_mib: after.server.map(|s| s.rss_kib as f64 / 1024.0),
         server_threads: after.server.map(|s| s.threads),
         gen_cpu_pct: per_core_pct(before.me, after.me),
-        machine_busy_pct: match (before.machine, after.machine) {
-            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) / (t1 - t0) * 100.0),
+        // Against wall-clock time: a virtual machine's tick counters stall while the host
+        // runs someone else, so their own total would understate how busy it was.
+        machine_busy_pct: match (before.machine_busy_s, after.machine_busy_s) {
+            (Some(b0), Some(b1)) => Some((b1 - b0) / (window_s * cores() as f64) * 100.0),
             _ => None,
         },
         lag_p99_ms: report.lag.percentile(0.99).map(ms),
@@ -341,12 +343,20 @@ fn write_outputs(config: &BenchConfig, steps: &[StepResult], stream: &StreamInfo
             ),
             None => format!("{} {}", config.label, config.endpoint.url()),
         };
-        write(
-            path,
-            chart::render(&title, steps, config.on_time.as_secs_f64() * 1000.0),
-        )?;
+        let subtitle = format!(
+            "{} cores; on time = within {} ms of production; measured {}",
+            cores(),
+            config.on_time.as_millis(),
+            crate::log::utc_timestamp(std::time::SystemTime::now())
+        );
+        let on_time_ms = config.on_time.as_secs_f64() * 1000.0;
+        write(path, chart::render(&title, &subtitle, steps, on_time_ms))?;
     }
     Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The step that meets the targets with the most listeners, and the first that misses them.

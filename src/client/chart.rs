@@ -11,7 +11,7 @@ const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 660.0;
 const LEFT: f64 = 78.0;
 const RIGHT: f64 = 30.0;
-const TOP_PANEL: (f64, f64) = (92.0, 330.0);
+const TOP_PANEL: (f64, f64) = (100.0, 330.0);
 const BOTTOM_PANEL: (f64, f64) = (410.0, 600.0);
 const BLUE: &str = "#2563eb";
 const ORANGE: &str = "#ea580c";
@@ -67,16 +67,19 @@ impl YAxis {
     }
 }
 
-pub fn render(title: &str, steps: &[StepResult], on_time_ms: f64) -> String {
+/// The whole chart; `subtitle` says where and how it was measured.
+pub fn render(title: &str, subtitle: &str, steps: &[StepResult], on_time_ms: f64) -> String {
     let mut svg = String::new();
     let _ = write!(
         svg,
         r##"<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#ffffff"/>
-<text x="{LEFT}" y="30" font-size="17" font-weight="bold" fill="#111827">{}</text>
+<text x="{LEFT}" y="26" font-size="17" font-weight="bold" fill="#111827">{}</text>
+<text x="{LEFT}" y="45" font-size="12" fill="{GREY}">{}</text>
 "##,
-        escape(title)
+        escape(title),
+        escape(subtitle)
     );
     let x = XAxis::new(steps);
     let timed = steps.iter().any(|s| s.p99_ms.is_some());
@@ -164,7 +167,7 @@ fn share_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, timed: bool) {
             Series {
                 name: "worst listener",
                 colour: PURPLE,
-                dash: "",
+                dash: "5 4",
                 width: 2.0,
                 values: steps.iter().map(|s| s.worst_pct).collect(),
             },
@@ -182,7 +185,7 @@ fn share_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, timed: bool) {
             Series {
                 name: "worst listener",
                 colour: PURPLE,
-                dash: "",
+                dash: "5 4",
                 width: 2.0,
                 values: steps.iter().map(|s| Some(s.worst_delivered_pct)).collect(),
             },
@@ -212,8 +215,16 @@ fn share_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, timed: bool) {
         top,
         bottom,
     };
-    let digits = if hi - lo < 2.0 { 1 } else { 0 };
-    grid(svg, &y, &ticks(lo, hi), |v| format!("{v:.digits$}"));
+    let values = ticks(lo, hi);
+    let step = values
+        .get(1)
+        .zip(values.first())
+        .map_or(1.0, |(b, a)| b - a);
+    // As many decimals as the tick step needs: 0.05 -> 2, 0.2 -> 1, 5 -> 0.
+    let digits = (0..4)
+        .find(|d| (step * 10f64.powi(*d)).fract().abs() < 1e-6)
+        .unwrap_or(3) as usize;
+    grid(svg, &y, &values, |v| format!("{v:.digits$}"));
     frame(svg, top, bottom);
     if timed {
         target_line(
@@ -379,7 +390,7 @@ fn plot(svg: &mut String, steps: &[StepResult], x: &XAxis, y: &YAxis, s: &Series
 fn legend(svg: &mut String, top: f64, series: &[Series]) {
     let mut px = WIDTH - RIGHT;
     for s in series.iter().rev() {
-        let width = 34.0 + 7.0 * s.name.chars().count() as f64;
+        let width = 48.0 + 7.0 * s.name.chars().count() as f64;
         px -= width;
         let _ = writeln!(
             svg,
@@ -458,7 +469,7 @@ mod tests {
                 ..StepResult::default()
             })
             .collect();
-        let svg = render("bench <test> & more", &steps, 100.0);
+        let svg = render("bench <test> & more", "2 cores", &steps, 100.0);
         assert!(svg.starts_with("<?xml"));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("bench &lt;test&gt; &amp; more"));

@@ -56,19 +56,24 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
-/// The machine's CPU counters from the first line of `/proc/stat`: (busy, total) seconds summed
-/// over all cores.
-pub fn machine() -> Option<(f64, f64)> {
+/// CPU seconds the machine's cores have spent busy since boot, summed over all cores, from the
+/// first line of `/proc/stat` (everything but idle and iowait; guest time is already in user).
+pub fn machine_busy_s() -> Option<f64> {
     let stat = fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
     let ticks: Vec<u64> = line
         .split_whitespace()
         .filter_map(|v| v.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let total: u64 = ticks.iter().take(8).sum();
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    Some(((total - idle) as f64 / USER_HZ, total as f64 / USER_HZ))
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(busy as f64 / USER_HZ)
 }
 
 /// The soft limit on open files of this process (`ulimit -n`).
@@ -147,7 +152,7 @@ mod tests {
     fn this_process_can_be_measured() {
         let me = sample_self().unwrap();
         assert!(me.rss_kib > 0 && me.threads >= 1);
-        assert!(machine().is_some());
+        assert!(machine_busy_s().is_some());
         assert!(open_file_limit().unwrap_or(1) > 0);
     }
 }
