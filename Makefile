@@ -6,7 +6,7 @@ LISTEN     ?= 0.0.0.0:8080
 RELEASE    := target/release/earshot
 STATIC_TARGET ?= x86_64-unknown-linux-gnu
 
-.PHONY: run build build-alsa test test-deps test-rust test-browser static fmt lint bench clean
+.PHONY: run build build-alsa test test-deps test-rust test-browser static fmt lint bench bench-icecast clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -36,6 +36,16 @@ static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(STATIC_TARGET)
 	@ls -l target/$(STATIC_TARGET)/release/earshot | awk '{print "static binary: " $$NF " (" $$5 " bytes)"}'
 	@file target/$(STATIC_TARGET)/release/earshot 2>/dev/null || true
+
+# Load benchmarks, not part of `make test` (minutes, and the whole machine): the standard ladder
+# of listeners against a release server on 127.0.0.1, and the same ladder against earshot and
+# Icecast side by side (installs icecast2 and ffmpeg when missing). Both record their results in
+# BENCHMARKS.md; LADDER=1,10,100 STEP_S=5 make bench for a quick look.
+bench:
+	./scripts/bench.sh
+
+bench-icecast:
+	./scripts/bench-icecast.sh
 
 fmt:
 	$(CARGO) fmt
