@@ -1,9 +1,8 @@
 //! The `earshot` command: picks the subcommand, runs it, and turns an error into a message and
 //! an exit code.
 
-use earshot::client::bench::{self, BenchConfig};
-use earshot::client::config as client_config;
-use earshot::client::listen::{self, ListenConfig};
+use earshot::client::config::{self as client_config, BenchConfig, ListenConfig};
+use earshot::client::{bench, listen};
 use earshot::config::{self, ServeConfig};
 use earshot::error::{Error, Result};
 use earshot::flags::{self, Flag};

@@ -8,12 +8,13 @@
 //! generator waits that long again so late chunks still count as late rather than missing.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::client::chart;
+use crate::client::config::BenchConfig;
 use crate::client::connection::{ConnectOptions, Connection, Event, Hello};
-use crate::client::endpoint::{Endpoint, Scheme};
+use crate::client::endpoint::Scheme;
 use crate::client::loadgen::{LoadConfig, LoadGen, WindowReport};
 use crate::client::procstat::{self, ProcSample};
 use crate::client::results::{self, StepResult};
@@ -26,25 +27,6 @@ pub const TARGET_SHARE_PCT: f64 = 99.9;
 pub const TARGET_P99_MS: f64 = 100.0;
 /// File descriptors the process needs besides its listeners.
 const SPARE_FDS: u64 = 64;
-
-/// Everything `earshot bench` needs, checked.
-#[derive(Debug, Clone)]
-pub struct BenchConfig {
-    pub endpoint: Endpoint,
-    pub clients: Vec<usize>,
-    pub duration: Duration,
-    pub settle: Duration,
-    pub on_time: Duration,
-    pub threads: usize,
-    pub poll: Duration,
-    pub server_pid: Option<u32>,
-    pub csv: Option<PathBuf>,
-    pub svg: Option<PathBuf>,
-    pub markdown: Option<PathBuf>,
-    pub label: String,
-    pub byte_rate: u64,
-    pub connect_timeout: Duration,
-}
 
 /// What the bench knows about the stream before it starts.
 struct StreamInfo {

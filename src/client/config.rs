@@ -3,10 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::client::bench::BenchConfig;
 use crate::client::connection::ConnectOptions;
 use crate::client::endpoint::{Endpoint, Scheme};
-use crate::client::listen::ListenConfig;
 use crate::error::{Error, Result};
 use crate::flags::{Flag, RawArgs};
 
@@ -171,6 +169,40 @@ pub const BENCH_FLAGS: &[Flag] = &[
         help: "Time allowed for each listener's connect and handshake",
     },
 ];
+
+/// Everything `earshot listen` needs, checked.
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub endpoint: Endpoint,
+    pub out: Option<PathBuf>,
+    pub duration: Option<Duration>,
+    pub json: bool,
+    pub reconnect: bool,
+    /// With `reconnect`: give up after this long without a connection.
+    pub reconnect_timeout: Option<Duration>,
+    pub connect: ConnectOptions,
+    /// `--play`: the ALSA device to play on.
+    pub play_device: Option<String>,
+}
+
+/// Everything `earshot bench` needs, checked.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub endpoint: Endpoint,
+    pub clients: Vec<usize>,
+    pub duration: Duration,
+    pub settle: Duration,
+    pub on_time: Duration,
+    pub threads: usize,
+    pub poll: Duration,
+    pub server_pid: Option<u32>,
+    pub csv: Option<PathBuf>,
+    pub svg: Option<PathBuf>,
+    pub markdown: Option<PathBuf>,
+    pub label: String,
+    pub byte_rate: u64,
+    pub connect_timeout: Duration,
+}
 
 /// Seconds with decimals, within `range`, or `None` when the flag is absent.
 fn seconds(

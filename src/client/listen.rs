@@ -8,15 +8,15 @@
 //!
 //! [`stats`]: crate::client::stats
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::audio::Format;
-use crate::client::connection::{AudioChunk, Closed, ConnectOptions, Connection, Event, Hello};
-use crate::client::console::{self, Console, Interruption, Latency, Second, Summary, Totals};
-use crate::client::endpoint::Endpoint;
+use crate::client::config::ListenConfig;
+use crate::client::connection::{AudioChunk, Closed, Connection, Event, Hello};
+use crate::client::console::{self, Console, Latency, Second, Summary, Totals};
+use crate::client::interruptions::InterruptionLog;
 #[cfg(feature = "alsa")]
 use crate::client::play::Player;
 use crate::client::stats::{Histogram, Jitter, ms};
@@ -39,21 +39,6 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_millis(500);
 /// With `--duration`, how long past it the listener waits for audio that is late.
 const DURATION_GRACE: Duration = Duration::from_secs(2);
-
-/// Everything `earshot listen` needs, checked.
-#[derive(Debug, Clone)]
-pub struct ListenConfig {
-    pub endpoint: Endpoint,
-    pub out: Option<PathBuf>,
-    pub duration: Option<Duration>,
-    pub json: bool,
-    pub reconnect: bool,
-    /// With `reconnect`: give up after this long without a connection.
-    pub reconnect_timeout: Option<Duration>,
-    pub connect: ConnectOptions,
-    /// `--play`: the ALSA device to play on.
-    pub play_device: Option<String>,
-}
 
 /// Runs the listener until `--duration`, SIGINT/SIGTERM, or the stream is lost; returns the
 /// exit code ([`EXIT_CONTINUOUS`], [`EXIT_RECOVERED`] or [`EXIT_LOST`]).
@@ -83,15 +68,6 @@ enum End {
     Lost(String),
 }
 
-/// A connection was lost; completed when audio flows again.
-struct Pending {
-    cause: String,
-    instance_before: Option<String>,
-    last_audio_us: Option<u64>,
-    since: Instant,
-    attempts: u64,
-}
-
 struct Listener<'a> {
     config: &'a ListenConfig,
     console: Console,
@@ -117,8 +93,7 @@ struct Listener<'a> {
     window_started: Instant,
     latency: Histogram,
     totals: Totals,
-    interruptions: Vec<Interruption>,
-    pending: Option<Pending>,
+    interruptions: InterruptionLog,
     last_audio_us: Option<u64>,
     last_error: Option<String>,
     rtt_ms: Option<f64>,
@@ -151,8 +126,7 @@ impl<'a> Listener<'a> {
             window_started: now,
             latency: Histogram::new(),
             totals: Totals::default(),
-            interruptions: Vec::new(),
-            pending: None,
+            interruptions: InterruptionLog::default(),
             last_audio_us: None,
             last_error: None,
             rtt_ms: None,
@@ -198,9 +172,8 @@ impl<'a> Listener<'a> {
                         retry_wait = RETRY_FIRST;
                     }
                     Err(e) if self.config.reconnect => {
-                        if let Some(p) = self.pending.as_mut() {
-                            p.attempts += 1;
-                        } else if self.last_error.is_none() {
+                        self.interruptions.attempt();
+                        if self.interruptions.pending().is_none() && self.last_error.is_none() {
                             self.console.disconnected(&e.to_string(), true);
                         }
                         self.last_error = Some(e.to_string());
@@ -239,9 +212,7 @@ impl<'a> Listener<'a> {
             self.totals.reconnects += 1;
         }
         self.check_shape(hello)?;
-        if let Some(p) = self.pending.as_mut() {
-            p.attempts += 1;
-        }
+        self.interruptions.attempt();
         if let Some(t) = self.timeline.as_mut() {
             t.reconnected();
         }
@@ -388,15 +359,8 @@ impl<'a> Listener<'a> {
         let source_ended = closed.by_server && closed.reason.contains("source ended");
         let reconnecting = self.config.reconnect && !source_ended;
         self.console.disconnected(&closed.reason, reconnecting);
-        if self.pending.is_none() {
-            self.pending = Some(Pending {
-                cause: closed.reason.clone(),
-                instance_before: self.instance.clone(),
-                last_audio_us: self.last_audio_us,
-                since: Instant::now(),
-                attempts: 0,
-            });
-        }
+        self.interruptions
+            .begin(&closed.reason, self.instance.clone(), self.last_audio_us);
         if source_ended {
             return Some(End::StreamEnded);
         }
@@ -407,28 +371,14 @@ impl<'a> Listener<'a> {
     }
 
     fn complete_interruption(&mut self, arrival_us: u64, lost_us: i64, splice: &'static str) {
-        let Some(p) = self.pending.take() else { return };
-        let lost_ms = lost_us.max(0) as f64 / 1000.0;
-        let overlap_ms = (-lost_us).max(0) as f64 / 1000.0;
-        let duration_ms = match p.last_audio_us {
-            Some(last) => arrival_us.saturating_sub(last) as f64 / 1000.0,
-            None => p.since.elapsed().as_secs_f64() * 1000.0,
-        };
-        self.totals.interruption_lost_ms += lost_ms;
-        let interruption = Interruption {
-            n: self.interruptions.len() as u64 + 1,
-            started_unix_ms: p.last_audio_us.unwrap_or(arrival_us) / 1000,
-            cause: p.cause,
-            instance_before: p.instance_before,
-            instance_after: self.instance.clone(),
-            duration_ms,
-            lost_ms,
-            overlap_ms,
-            splice,
-            attempts: p.attempts,
-        };
-        self.console.interruption(&interruption);
-        self.interruptions.push(interruption);
+        let instance = self.instance.clone();
+        if let Some(i) = self
+            .interruptions
+            .complete(arrival_us, lost_us, splice, instance)
+        {
+            self.totals.interruption_lost_ms += i.lost_ms;
+            self.console.interruption(i);
+        }
     }
 
     /// Checks `--duration` (in stream time, then in wall-clock time with some grace for late
@@ -448,7 +398,9 @@ impl<'a> Listener<'a> {
                 return Some(self.end_now(End::TimeUp));
             }
         }
-        if let (Some(p), Some(limit)) = (&self.pending, self.config.reconnect_timeout) {
+        if let (Some(p), Some(limit)) =
+            (self.interruptions.pending(), self.config.reconnect_timeout)
+        {
             if p.since.elapsed() >= limit {
                 return Some(End::Lost(format!(
                     "no connection for {} s ({})",
@@ -462,7 +414,7 @@ impl<'a> Listener<'a> {
 
     /// The run stops here: as `end`, unless there is no connection right now.
     fn end_now(&self, end: End) -> End {
-        match (&self.pending, &self.last_error) {
+        match (self.interruptions.pending(), &self.last_error) {
             (Some(p), _) => End::Lost(p.cause.clone()),
             (None, Some(e)) if self.connections == 0 => End::Lost(e.clone()),
             (None, None) if self.connections == 0 => End::Lost("never connected".into()),
@@ -539,7 +491,7 @@ impl<'a> Listener<'a> {
             End::Done | End::Stopped | End::TimeUp | End::StreamEnded => {
                 let missing = self.totals.gaps
                     + self.totals.skips
-                    + self.interruptions.len() as u64
+                    + self.interruptions.completed().len() as u64
                     + u64::from(padded_ms > 0.0);
                 if missing == 0 {
                     ("continuous", EXIT_CONTINUOUS)
@@ -553,9 +505,10 @@ impl<'a> Listener<'a> {
             totals: self.totals.clone(),
             latency: latency_of(&self.latency),
             jitter_ms: self.jitter.ms(),
-            interruptions: self.interruptions.len() as u64,
+            interruptions: self.interruptions.completed().len() as u64,
             interruption_ms: self
                 .interruptions
+                .completed()
                 .iter()
                 .map(|i| i.duration_ms)
                 .sum::<f64>()

@@ -13,6 +13,8 @@ pub mod config;
 pub mod connection;
 pub mod console;
 pub mod endpoint;
+pub mod handshake;
+pub mod interruptions;
 pub mod listen;
 pub mod loadgen;
 #[cfg(feature = "alsa")]
@@ -22,4 +24,5 @@ pub mod results;
 pub mod stats;
 pub mod timeline;
 pub mod wavout;
+pub mod worker;
 pub mod wsframe;
