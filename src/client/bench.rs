@@ -160,6 +160,7 @@ fn print_preamble(config: &BenchConfig, stream: &StreamInfo, server_pid: Option<
 struct Snapshot {
     at: Instant,
     server: Option<ProcSample>,
+    server_switches: Option<u64>,
     me: Option<ProcSample>,
     machine_busy_s: Option<f64>,
 }
@@ -169,6 +170,7 @@ impl Snapshot {
         Snapshot {
             at: Instant::now(),
             server: server_pid.and_then(procstat::sample),
+            server_switches: server_pid.and_then(procstat::context_switches),
             me: procstat::sample_self(),
             machine_busy_s: procstat::machine_busy_s(),
         }
@@ -289,6 +291,10 @@ fn summarise(
         server_cpu_pct: per_core_pct(before.server, after.server),
         server_rss_mib: after.server.map(|s| s.rss_kib as f64 / 1024.0),
         server_threads: after.server.map(|s| s.threads),
+        server_switches_per_s: match (before.server_switches, after.server_switches) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / window_s),
+            _ => None,
+        },
         gen_cpu_pct: per_core_pct(before.me, after.me),
         // Against wall-clock time: a virtual machine's tick counters stall while the host
         // runs someone else, so their own total would understate how busy it was.

@@ -121,8 +121,8 @@ pub const BENCH_FLAGS: &[Flag] = &[
         name: "poll-ms",
         value: Some("MS"),
         default: Some("4"),
-        help: "How often a socket that is waiting for data is read; the resolution of arrival\n\
-               times (and the cost of the load generator)",
+        help: "How often a socket that is waiting for data is read (doubling up to 4x while\n\
+               nothing comes): the resolution of arrival times, and the generator's cost",
     },
     Flag {
         name: "server-pid",

@@ -56,6 +56,23 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
+/// Context switches (voluntary and not) of all of a process's threads so far, from
+/// `/proc/PID/task/*/status`. Threads that already exited are not counted.
+pub fn context_switches(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Ok(status) = fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(total)
+}
+
 /// CPU seconds the machine's cores have spent busy since boot, summed over all cores, from the
 /// first line of `/proc/stat` (everything but idle and iowait; guest time is already in user).
 pub fn machine_busy_s() -> Option<f64> {
@@ -152,6 +169,7 @@ mod tests {
     fn this_process_can_be_measured() {
         let me = sample_self().unwrap();
         assert!(me.rss_kib > 0 && me.threads >= 1);
+        assert!(context_switches(std::process::id()).is_some());
         assert!(machine_busy_s().is_some());
         assert!(open_file_limit().unwrap_or(1) > 0);
     }

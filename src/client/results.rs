@@ -39,6 +39,8 @@ pub struct StepResult {
     pub server_cpu_pct: Option<f64>,
     pub server_rss_mib: Option<f64>,
     pub server_threads: Option<u64>,
+    /// The server's context switches per second, all threads.
+    pub server_switches_per_s: Option<f64>,
     pub gen_cpu_pct: Option<f64>,
     /// All cores' busy share (100 % = every core busy).
     pub machine_busy_pct: Option<f64>,
@@ -118,6 +120,7 @@ const COLUMNS: &[Column] = &[
     Column { key: "server_rss_mib", title: "RSS MiB", width: 7, show: |r| f1(r.server_rss_mib), raw: |r| raw(r.server_rss_mib) },
     Column { key: "rss_kib_per_listener", title: "KiB/lis", width: 7, show: |r| f1(r.rss_per_listener_kib()), raw: |r| raw(r.rss_per_listener_kib()) },
     Column { key: "server_threads", title: "threads", width: 7, show: |r| r.server_threads.map(|v| v.to_string()), raw: |r| r.server_threads.map(|v| v.to_string()) },
+    Column { key: "server_context_switches_per_s", title: "ctx sw/s", width: 8, show: |r| r.server_switches_per_s.map(|v| format!("{v:.0}")), raw: |r| raw(r.server_switches_per_s) },
     Column { key: "gen_cpu_pct", title: "gen CPU%", width: 8, show: |r| f1(r.gen_cpu_pct), raw: |r| raw(r.gen_cpu_pct) },
     Column { key: "machine_busy_pct", title: "busy%", width: 5, show: |r| r.machine_busy_pct.map(|v| format!("{v:.0}")), raw: |r| raw(r.machine_busy_pct) },
     Column { key: "gen_lag_p99_ms", title: "lag ms", width: 6, show: |r| f1(r.lag_p99_ms), raw: |r| raw(r.lag_p99_ms) },
@@ -172,6 +175,7 @@ const MARKDOWN: &[&str] = &[
     "server_rss_mib",
     "rss_kib_per_listener",
     "server_threads",
+    "server_context_switches_per_s",
     "gen_cpu_pct",
     "machine_busy_pct",
     "gen_lag_p99_ms",

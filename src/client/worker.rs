@@ -2,8 +2,12 @@
 //!
 //! No chunk can arrive before it is produced, so after reading chunk `n` a socket is not read
 //! again until chunk `n+1` has been produced (its production time is known from chunk `n`'s
-//! header and the clock offset), and then every `--poll-ms` until it comes. The thread sleeps
-//! until its earliest due socket. How late it got to a due socket is recorded as `lag`.
+//! header and the clock offset), and then every `--poll-ms` until it comes, doubling the wait up
+//! to four times while nothing does (a server that sends several chunks at once, or is late).
+//! The thread sleeps until its earliest due socket. For every read that brings new audio, the
+//! time it may have waited in the socket (since the later of the previous read and its
+//! production) is recorded as `lag`: the part of the measured latency that may be the
+//! generator's own.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -24,6 +28,8 @@ const SCRATCH: usize = 64 * 1024;
 const HTTP_POLL: Duration = Duration::from_millis(25);
 /// Data does not arrive sooner than this after production, even on loopback.
 const ARRIVAL_LEAD_US: i64 = 1000;
+/// A socket that keeps coming up empty is read every `poll << MAX_BACKOFF_SHIFT` at most.
+const MAX_BACKOFF_SHIFT: u32 = 2;
 /// A worker looks at its command queue at least this often.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
@@ -60,6 +66,12 @@ pub struct Listener {
     next_seq: Option<u64>,
     announced_skip_to: Option<u64>,
     newest: Option<(u64, u64)>,
+    /// When this socket was last read (this machine's clock, µs since the epoch), and how many
+    /// reads in a row found nothing.
+    last_read_us: u64,
+    empty_reads: u32,
+    /// The production time (server clock) of the oldest live chunk the current read brought.
+    first_new_produced_us: Option<u64>,
     /// Alive when the window started, so its numbers count.
     counted: bool,
     report: ListenerReport,
@@ -187,10 +199,6 @@ impl Worker {
         let mut i = 0;
         while i < self.listeners.len() {
             if self.listeners[i].next_poll <= now {
-                if self.window.active {
-                    let late = now.saturating_duration_since(self.listeners[i].next_poll);
-                    self.window.report.lag.record(late.as_micros() as u64);
-                }
                 self.service(i);
                 now = Instant::now();
             }
@@ -207,6 +215,8 @@ impl Worker {
     /// Drains one socket and schedules its next read.
     fn service(&mut self, i: usize) {
         let newest_before = self.listeners[i].newest;
+        let read_at = unix_us();
+        self.listeners[i].first_new_produced_us = None;
         loop {
             let result = (&self.listeners[i].stream).read(&mut self.scratch);
             match result {
@@ -231,25 +241,37 @@ impl Worker {
             }
         }
         let l = &mut self.listeners[i];
+        // New audio may have waited in the socket since the later of the previous read and
+        // its production: that bounds how much of its measured latency is the generator's.
+        if let (Some(first), true) = (l.first_new_produced_us, self.window.active) {
+            let produced_local = first as i64 - self.config.clock_offset_us;
+            let could_arrive = produced_local.max(l.last_read_us as i64);
+            let waited = (read_at as i64 - could_arrive).max(0) as u64;
+            self.window.report.lag.record(waited);
+        }
+        l.last_read_us = read_at;
         let now = Instant::now();
-        let earliest = now + self.config.poll;
+        let poll = self.config.poll;
+        let got_new = l.newest != newest_before;
         l.next_poll = match (&l.frames, l.newest) {
             (None, _) => now + HTTP_POLL,
-            (Some(frames), Some((_, produced)))
-                if frames.at_boundary() && l.newest != newest_before =>
-            {
+            // The rest of a message is on its way.
+            (Some(frames), _) if !frames.at_boundary() => now + poll,
+            (Some(_), Some((_, produced))) if got_new => {
+                l.empty_reads = 0;
                 // Nothing can arrive before the next chunk is produced.
                 let next_produced = produced as i64 - self.config.clock_offset_us
                     + self.config.chunk_us as i64
                     + ARRIVAL_LEAD_US;
-                let wait_us = next_produced - unix_us() as i64;
-                if wait_us > 0 {
-                    earliest.max(now + Duration::from_micros(wait_us as u64))
-                } else {
-                    earliest
-                }
+                let wait_us = (next_produced - unix_us() as i64).max(0) as u64;
+                now + poll.max(Duration::from_micros(wait_us))
             }
-            _ => earliest,
+            // Nothing yet: read again soon, less often the longer nothing comes (a server that
+            // sends several chunks at once, or is late), at most every `MAX_BACKOFF` polls.
+            _ => {
+                l.empty_reads = l.empty_reads.saturating_add(1);
+                now + poll * (1 << l.empty_reads.min(MAX_BACKOFF_SHIFT + 1).saturating_sub(1))
+            }
         };
     }
 
@@ -312,6 +334,9 @@ impl Listener {
             next_seq: None,
             announced_skip_to: None,
             newest: None,
+            last_read_us: unix_us(),
+            empty_reads: 0,
+            first_new_produced_us: None,
             counted: false,
             report: ListenerReport::default(),
             jitter: Jitter::default(),
@@ -345,6 +370,10 @@ impl Listener {
         let latency =
             (arrival_us as i64 + config.clock_offset_us - produced_us as i64).max(0) as u64;
         let live = produced_us >= self.live_from_us;
+        if live {
+            let first = self.first_new_produced_us.get_or_insert(produced_us);
+            *first = (*first).min(produced_us);
+        }
         if live && window.active {
             window.report.latency.record(latency);
             self.jitter.update(arrival_us as i64, produced_us as i64);
