@@ -331,10 +331,16 @@ fn write_outputs(config: &BenchConfig, steps: &[StepResult], stream: &StreamInfo
             ),
             None => format!("{} {}", config.label, config.endpoint.url()),
         };
+        let measure = match &stream.hello {
+            Some(_) => format!(
+                "on time = within {} ms of production",
+                config.on_time.as_millis()
+            ),
+            None => format!("{} bytes/s expected per listener", config.byte_rate),
+        };
         let subtitle = format!(
-            "{} cores; on time = within {} ms of production; measured {}",
+            "{} cores; {measure}; measured {}",
             cores(),
-            config.on_time.as_millis(),
             crate::log::utc_timestamp(std::time::SystemTime::now())
         );
         let on_time_ms = config.on_time.as_secs_f64() * 1000.0;

@@ -83,26 +83,53 @@ pub fn render(title: &str, subtitle: &str, steps: &[StepResult], on_time_ms: f64
     );
     let x = XAxis::new(steps);
     let timed = steps.iter().any(|s| s.p99_ms.is_some());
-    latency_panel(&mut svg, steps, &x, on_time_ms, timed);
+    if timed {
+        latency_panel(&mut svg, steps, &x, on_time_ms);
+    } else {
+        cpu_panel(&mut svg, steps, &x);
+    }
     share_panel(&mut svg, steps, &x, timed);
     x_axis(&mut svg, steps, &x);
     svg.push_str("</svg>\n");
     svg
 }
 
-fn latency_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, on_time_ms: f64, timed: bool) {
+/// For a stream without timestamps (HTTP), the top panel shows what can be measured instead:
+/// the server's CPU, in % of one core.
+fn cpu_panel(svg: &mut String, steps: &[StepResult], x: &XAxis) {
+    let (top, bottom) = TOP_PANEL;
+    panel_title(
+        svg,
+        top,
+        "Server CPU, % of one core (an HTTP stream carries no timestamps)",
+    );
+    let high = steps
+        .iter()
+        .filter_map(|s| s.server_cpu_pct)
+        .fold(0.0, f64::max);
+    let hi = nice_ceiling((high * 1.2).max(10.0));
+    let y = YAxis {
+        lo: 0.0,
+        hi,
+        top,
+        bottom,
+    };
+    grid(svg, &y, &ticks(0.0, hi), |v| format!("{v:.0}"));
+    frame(svg, top, bottom);
+    let series = [Series {
+        name: "server CPU",
+        colour: ORANGE,
+        dash: "",
+        width: 2.5,
+        values: steps.iter().map(|s| s.server_cpu_pct).collect(),
+    }];
+    plot(svg, steps, x, &y, &series[0], " %");
+    legend(svg, top, &series);
+}
+
+fn latency_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, on_time_ms: f64) {
     let (top, bottom) = TOP_PANEL;
     panel_title(svg, top, "Latency, ms (arrival minus production)");
-    if !timed {
-        frame(svg, top, bottom);
-        let _ = writeln!(
-            svg,
-            r##"<text x="{}" y="{}" text-anchor="middle" fill="{GREY}">no latency for an HTTP stream: it carries no timestamps</text>"##,
-            (LEFT + WIDTH - RIGHT) / 2.0,
-            (top + bottom) / 2.0
-        );
-        return;
-    }
     let p99_high = steps.iter().filter_map(|s| s.p99_ms).fold(0.0, f64::max);
     let hi = nice_ceiling((p99_high * 1.25).max(on_time_ms * 1.3));
     let y = YAxis {
