@@ -34,8 +34,8 @@ pub const LISTEN_FLAGS: &[Flag] = &[
         name: "json",
         value: None,
         default: None,
-        help: "Print JSON lines (connected, stats, gap, disconnected, interruption, summary)\n\
-               instead of text",
+        help: "Print one JSON object per line instead of text: connected, stats (every second),\n\
+               gap, disconnected, source, interruption, note, summary (see README)",
     },
     Flag {
         name: "reconnect",

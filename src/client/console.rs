@@ -126,6 +126,25 @@ impl Console {
         }
     }
 
+    /// The server reports its source down, live again, or ended (the connection stays up).
+    pub fn source(&self, state: &str, reason: Option<&str>) {
+        if self.json {
+            self.emit(json!({"type": "source", "t": now_ms(), "state": state, "reason": reason}));
+        } else {
+            let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
+            self.line(format!("server: source {state}{reason}"));
+        }
+    }
+
+    /// Anything else worth a line.
+    pub fn note(&self, text: &str) {
+        if self.json {
+            self.emit(json!({"type": "note", "t": now_ms(), "text": text}));
+        } else {
+            self.line(text.to_string());
+        }
+    }
+
     pub fn second(&self, s: &Second, totals: &Totals) {
         if self.json {
             self.emit(json!({

@@ -263,7 +263,7 @@ impl<'a> Listener<'a> {
                     ));
                 }
                 self.console
-                    .disconnected(&format!("{change}; timeline restarted"), false);
+                    .note(&format!("{change}; the timeline starts again"));
                 self.shape = Some(shape);
                 self.timeline = Some(Timeline::new(hello.chunk_frames, hello.format.sample_rate));
                 Ok(())
@@ -346,9 +346,7 @@ impl<'a> Listener<'a> {
                 }
             }
             ServerMessage::Source { state, reason } => {
-                let reason = reason.map(|r| format!(": {r}")).unwrap_or_default();
-                self.console
-                    .disconnected(&format!("server says the source is {state}{reason}"), false);
+                self.console.source(&state, reason.as_deref());
             }
             _ => {}
         }
