@@ -65,7 +65,7 @@ fn the_wav_has_the_stream_format_and_exactly_the_requested_duration() {
 fn json_lines_parse_and_end_with_a_summary() {
     let server = Server::start(&["--source", "tone:", "--instance-id", "solo"]);
     let (code, stdout, stderr) =
-        run_earshot(&["listen", &server.ws_url(), "--duration", "2.2", "--json"]);
+        run_earshot(&["listen", &server.ws_url(), "--duration", "3.2", "--json"]);
     assert_eq!(code, 0, "stderr:\n{stderr}");
     let lines = json_lines(&stdout);
     let connected = of_type(&lines, "connected");

@@ -356,10 +356,12 @@ fn handshake_error(url: &str, e: HandshakeError<tungstenite::ClientHandshake<Tcp
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or(body);
-            Error::source(
-                url,
-                format!("server answered {}: {}", response.status(), reason.trim()),
-            )
+            let reason = reason.trim();
+            let status = response.status();
+            match reason.is_empty() {
+                true => Error::source(url, format!("server answered {status}")),
+                false => Error::source(url, format!("server answered {status}: {reason}")),
+            }
         }
         WsError::Io(io) => Error::io(format!("{url}: handshake"), io),
         other => Error::source(url, format!("handshake failed: {other}")),
