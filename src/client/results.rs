@@ -55,6 +55,14 @@ impl StepResult {
         Some(self.server_rss_mib? * 1024.0 / self.connected.max(1) as f64)
     }
 
+    /// CPU used by everything else on the machine during the step, in % of one core: what the
+    /// benchmark had to share the cores with.
+    pub fn others_cpu_pct(&self) -> Option<f64> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let total = self.machine_busy_pct? * cores;
+        Some((total - self.server_cpu_pct.unwrap_or(0.0) - self.gen_cpu_pct?).max(0.0))
+    }
+
     /// Server CPU time per listener per second of stream, µs.
     pub fn cpu_us_per_listener(&self) -> Option<f64> {
         Some(self.server_cpu_pct? * 10_000.0 / self.connected.max(1) as f64)
@@ -123,6 +131,7 @@ const COLUMNS: &[Column] = &[
     Column { key: "server_context_switches_per_s", title: "ctx sw/s", width: 8, show: |r| r.server_switches_per_s.map(|v| format!("{v:.0}")), raw: |r| raw(r.server_switches_per_s) },
     Column { key: "gen_cpu_pct", title: "gen CPU%", width: 8, show: |r| f1(r.gen_cpu_pct), raw: |r| raw(r.gen_cpu_pct) },
     Column { key: "machine_busy_pct", title: "busy%", width: 5, show: |r| r.machine_busy_pct.map(|v| format!("{v:.0}")), raw: |r| raw(r.machine_busy_pct) },
+    Column { key: "others_cpu_pct", title: "others%", width: 7, show: |r| r.others_cpu_pct().map(|v| format!("{v:.0}")), raw: |r| raw(r.others_cpu_pct()) },
     Column { key: "gen_lag_p99_ms", title: "lag ms", width: 6, show: |r| f1(r.lag_p99_ms), raw: |r| raw(r.lag_p99_ms) },
     Column { key: "jitter_max_ms", title: "jitter max", width: 10, show: |r| f1(r.jitter_max_ms), raw: |r| raw(r.jitter_max_ms) },
     Column { key: "gap_chunks", title: "gap chunks", width: 10, show: |r| int(r.gap_chunks), raw: |r| int(r.gap_chunks) },
@@ -151,7 +160,7 @@ const TABLE: &[&str] = &[
     "server_rss_mib",
     "rss_kib_per_listener",
     "gen_cpu_pct",
-    "machine_busy_pct",
+    "others_cpu_pct",
     "gen_lag_p99_ms",
 ];
 
@@ -177,7 +186,7 @@ const MARKDOWN: &[&str] = &[
     "server_threads",
     "server_context_switches_per_s",
     "gen_cpu_pct",
-    "machine_busy_pct",
+    "others_cpu_pct",
     "gen_lag_p99_ms",
 ];
 
