@@ -221,3 +221,28 @@ fn play_goes_through_alsa_when_built_with_it() {
     ]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
 }
+
+#[test]
+fn sigint_ends_the_run_cleanly_with_a_finished_wav() {
+    let server = Server::start(&["--source", "tone:"]);
+    let dir = temp_dir("listen-sigint");
+    let wav = dir.join("interrupted.wav");
+    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .args(["listen", &server.ws_url(), "--out", wav.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &listener.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = listener.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("continuous (exit 0)"), "{stdout}");
+    let seconds = hound::WavReader::open(&wav).unwrap().duration() as f64 / 44_100.0;
+    assert!((1.0..3.0).contains(&seconds), "{seconds} s recorded");
+}

@@ -368,8 +368,13 @@ fn handshake_error(url: &str, e: HandshakeError<tungstenite::ClientHandshake<Tcp
     }
 }
 
+/// A read that timed out, or that a signal interrupted (a read with a timeout is not restarted
+/// after SIGINT): nothing happened to the connection.
 fn is_timeout(e: &WsError) -> bool {
-    matches!(e, WsError::Io(io) if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+    matches!(e, WsError::Io(io) if matches!(
+        io.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+    ))
 }
 
 /// Now on this client's clock, µs since the epoch.

@@ -43,9 +43,12 @@ const DURATION_GRACE: Duration = Duration::from_secs(2);
 /// Runs the listener until `--duration`, SIGINT/SIGTERM, or the stream is lost; returns the
 /// exit code ([`EXIT_CONTINUOUS`], [`EXIT_RECOVERED`] or [`EXIT_LOST`]).
 pub fn run(config: &ListenConfig) -> Result<i32> {
+    // The first SIGINT or SIGTERM ends the run cleanly (the WAV finished, the summary printed);
+    // a second one, for a user who cannot wait, exits at once with the usual 128 + SIGINT.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
             .map_err(|e| Error::io("install signal handlers", e))?;
     }
     let mut listener = Listener::new(config);
