@@ -58,7 +58,7 @@ if [ "$RECORD" = 1 ]; then
     echo
     cat "$LOGS/earshot-ladder.md"
     echo
-    grep -E '^(target|first miss)' "$LOGS/earshot-ladder.txt" | sed 's/^/- /' || true
+    grep -E '^target (\(|missed)' "$LOGS/earshot-ladder.txt" | sed 's/^/- /' || true
     echo
     echo '![earshot: latency and chunks on time against listeners](benchmarks/earshot-ladder.svg)'
     echo
