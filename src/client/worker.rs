@@ -280,7 +280,8 @@ impl Worker {
         let window = &mut self.window;
         let config = &self.config;
         let l = &mut self.listeners[i];
-        if l.counted {
+        // Bytes count while the window is open; only late chunks count after it closes.
+        if l.counted && window.active {
             l.report.bytes += data.len() as u64;
         }
         if window.active {
