@@ -1,6 +1,11 @@
 //! The bench's SVG chart: latency (p50, p99, max) above, the share of chunks on time (overall
 //! and the worst listener's) below, both against the listener count on a log axis, with the
 //! targets drawn in. Plain SVG 1.1 text, no scripts, readable in any browser or image viewer.
+//!
+//! Both vertical scales are chosen so that a collapse at the top of the ladder does not flatten
+//! everything before it: latency is on a log scale (13 ms, 70 ms and 4 s all stay readable),
+//! and the share on a "nines" scale, where 90 %, 99 %, 99.9 % and 99.99 % are equally spaced,
+//! so the 99.9 % target sits in the middle instead of in the top pixel.
 
 use std::fmt::Write as _;
 
@@ -52,17 +57,38 @@ impl XAxis {
     }
 }
 
-/// A vertical linear scale for one panel.
+#[derive(Clone, Copy)]
+enum Scale {
+    Linear,
+    /// Base-10 logarithm; `lo` must be positive.
+    Log,
+    /// Percentages by their nines: `-log10(1 - p/100)`, so 90, 99, 99.9 are evenly spaced.
+    Nines,
+}
+
+/// The "nines" of a percentage, capped at four (99.99 % and above, and anything over 100).
+fn nines(pct: f64) -> f64 {
+    -(1.0 - pct / 100.0).clamp(1e-4, 1.0).log10()
+}
+
+/// A vertical scale for one panel.
 struct YAxis {
     lo: f64,
     hi: f64,
     top: f64,
     bottom: f64,
+    scale: Scale,
 }
 
 impl YAxis {
     fn at(&self, v: f64) -> f64 {
-        let t = (v.clamp(self.lo, self.hi) - self.lo) / (self.hi - self.lo);
+        let f = |v: f64| match self.scale {
+            Scale::Linear => v,
+            Scale::Log => v.max(self.lo).log10(),
+            Scale::Nines => nines(v),
+        };
+        let (lo, hi) = (f(self.lo), f(self.hi));
+        let t = (f(v.clamp(self.lo, self.hi)) - lo) / (hi - lo);
         self.bottom - t * (self.bottom - self.top)
     }
 }
@@ -113,6 +139,7 @@ fn cpu_panel(svg: &mut String, steps: &[StepResult], x: &XAxis) {
         hi,
         top,
         bottom,
+        scale: Scale::Linear,
     };
     grid(svg, &y, &ticks(0.0, hi), |v| format!("{v:.0}"));
     frame(svg, top, bottom);
@@ -130,15 +157,44 @@ fn cpu_panel(svg: &mut String, steps: &[StepResult], x: &XAxis) {
 fn latency_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, on_time_ms: f64) {
     let (top, bottom) = TOP_PANEL;
     panel_title(svg, top, "Latency, ms (arrival minus production)");
-    let p99_high = steps.iter().filter_map(|s| s.p99_ms).fold(0.0, f64::max);
-    let hi = nice_ceiling((p99_high * 1.25).max(on_time_ms * 1.3));
+    // From the power of ten below the smallest p50 to the one above the largest maximum.
+    let smallest = steps
+        .iter()
+        .filter_map(|s| s.p50_ms)
+        .fold(on_time_ms, f64::min)
+        .max(0.1);
+    let largest = steps
+        .iter()
+        .filter_map(|s| s.max_ms.or(s.p99_ms))
+        .fold(on_time_ms * 2.0, f64::max);
+    let lo = 10f64.powf(smallest.log10().floor());
+    let hi = 10f64.powf(largest.log10().ceil());
     let y = YAxis {
-        lo: 0.0,
+        lo,
         hi,
         top,
         bottom,
+        scale: Scale::Log,
     };
-    grid(svg, &y, &ticks(0.0, hi), |v| format!("{v:.0}"));
+    let mut marks = Vec::new();
+    let mut decade = lo;
+    while decade <= hi * 1.0001 {
+        marks.extend(
+            [decade, decade * 2.0, decade * 5.0]
+                .into_iter()
+                .filter(|m| *m <= hi * 1.0001),
+        );
+        decade *= 10.0;
+    }
+    grid(svg, &y, &marks, |v| {
+        if v >= 1000.0 {
+            format!("{:.0} s", v / 1000.0)
+        } else if v >= 1.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    });
     frame(svg, top, bottom);
     target_line(
         svg,
@@ -218,40 +274,43 @@ fn share_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, timed: bool) {
             },
         ]
     };
-    let lowest = series
-        .iter()
-        .flat_map(|s| s.values.iter().flatten())
-        .fold(100.0, |a: f64, b| a.min(*b));
-    let highest = series
-        .iter()
-        .flat_map(|s| s.values.iter().flatten())
-        .fold(100.0, |a: f64, b| a.max(*b));
-    // Zoom in as far as the data allows: the difference between 99 % and 99.9 % is the point.
-    let lo = [99.8, 99.5, 99.0, 98.0, 95.0, 90.0, 75.0, 50.0, 0.0]
-        .into_iter()
-        .find(|lo| *lo <= lowest - 0.02)
-        .unwrap_or(0.0);
-    let hi = if highest > 100.0 {
-        (highest * 10.0).ceil() / 10.0
+    let y = if timed {
+        let y = YAxis {
+            lo: 0.0,
+            hi: 100.0,
+            top,
+            bottom,
+            scale: Scale::Nines,
+        };
+        grid(svg, &y, &[0.0, 50.0, 90.0, 99.0, 99.9, 99.99], |v| {
+            if v >= 99.99 {
+                "≥99.99".to_string()
+            } else {
+                v.to_string()
+            }
+        });
+        y
     } else {
-        100.0
+        // Bytes are counted between two instants, so a step can show a little over or under
+        // 100 % from where the sender's writes fall: a linear scale, not zoomed past 95 %.
+        let values = || series.iter().flat_map(|s| s.values.iter().flatten());
+        let lowest = values().fold(100.0, |a: f64, b| a.min(*b));
+        let highest = values().fold(100.0, |a: f64, b| a.max(*b));
+        let lo = [95.0, 90.0, 75.0, 50.0, 0.0]
+            .into_iter()
+            .find(|lo| *lo <= lowest)
+            .unwrap_or(0.0);
+        let hi = (highest + 1.0).ceil();
+        let y = YAxis {
+            lo,
+            hi,
+            top,
+            bottom,
+            scale: Scale::Linear,
+        };
+        grid(svg, &y, &ticks(lo, hi), |v| format!("{v:.0}"));
+        y
     };
-    let y = YAxis {
-        lo,
-        hi,
-        top,
-        bottom,
-    };
-    let values = ticks(lo, hi);
-    let step = values
-        .get(1)
-        .zip(values.first())
-        .map_or(1.0, |(b, a)| b - a);
-    // As many decimals as the tick step needs: 0.05 -> 2, 0.2 -> 1, 5 -> 0.
-    let digits = (0..4)
-        .find(|d| (step * 10f64.powi(*d)).fract().abs() < 1e-6)
-        .unwrap_or(3) as usize;
-    grid(svg, &y, &values, |v| format!("{v:.digits$}"));
     frame(svg, top, bottom);
     if timed {
         target_line(
@@ -279,7 +338,8 @@ fn share_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, timed: bool) {
 }
 
 fn x_axis(svg: &mut String, steps: &[StepResult], x: &XAxis) {
-    let mut last_label = f64::NEG_INFINITY;
+    // Labels go on two rows when the counts crowd together at the right of the log axis.
+    let mut last_on_row = [f64::NEG_INFINITY; 2];
     for s in steps {
         let px = x.at(s.target);
         for (top, bottom) in [TOP_PANEL, BOTTOM_PANEL] {
@@ -288,22 +348,22 @@ fn x_axis(svg: &mut String, steps: &[StepResult], x: &XAxis) {
                 r##"<line x1="{px:.1}" y1="{top}" x2="{px:.1}" y2="{bottom}" stroke="#e5e7eb"/>"##
             );
         }
-        // Labels that would overlap the previous one are left out (the grid line stays).
-        if px - last_label >= 34.0 {
-            let _ = writeln!(
-                svg,
-                r##"<text x="{px:.1}" y="{}" text-anchor="middle" fill="#374151">{}</text>"##,
-                BOTTOM_PANEL.1 + 18.0,
-                s.target
-            );
-            last_label = px;
-        }
+        let Some(row) = (0..2).find(|r| px - last_on_row[*r] >= 34.0) else {
+            continue; // no room on either row: the grid line stays, the label goes
+        };
+        let _ = writeln!(
+            svg,
+            r##"<text x="{px:.1}" y="{}" text-anchor="middle" fill="#374151">{}</text>"##,
+            BOTTOM_PANEL.1 + 16.0 + 13.0 * row as f64,
+            s.target
+        );
+        last_on_row[row] = px;
     }
     let _ = writeln!(
         svg,
         r##"<text x="{}" y="{}" text-anchor="middle" fill="#111827">concurrent listeners (log scale)</text>"##,
         (LEFT + WIDTH - RIGHT) / 2.0,
-        BOTTOM_PANEL.1 + 44.0
+        BOTTOM_PANEL.1 + 48.0
     );
 }
 
@@ -343,9 +403,9 @@ fn target_line(svg: &mut String, y: &YAxis, value: f64, text: &str) {
     let py = y.at(value);
     let _ = writeln!(
         svg,
-        r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="{RED}" stroke-width="1.2" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" text-anchor="end" font-size="11" fill="{RED}">{}</text>"##,
+        r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="{RED}" stroke-width="1.2" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" font-size="11" fill="{RED}">{}</text>"##,
         WIDTH - RIGHT,
-        WIDTH - RIGHT - 6.0,
+        LEFT + 6.0,
         py - 5.0,
         escape(text)
     );
@@ -471,6 +531,16 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nines_space_90_99_and_99_9_evenly() {
+        assert!((nines(90.0) - 1.0).abs() < 1e-9);
+        assert!((nines(99.0) - 2.0).abs() < 1e-9);
+        assert!((nines(99.9) - 3.0).abs() < 1e-9);
+        assert_eq!(nines(100.0), 4.0);
+        assert_eq!(nines(100.4), 4.0);
+        assert_eq!(nines(0.0), 0.0);
+    }
 
     #[test]
     fn scales_pick_round_numbers() {
