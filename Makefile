@@ -8,7 +8,7 @@ STATIC_TARGET ?= x86_64-unknown-linux-gnu
 # Cross-compiler for the Raspberry Pi targets: https://github.com/cross-rs/cross (Docker/Podman).
 CROSS      ?= cross
 
-.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test test-deps test-rust test-browser static fmt lint fuzz bench clean
+.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -77,6 +77,16 @@ fuzz:
 	  $(CARGO) +nightly fuzz run $$t fuzz/corpus/$$t $$seeds -- \
 	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; \
 	done
+
+# Load benchmarks, not part of `make test` (minutes, and the whole machine): the standard ladder
+# of listeners against a release server on 127.0.0.1, and the same ladder against earshot and
+# Icecast side by side (installs icecast2 and ffmpeg when missing). Both record their results in
+# BENCHMARKS.md; LADDER=1,10,100 STEP_S=5 make bench for a quick look.
+bench:
+	./scripts/bench.sh
+
+bench-icecast:
+	./scripts/bench-icecast.sh
 
 fmt:
 	$(CARGO) fmt

@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod audio;
 pub mod auth;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod drain;

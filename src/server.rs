@@ -20,7 +20,7 @@ use crate::auth::{Auth, LoginRefused, Secret};
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::http::{self, HttpError, ReadError};
-use crate::limits::{ConnectionLimiter, LoginLimiter};
+use crate::limits::{ConnectionLimiter, ConnectionPermit, LoginLimiter};
 use crate::stream::{SourceState, Stream};
 use crate::{drain, producer, session, source, ws};
 
@@ -280,11 +280,14 @@ pub fn run(config: ServeConfig) -> Result<()> {
                 continue;
             }
         };
+        // Counted here, in accept order, so a burst of connections from one address cannot slip
+        // past the limit while their threads are still starting.
+        let permit = admit_connection(&server, &stream);
         let server = server.clone();
         let spawned = thread::Builder::new()
             .name("conn".into())
             .stack_size(CONNECTION_STACK)
-            .spawn(move || serve_connection(&server, stream));
+            .spawn(move || serve_connection(&server, stream, permit));
         if let Err(e) = spawned {
             crate::log!("cannot start a connection thread: {e}; connection dropped");
         }
@@ -370,27 +373,32 @@ fn watch_source_end(server: Arc<Server>, producer: thread::JoinHandle<()>) -> Re
     Ok(())
 }
 
+/// A connection's place under `--max-per-address`: `Err` when its address has no room left.
+type Permit = std::result::Result<Option<ConnectionPermit>, ()>;
+
+fn admit_connection(server: &Server, stream: &TcpStream) -> Permit {
+    match stream.peer_addr() {
+        Ok(peer) if !server.is_trusted_proxy(peer.ip()) => {
+            server.connections.admit(peer.ip()).map(Some).ok_or(())
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Serves one TCP connection: HTTP requests (keep-alive) until it closes or upgrades.
-fn serve_connection(server: &Server, mut stream: TcpStream) {
+fn serve_connection(server: &Server, mut stream: TcpStream, permit: Permit) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_nodelay(true);
-    let _permit = if server.is_trusted_proxy(peer.ip()) {
-        None
-    } else {
-        match server.connections.admit(peer.ip()) {
-            Some(permit) => Some(permit),
-            None => {
-                let limit = server.connections.max();
-                return refuse_connection(
-                    stream,
-                    HttpError::new(
-                        429,
-                        format!("too many connections from {} (limit {limit})", peer.ip()),
-                    )
-                    .with_header("Retry-After", "5"),
-                );
-            }
-        }
+    let Ok(_permit) = permit else {
+        let limit = server.connections.max();
+        return refuse_connection(
+            stream,
+            HttpError::new(
+                429,
+                format!("too many connections from {} (limit {limit})", peer.ip()),
+            )
+            .with_header("Retry-After", "5"),
+        );
     };
     let timeouts = http::Timeouts {
         idle: server.config.idle_timeout,

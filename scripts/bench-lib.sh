@@ -1,0 +1,80 @@
+# Shared by scripts/bench.sh and scripts/bench-icecast.sh (sourced, not run): the open-file
+# limit, starting and stopping what a benchmark starts (by pid, nothing else), waiting for a
+# port, describing the machine, and rewriting a marked section of BENCHMARKS.md.
+
+# Pids this script started; `bench_cleanup` stops exactly these.
+BENCH_PIDS=()
+
+# Stops one process this script started: SIGTERM, up to 5 s to exit, then SIGKILL.
+bench_stop() {
+  local pid=$1 keep=() p
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  BENCH_PIDS=("${keep[@]}")
+}
+
+# Stops everything this script started (the EXIT trap).
+bench_cleanup() {
+  local pid
+  for pid in "${BENCH_PIDS[@]}"; do bench_stop "$pid"; done
+}
+
+# Raises the soft open-file limit to at least $1 (and the hard one too when root).
+bench_raise_fd_limit() {
+  local need=$1 hard
+  hard=$(ulimit -Hn)
+  if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+    ulimit -Hn "$need" 2>/dev/null || {
+      echo "bench: the open-file limit is $hard and $need are needed; run as root or raise it" >&2
+      exit 1
+    }
+  fi
+  if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
+    ulimit -n "$need"
+  fi
+}
+
+# Waits up to $2 seconds until an HTTP GET of $1 succeeds (any status), with curl.
+bench_wait_http() {
+  local url=$1 seconds=$2
+  for _ in $(seq $((seconds * 10))); do
+    curl -s -m 1 -o /dev/null "$url" && return 0
+    sleep 0.1
+  done
+  echo "bench: nothing answers at $url after $seconds s" >&2
+  return 1
+}
+
+# The largest count in a comma-separated ladder.
+bench_ladder_max() {
+  tr ',' '\n' <<<"$1" | sort -n | tail -1
+}
+
+# One paragraph about the machine and its load, for BENCHMARKS.md.
+bench_machine() {
+  local model cores mem load
+  model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+  cores=$(nproc)
+  mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "$cores cores ($model), $mem RAM, Linux $(uname -r); load average before the run: $load"
+}
+
+# Replaces what lies between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in FILE with the
+# contents of BODY (a file).
+bench_replace_section() {
+  local file=$1 name=$2 body=$3
+  grep -q "<!-- $name:begin -->" "$file" || {
+    echo "bench: no <!-- $name:begin --> marker in $file" >&2
+    return 1
+  }
+  awk -v begin="<!-- $name:begin -->" -v end="<!-- $name:end -->" -v body="$body" '
+    $0 == begin { print; while ((getline line < body) > 0) print line; skipping = 1; next }
+    $0 == end { skipping = 0 }
+    !skipping { print }
+  ' "$file" >"$file.new"
+  mv "$file.new" "$file"
+}

@@ -1,0 +1,532 @@
+//! `earshot listen URL`: one listener that measures what it hears, records it, and survives
+//! server restarts.
+//!
+//! The loop owns the connection's life: connect, take events, and on a lost connection either
+//! end (the stream is lost) or reconnect and measure the interruption. What a chunk means for the
+//! recording is the [`Timeline`]'s business, what it means for the numbers is [`stats`]'s, and
+//! how anything is printed is [`Console`]'s.
+//!
+//! [`stats`]: crate::client::stats
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::audio::Format;
+use crate::client::config::ListenConfig;
+use crate::client::connection::{AudioChunk, Closed, Connection, Event, Hello};
+use crate::client::console::{self, Console, Latency, Second, Summary, Totals};
+use crate::client::interruptions::InterruptionLog;
+#[cfg(feature = "alsa")]
+use crate::client::play::Player;
+use crate::client::stats::{Histogram, Jitter, ms};
+use crate::client::timeline::{Hole, Placement, Timeline};
+use crate::client::wavout::WavOut;
+use crate::error::{Error, Result};
+use crate::protocol::ServerMessage;
+
+/// Exit code: the stream played without a gap, a skip or an interruption.
+pub const EXIT_CONTINUOUS: i32 = 0;
+/// Exit code: audio was missing (gaps, skips or interruptions), but the stream was playing at
+/// the end.
+pub const EXIT_RECOVERED: i32 = 3;
+/// Exit code: the stream was lost: no connection at the end (or ever), or it ended early.
+pub const EXIT_LOST: i32 = 4;
+
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// First and longest wait between reconnect attempts.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+/// With `--duration`, how long past it the listener waits for audio that is late.
+const DURATION_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs the listener until `--duration`, SIGINT/SIGTERM, or the stream is lost; returns the
+/// exit code ([`EXIT_CONTINUOUS`], [`EXIT_RECOVERED`] or [`EXIT_LOST`]).
+pub fn run(config: &ListenConfig) -> Result<i32> {
+    // The first SIGINT or SIGTERM ends the run cleanly (the WAV finished, the summary printed);
+    // a second one, for a user who cannot wait, exits at once with the usual 128 + SIGINT.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+            .map_err(|e| Error::io("install signal handlers", e))?;
+    }
+    let mut listener = Listener::new(config);
+    let outcome = listener.run(&stop);
+    listener.finish(outcome)
+}
+
+/// How the run ended.
+#[derive(Debug)]
+enum End {
+    /// `--duration` of stream received (the normal end with `--duration`).
+    Done,
+    /// SIGINT or SIGTERM while connected (the normal end without `--duration`).
+    Stopped,
+    /// `--duration` of wall-clock time passed (plus grace) before that much audio arrived.
+    TimeUp,
+    /// The server ended the stream on purpose (`bye`, `source ended`).
+    StreamEnded,
+    /// The connection is gone and not coming back (or never came).
+    Lost(String),
+}
+
+struct Listener<'a> {
+    config: &'a ListenConfig,
+    console: Console,
+    url: String,
+    started: Instant,
+    first_audio: Option<Instant>,
+    wav: Option<WavOut>,
+    #[cfg(feature = "alsa")]
+    player: Option<Player>,
+    /// The stream's shape, from the first hello; later hellos must match it.
+    shape: Option<(Format, usize)>,
+    timeline: Option<Timeline>,
+    timeline_frames: u64,
+    duration_frames: Option<u64>,
+    /// Production time (server µs) before which chunks belong to the connection's burst.
+    live_from_us: u64,
+    instance: Option<String>,
+    connections: u64,
+    jitter: Jitter,
+    window: Histogram,
+    window_chunks: u64,
+    window_bytes: u64,
+    window_started: Instant,
+    latency: Histogram,
+    totals: Totals,
+    interruptions: InterruptionLog,
+    last_audio_us: Option<u64>,
+    last_error: Option<String>,
+    rtt_ms: Option<f64>,
+    offset_ms: Option<f64>,
+}
+
+impl<'a> Listener<'a> {
+    fn new(config: &'a ListenConfig) -> Listener<'a> {
+        let now = Instant::now();
+        Listener {
+            config,
+            console: Console::new(config.json),
+            url: config.endpoint.url(),
+            started: now,
+            first_audio: None,
+            wav: None,
+            #[cfg(feature = "alsa")]
+            player: None,
+            shape: None,
+            timeline: None,
+            timeline_frames: 0,
+            duration_frames: None,
+            live_from_us: 0,
+            instance: None,
+            connections: 0,
+            jitter: Jitter::default(),
+            window: Histogram::new(),
+            window_chunks: 0,
+            window_bytes: 0,
+            window_started: now,
+            latency: Histogram::new(),
+            totals: Totals::default(),
+            interruptions: InterruptionLog::default(),
+            last_audio_us: None,
+            last_error: None,
+            rtt_ms: None,
+            offset_ms: None,
+        }
+    }
+
+    fn run(&mut self, stop: &AtomicBool) -> Result<End> {
+        let mut connection: Option<Connection> = None;
+        let mut retry_wait = RETRY_FIRST;
+        let mut next_attempt = Instant::now();
+        let mut next_report = self.started + REPORT_EVERY;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                if let Some(c) = connection.take() {
+                    c.close();
+                }
+                return Ok(self.end_now(End::Stopped));
+            }
+            if let Some(end) = self.past_a_deadline() {
+                if let Some(c) = connection.take() {
+                    c.close();
+                }
+                return Ok(end);
+            }
+            let now = Instant::now();
+            if now >= next_report {
+                self.report(connection.as_ref());
+                next_report += REPORT_EVERY;
+                if next_report < now {
+                    next_report = now + REPORT_EVERY;
+                }
+            }
+            let Some(conn) = connection.as_mut() else {
+                if now < next_attempt {
+                    std::thread::sleep((next_attempt - now).min(Duration::from_millis(50)));
+                    continue;
+                }
+                match Connection::open(&self.config.endpoint, &self.config.connect) {
+                    Ok(c) => {
+                        self.on_connected(&c)?;
+                        connection = Some(c);
+                        retry_wait = RETRY_FIRST;
+                    }
+                    Err(e) if self.config.reconnect => {
+                        self.interruptions.attempt();
+                        if self.interruptions.pending().is_none() && self.last_error.is_none() {
+                            self.console.disconnected(&e.to_string(), true);
+                        }
+                        self.last_error = Some(e.to_string());
+                        next_attempt = Instant::now() + retry_wait;
+                        retry_wait = (retry_wait * 2).min(RETRY_MAX);
+                    }
+                    Err(e @ Error::Usage(_)) => return Err(e),
+                    Err(e) => return Ok(End::Lost(e.to_string())),
+                }
+                continue;
+            };
+            match conn.next_event(next_report.min(Instant::now() + Duration::from_millis(100))) {
+                Event::Audio(chunk) => {
+                    let (offset, rtt) = (conn.clock.offset_us(), conn.clock.rtt_us());
+                    self.offset_ms = Some(offset as f64 / 1000.0);
+                    self.rtt_ms = rtt.map(ms);
+                    self.on_audio(&chunk, offset)?;
+                }
+                Event::Control(message) => self.on_control(message),
+                Event::Idle => {}
+                Event::Closed(closed) => {
+                    connection = None;
+                    if let Some(end) = self.on_closed(closed) {
+                        return Ok(end);
+                    }
+                    next_attempt = Instant::now();
+                }
+            }
+        }
+    }
+
+    fn on_connected(&mut self, c: &Connection) -> Result<()> {
+        let hello = &c.hello;
+        self.connections += 1;
+        if self.connections > 1 {
+            self.totals.reconnects += 1;
+        }
+        self.check_shape(hello)?;
+        self.interruptions.attempt();
+        if let Some(t) = self.timeline.as_mut() {
+            t.reconnected();
+        }
+        self.jitter.restart();
+        self.live_from_us = hello.server_time_ms * 1000;
+        self.instance = Some(hello.instance.clone());
+        self.console.connected(&self.url, hello, self.connections);
+        Ok(())
+    }
+
+    /// The first hello fixes the stream's format; a later one must agree while a file or a
+    /// device is being written, since neither can change format midway.
+    fn check_shape(&mut self, hello: &Hello) -> Result<()> {
+        let shape = (hello.format, hello.chunk_frames);
+        match self.shape {
+            None => {
+                self.shape = Some(shape);
+                self.timeline = Some(Timeline::new(hello.chunk_frames, hello.format.sample_rate));
+                self.duration_frames = self.config.duration.map(|d| {
+                    (d.as_secs_f64() * f64::from(hello.format.sample_rate)).round() as u64
+                });
+                if let Some(path) = &self.config.out {
+                    self.wav = Some(WavOut::create(path, hello.format, self.duration_frames)?);
+                }
+                #[cfg(feature = "alsa")]
+                if let Some(device) = &self.config.play_device {
+                    self.player = Some(Player::open(device, hello.format)?);
+                }
+                Ok(())
+            }
+            Some(old) if old == shape => Ok(()),
+            Some((old, old_frames)) => {
+                let describe = |f: Format, frames: usize| {
+                    format!(
+                        "{} Hz {} ch, {frames}-frame chunks",
+                        f.sample_rate, f.channels
+                    )
+                };
+                let change = format!(
+                    "stream format changed from {} to {}",
+                    describe(old, old_frames),
+                    describe(hello.format, hello.chunk_frames)
+                );
+                if self.wav.is_some() || self.config.play_device.is_some() {
+                    return Err(Error::source(
+                        &self.url,
+                        format!("{change}; cannot continue"),
+                    ));
+                }
+                self.console
+                    .note(&format!("{change}; the timeline starts again"));
+                self.shape = Some(shape);
+                self.timeline = Some(Timeline::new(hello.chunk_frames, hello.format.sample_rate));
+                Ok(())
+            }
+        }
+    }
+
+    fn on_audio(&mut self, chunk: &AudioChunk, offset_us: i64) -> Result<()> {
+        let now = Instant::now();
+        self.first_audio.get_or_insert(now);
+        self.window_chunks += 1;
+        self.window_bytes += chunk.wire_len() as u64;
+        self.totals.chunks += 1;
+        self.totals.bytes += chunk.wire_len() as u64;
+        // The burst was produced before we connected: its age is not latency.
+        if chunk.produced_us >= self.live_from_us {
+            let arrival_server_us = chunk.arrival_us as i64 + offset_us;
+            let latency = (arrival_server_us - chunk.produced_us as i64).max(0) as u64;
+            self.window.record(latency);
+            self.latency.record(latency);
+            self.jitter
+                .update(chunk.arrival_us as i64, chunk.produced_us as i64);
+        }
+        let Some(timeline) = self.timeline.as_mut() else {
+            return Ok(());
+        };
+        let produced_local = (chunk.produced_us as i64 - offset_us) as f64;
+        let placement = timeline.place(chunk.seq, produced_local);
+        let (silence, hole) = match placement {
+            Placement::Drop => {
+                self.totals.duplicates += 1;
+                return Ok(());
+            }
+            Placement::Append {
+                silence_frames,
+                hole,
+            } => (silence_frames, hole),
+        };
+        let chunk_ms = |n: u64| timeline.ms_of(n);
+        match hole {
+            Some(Hole::Gap { from, to }) => {
+                let gap_ms = chunk_ms(to.wrapping_sub(from));
+                self.totals.gaps += 1;
+                self.totals.gap_ms += gap_ms;
+                self.console.hole("sequence", from, to, gap_ms);
+            }
+            Some(Hole::Reconnect { lost_us, by }) => {
+                self.complete_interruption(chunk.arrival_us, lost_us, by.as_str());
+            }
+            Some(Hole::Skipped { .. }) | None => {}
+        }
+        let frame_bytes = self.shape.map_or(4, |(f, _)| f.bytes_for(1));
+        self.timeline_frames += silence + (chunk.samples().len() / frame_bytes) as u64;
+        if let Some(wav) = self.wav.as_mut() {
+            wav.write_silence(silence)?;
+            wav.write_samples(chunk.samples())?;
+        }
+        #[cfg(feature = "alsa")]
+        if let Some(player) = self.player.as_mut() {
+            // A reconnect's hole is not played as silence: that would add its length to the
+            // playback latency. Short holes are, so the audio keeps its rhythm.
+            if !matches!(hole, Some(Hole::Reconnect { .. })) {
+                player.silence(silence);
+            }
+            player.play(chunk.samples());
+        }
+        self.last_audio_us = Some(chunk.arrival_us);
+        Ok(())
+    }
+
+    fn on_control(&mut self, message: ServerMessage) {
+        match message {
+            ServerMessage::Skipped { from, to } => {
+                if let Some(t) = self.timeline.as_mut() {
+                    t.skipped(from, to);
+                    let skipped_ms = t.ms_of(to.wrapping_sub(from));
+                    self.totals.skips += 1;
+                    self.totals.skipped_ms += skipped_ms;
+                    self.console.hole("skipped", from, to, skipped_ms);
+                }
+            }
+            ServerMessage::Source { state, reason } => {
+                self.console.source(&state, reason.as_deref());
+            }
+            _ => {}
+        }
+    }
+
+    /// A connection ended: either the end of the run or the start of an interruption.
+    fn on_closed(&mut self, closed: Closed) -> Option<End> {
+        let source_ended = closed.by_server && closed.reason.contains("source ended");
+        let reconnecting = self.config.reconnect && !source_ended;
+        self.console.disconnected(&closed.reason, reconnecting);
+        self.interruptions
+            .begin(&closed.reason, self.instance.clone(), self.last_audio_us);
+        if source_ended {
+            return Some(End::StreamEnded);
+        }
+        if !self.config.reconnect {
+            return Some(End::Lost(closed.reason));
+        }
+        None
+    }
+
+    fn complete_interruption(&mut self, arrival_us: u64, lost_us: i64, splice: &'static str) {
+        let instance = self.instance.clone();
+        if let Some(i) = self
+            .interruptions
+            .complete(arrival_us, lost_us, splice, instance)
+        {
+            self.totals.interruption_lost_ms += i.lost_ms;
+            self.console.interruption(i);
+        }
+    }
+
+    /// Checks `--duration` (in stream time, then in wall-clock time with some grace for late
+    /// audio), `--reconnect-timeout`, and a full WAV file.
+    fn past_a_deadline(&mut self) -> Option<End> {
+        if let Some(frames) = self.duration_frames {
+            if self.timeline_frames >= frames {
+                return Some(End::Done);
+            }
+        }
+        if self.wav.as_ref().is_some_and(WavOut::is_full) {
+            return Some(End::Done);
+        }
+        if let Some(d) = self.config.duration {
+            let from = self.first_audio.unwrap_or(self.started);
+            if from.elapsed() >= d + DURATION_GRACE {
+                return Some(self.end_now(End::TimeUp));
+            }
+        }
+        if let (Some(p), Some(limit)) =
+            (self.interruptions.pending(), self.config.reconnect_timeout)
+        {
+            if p.since.elapsed() >= limit {
+                return Some(End::Lost(format!(
+                    "no connection for {} s ({})",
+                    limit.as_secs_f64(),
+                    p.cause
+                )));
+            }
+        }
+        None
+    }
+
+    /// The run stops here: as `end`, unless there is no connection right now.
+    fn end_now(&self, end: End) -> End {
+        match (self.interruptions.pending(), &self.last_error) {
+            (Some(p), _) => End::Lost(p.cause.clone()),
+            (None, Some(e)) if self.connections == 0 => End::Lost(e.clone()),
+            (None, None) if self.connections == 0 => End::Lost("never connected".into()),
+            _ => end,
+        }
+    }
+
+    fn report(&mut self, connection: Option<&Connection>) {
+        let elapsed = self.window_started.elapsed().as_secs_f64().max(1e-3);
+        let latency = latency_of(&self.window);
+        let second = Second {
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            connected: connection.is_some(),
+            instance: self.instance.clone(),
+            chunks: self.window_chunks,
+            kbps: self.window_bytes as f64 * 8.0 / elapsed / 1000.0,
+            latency,
+            jitter_ms: self.jitter.ms(),
+            rtt_ms: self.rtt_ms,
+            clock_offset_ms: self.offset_ms,
+        };
+        self.console.second(&second, &self.totals);
+        self.window.clear();
+        self.window_chunks = 0;
+        self.window_bytes = 0;
+        self.window_started = Instant::now();
+    }
+
+    /// Audio that stopped before the end of the run is missing, not absent: the timeline is
+    /// padded with silence up to the wall-clock time since the first audio (never past
+    /// `--duration`), unless the server ended the stream. Returns the ms padded.
+    fn pad_missing_end(&mut self, end: &End) -> Result<f64> {
+        let (Some(first), Some((format, _))) = (self.first_audio, self.shape) else {
+            return Ok(0.0);
+        };
+        if matches!(end, End::StreamEnded | End::Done) {
+            return Ok(0.0);
+        }
+        let rate = f64::from(format.sample_rate);
+        let wall_frames = (first.elapsed().as_secs_f64() * rate) as u64;
+        let target = wall_frames.min(self.duration_frames.unwrap_or(u64::MAX));
+        let missing = target.saturating_sub(self.timeline_frames);
+        if missing == 0 {
+            return Ok(0.0);
+        }
+        if let Some(wav) = self.wav.as_mut() {
+            wav.pad_to(target)?;
+        }
+        self.timeline_frames = target;
+        Ok(missing as f64 * 1000.0 / rate)
+    }
+
+    /// Finishes the file and the player, prints the summary and picks the exit code.
+    fn finish(&mut self, end: Result<End>) -> Result<i32> {
+        let end = end?;
+        let padded_ms = self.pad_missing_end(&end)?;
+        let wav_seconds = self.wav.as_ref().and_then(|w| {
+            let rate = f64::from(w.format().sample_rate);
+            (rate > 0.0).then(|| w.frames() as f64 / rate)
+        });
+        if let Some(wav) = self.wav.take() {
+            wav.finish()?;
+        }
+        #[cfg(feature = "alsa")]
+        if let Some(player) = self.player.take() {
+            player.finish();
+        }
+        self.totals.interruption_lost_ms += padded_ms;
+        let (outcome, exit_code) = match &end {
+            End::Lost(why) => {
+                eprintln!("earshot: stream lost: {why}");
+                ("lost", EXIT_LOST)
+            }
+            End::Done | End::Stopped | End::TimeUp | End::StreamEnded => {
+                let missing = self.totals.gaps
+                    + self.totals.skips
+                    + self.interruptions.completed().len() as u64
+                    + u64::from(padded_ms > 0.0);
+                if missing == 0 {
+                    ("continuous", EXIT_CONTINUOUS)
+                } else {
+                    ("recovered", EXIT_RECOVERED)
+                }
+            }
+        };
+        let summary = Summary {
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            totals: self.totals.clone(),
+            latency: latency_of(&self.latency),
+            jitter_ms: self.jitter.ms(),
+            interruptions: self.interruptions.completed().len() as u64,
+            interruption_ms: self
+                .interruptions
+                .completed()
+                .iter()
+                .map(|i| i.duration_ms)
+                .sum::<f64>()
+                + 0.0,
+            outcome,
+            exit_code,
+            wav_seconds,
+        };
+        self.console.summary(&summary);
+        Ok(exit_code)
+    }
+}
+
+fn latency_of(h: &Histogram) -> Option<Latency> {
+    Some(console::Latency {
+        p50: ms(h.percentile(0.5)?),
+        p99: ms(h.percentile(0.99)?),
+        max: ms(h.max()?),
+    })
+}

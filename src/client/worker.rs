@@ -1,0 +1,417 @@
+//! One load-generator thread: many listeners' non-blocking sockets, read on a schedule.
+//!
+//! No chunk can arrive before it is produced, so after reading chunk `n` a socket is not read
+//! again until chunk `n+1` has been produced (its production time is known from chunk `n`'s
+//! header and the clock offset), and then every `--poll-ms` until it comes, doubling the wait up
+//! to four times while nothing does (a server that sends several chunks at once, or is late).
+//! The thread sleeps until its earliest due socket. For every read that brings new audio, the
+//! time it may have waited in the socket (since the later of the previous read and its
+//! production) is recorded as `lag`: the part of the measured latency that may be the
+//! generator's own.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::client::connection::unix_us;
+use crate::client::loadgen::{ListenerReport, LoadConfig, WindowReport};
+use crate::client::stats::Jitter;
+use crate::client::wsframe::{self, FrameReader, Item};
+
+/// Read buffer per worker; a read that fills it is followed by another at once.
+const SCRATCH: usize = 64 * 1024;
+/// HTTP streams carry no timestamps, so they are simply drained this often.
+const HTTP_POLL: Duration = Duration::from_millis(25);
+/// Data does not arrive sooner than this after production, even on loopback.
+const ARRIVAL_LEAD_US: i64 = 1000;
+/// A socket that keeps coming up empty is read every `poll << MAX_BACKOFF_SHIFT` at most.
+const MAX_BACKOFF_SHIFT: u32 = 2;
+/// A worker looks at its command queue at least this often.
+const MAX_SLEEP: Duration = Duration::from_millis(20);
+
+pub enum Command {
+    Add(Box<Listener>),
+    /// Start measuring; chunks from `from_seq` on count towards the on-time share.
+    Start {
+        from_seq: u64,
+    },
+    /// Stop measuring latency and bytes; chunks from `to_seq` on no longer count.
+    End {
+        to_seq: u64,
+    },
+    Collect(Sender<WindowReport>),
+    CloseAll,
+}
+
+pub struct Shared {
+    pub alive: AtomicUsize,
+    /// The newest chunk any listener has seen: (seq, produced_us).
+    pub newest: Mutex<Option<(u64, u64)>>,
+}
+
+/// One listener's socket and its state.
+pub struct Listener {
+    stream: TcpStream,
+    /// `None` for an HTTP stream.
+    frames: Option<FrameReader>,
+    /// Bytes read during the handshake that belong to the stream.
+    leftover: Vec<u8>,
+    next_poll: Instant,
+    /// Chunks produced before this (the server's clock, µs) are the connect burst.
+    live_from_us: u64,
+    next_seq: Option<u64>,
+    announced_skip_to: Option<u64>,
+    newest: Option<(u64, u64)>,
+    /// When this socket was last read (this machine's clock, µs since the epoch), and how many
+    /// reads in a row found nothing.
+    last_read_us: u64,
+    empty_reads: u32,
+    /// The production time (server clock) of the oldest live chunk the current read brought.
+    first_new_produced_us: Option<u64>,
+    /// Alive when the window started, so its numbers count.
+    counted: bool,
+    report: ListenerReport,
+    jitter: Jitter,
+    closed: Option<String>,
+}
+
+/// A worker's measurement window.
+#[derive(Default)]
+struct Window {
+    /// Latency, bytes, gaps and skips are counted while this is set.
+    active: bool,
+    /// Chunks in `from_seq..to_seq` count towards the on-time share.
+    from_seq: u64,
+    to_seq: u64,
+    report: WindowReport,
+}
+
+pub struct Worker {
+    config: Arc<LoadConfig>,
+    shared: Arc<Shared>,
+    commands: Receiver<Command>,
+    listeners: Vec<Listener>,
+    scratch: Vec<u8>,
+    window: Window,
+}
+
+impl Worker {
+    pub fn new(
+        config: Arc<LoadConfig>,
+        shared: Arc<Shared>,
+        commands: Receiver<Command>,
+    ) -> Worker {
+        Worker {
+            config,
+            shared,
+            commands,
+            listeners: Vec::new(),
+            scratch: vec![0; SCRATCH],
+            window: Window::default(),
+        }
+    }
+
+    pub fn run(mut self) {
+        loop {
+            loop {
+                match self.commands.try_recv() {
+                    Ok(command) => {
+                        if !self.obey(command) {
+                            return;
+                        }
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+            let next_wake = self.sweep();
+            self.publish_newest();
+            let now = Instant::now();
+            if next_wake > now {
+                thread::sleep(next_wake - now);
+            }
+        }
+    }
+
+    /// Carries out a command; false means stop.
+    fn obey(&mut self, command: Command) -> bool {
+        match command {
+            Command::Add(mut listener) => {
+                listener.next_poll = Instant::now();
+                self.shared.alive.fetch_add(1, Ordering::Relaxed);
+                let leftover = std::mem::take(&mut listener.leftover);
+                self.listeners.push(*listener);
+                let last = self.listeners.len() - 1;
+                self.absorb(last, &leftover, unix_us());
+            }
+            Command::Start { from_seq } => {
+                self.window = Window {
+                    active: true,
+                    from_seq,
+                    to_seq: u64::MAX,
+                    report: WindowReport::default(),
+                };
+                for l in &mut self.listeners {
+                    l.counted = true;
+                    l.report = ListenerReport::default();
+                    l.jitter = Jitter::default();
+                }
+            }
+            Command::End { to_seq } => {
+                self.window.active = false;
+                self.window.to_seq = to_seq;
+            }
+            Command::Collect(reply) => {
+                let mut report = std::mem::take(&mut self.window.report);
+                for l in &mut self.listeners {
+                    if l.counted {
+                        report.listeners.push(l.final_report());
+                        l.counted = false;
+                    }
+                }
+                self.window = Window::default();
+                let _ = reply.send(report);
+            }
+            Command::CloseAll => {
+                for l in &self.listeners {
+                    if l.frames.is_some() {
+                        let _ = (&l.stream).write_all(&wsframe::CLIENT_CLOSE);
+                    }
+                }
+                self.shared
+                    .alive
+                    .fetch_sub(self.listeners.len(), Ordering::Relaxed);
+                self.listeners.clear();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reads every socket that is due; returns when the next one will be.
+    fn sweep(&mut self) -> Instant {
+        let mut now = Instant::now();
+        let mut next_wake = now + MAX_SLEEP;
+        let mut i = 0;
+        while i < self.listeners.len() {
+            if self.listeners[i].next_poll <= now {
+                self.service(i);
+                now = Instant::now();
+            }
+            if let Some(reason) = self.listeners[i].closed.take() {
+                self.retire(i, reason);
+                continue;
+            }
+            next_wake = next_wake.min(self.listeners[i].next_poll);
+            i += 1;
+        }
+        next_wake
+    }
+
+    /// Drains one socket and schedules its next read.
+    fn service(&mut self, i: usize) {
+        let newest_before = self.listeners[i].newest;
+        let read_at = unix_us();
+        self.listeners[i].first_new_produced_us = None;
+        loop {
+            let result = (&self.listeners[i].stream).read(&mut self.scratch);
+            match result {
+                Ok(0) => {
+                    self.listeners[i].closed = Some("closed by the server".into());
+                    return;
+                }
+                Ok(n) => {
+                    let data = std::mem::take(&mut self.scratch);
+                    self.absorb(i, &data[..n], unix_us());
+                    self.scratch = data;
+                    if n < SCRATCH || self.listeners[i].closed.is_some() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.listeners[i].closed = Some(format!("connection lost: {e}"));
+                    return;
+                }
+            }
+        }
+        let l = &mut self.listeners[i];
+        // New audio may have waited in the socket since the later of the previous read and
+        // its production: that bounds how much of its measured latency is the generator's.
+        if let (Some(first), true) = (l.first_new_produced_us, self.window.active) {
+            let produced_local = first as i64 - self.config.clock_offset_us;
+            let could_arrive = produced_local.max(l.last_read_us as i64);
+            let waited = (read_at as i64 - could_arrive).max(0) as u64;
+            self.window.report.lag.record(waited);
+        }
+        l.last_read_us = read_at;
+        let now = Instant::now();
+        let poll = self.config.poll;
+        let got_new = l.newest != newest_before;
+        l.next_poll = match (&l.frames, l.newest) {
+            (None, _) => now + HTTP_POLL,
+            // The rest of a message is on its way.
+            (Some(frames), _) if !frames.at_boundary() => now + poll,
+            (Some(_), Some((_, produced))) if got_new => {
+                l.empty_reads = 0;
+                // Nothing can arrive before the next chunk is produced.
+                let next_produced = produced as i64 - self.config.clock_offset_us
+                    + self.config.chunk_us as i64
+                    + ARRIVAL_LEAD_US;
+                let wait_us = (next_produced - unix_us() as i64).max(0) as u64;
+                now + poll.max(Duration::from_micros(wait_us))
+            }
+            // Nothing yet: read again soon, less often the longer nothing comes (a server that
+            // sends several chunks at once, or is late), at most every `MAX_BACKOFF` polls.
+            _ => {
+                l.empty_reads = l.empty_reads.saturating_add(1);
+                now + poll * (1 << l.empty_reads.min(MAX_BACKOFF_SHIFT + 1).saturating_sub(1))
+            }
+        };
+    }
+
+    /// Takes bytes that arrived at `arrival_us` for listener `i`.
+    fn absorb(&mut self, i: usize, data: &[u8], arrival_us: u64) {
+        let window = &mut self.window;
+        let config = &self.config;
+        let l = &mut self.listeners[i];
+        // Bytes count while the window is open; only late chunks count after it closes.
+        if l.counted && window.active {
+            l.report.bytes += data.len() as u64;
+        }
+        if window.active {
+            window.report.bytes += data.len() as u64;
+        }
+        let Some(mut frames) = l.frames.take() else {
+            return;
+        };
+        frames.feed(data, |item| match item {
+            Item::Chunk { seq, produced_us } => {
+                l.on_chunk(seq, produced_us, arrival_us, config, window);
+            }
+            Item::Text(text) => l.on_text(&text, window),
+            Item::Close => l.closed = Some("closed by the server".into()),
+            Item::Invalid(why) => l.closed = Some(format!("protocol error: {why}")),
+        });
+        l.frames = Some(frames);
+    }
+
+    fn retire(&mut self, i: usize, reason: String) {
+        let l = self.listeners.swap_remove(i);
+        self.shared.alive.fetch_sub(1, Ordering::Relaxed);
+        if l.counted {
+            self.window.report.dropped += 1;
+            self.window.report.drop_reason.get_or_insert(reason);
+            self.window.report.listeners.push(l.final_report());
+        }
+    }
+
+    fn publish_newest(&self) {
+        let newest = self.listeners.iter().filter_map(|l| l.newest).max();
+        if let Some(newest) = newest {
+            if let Ok(mut shared) = self.shared.newest.lock() {
+                if shared.is_none_or(|s| s.0 < newest.0) {
+                    *shared = Some(newest);
+                }
+            }
+        }
+    }
+}
+
+impl Listener {
+    /// A freshly connected listener; `leftover` is what the handshake read past the head.
+    pub fn new(stream: TcpStream, leftover: Vec<u8>, websocket: bool) -> Listener {
+        Listener {
+            stream,
+            frames: websocket.then(FrameReader::new),
+            leftover,
+            next_poll: Instant::now(),
+            live_from_us: u64::MAX,
+            next_seq: None,
+            announced_skip_to: None,
+            newest: None,
+            last_read_us: unix_us(),
+            empty_reads: 0,
+            first_new_produced_us: None,
+            counted: false,
+            report: ListenerReport::default(),
+            jitter: Jitter::default(),
+            closed: None,
+        }
+    }
+
+    fn on_chunk(
+        &mut self,
+        seq: u64,
+        produced_us: u64,
+        arrival_us: u64,
+        config: &LoadConfig,
+        window: &mut Window,
+    ) {
+        if let Some(next) = self.next_seq {
+            let jump = seq.wrapping_sub(next) as i64;
+            if jump < 0 {
+                return;
+            }
+            if jump > 0 && self.announced_skip_to != Some(seq) && window.active {
+                window.report.gaps += 1;
+                window.report.gap_chunks += jump as u64;
+            }
+        }
+        self.announced_skip_to = None;
+        self.next_seq = Some(seq.wrapping_add(1));
+        if self.newest.is_none_or(|(s, _)| s < seq) {
+            self.newest = Some((seq, produced_us));
+        }
+        let latency =
+            (arrival_us as i64 + config.clock_offset_us - produced_us as i64).max(0) as u64;
+        let live = produced_us >= self.live_from_us;
+        if live {
+            let first = self.first_new_produced_us.get_or_insert(produced_us);
+            *first = (*first).min(produced_us);
+        }
+        if live && window.active {
+            window.report.latency.record(latency);
+            self.jitter.update(arrival_us as i64, produced_us as i64);
+        }
+        if self.counted && (window.from_seq..window.to_seq).contains(&seq) {
+            self.report.received += 1;
+            if latency <= config.on_time_us {
+                self.report.on_time += 1;
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: &str, window: &mut Window) {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else {
+            return;
+        };
+        match message["type"].as_str() {
+            Some("hello") => {
+                self.live_from_us = message["server_time_ms"].as_u64().unwrap_or(0) * 1000;
+            }
+            Some("skipped") => {
+                let from = message["from"].as_u64().unwrap_or(0);
+                let to = message["to"].as_u64().unwrap_or(0);
+                self.announced_skip_to = Some(to);
+                if window.active {
+                    window.report.skips += 1;
+                    window.report.skipped_chunks += to.wrapping_sub(from);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn final_report(&self) -> ListenerReport {
+        ListenerReport {
+            jitter_ms: self.jitter.ms(),
+            ..self.report
+        }
+    }
+}

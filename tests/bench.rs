@@ -1,0 +1,112 @@
+//! `earshot bench` on a tiny ladder against a real local server: the table, the CSV, the
+//! Markdown and a well-formed SVG. No performance figure is asserted.
+
+mod support;
+
+use support::*;
+
+/// A small XML well-formedness check: every tag closed in order, attributes quoted.
+fn assert_well_formed_xml(text: &str) {
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        let after = &rest[start + 1..];
+        let end = after.find('>').expect("unterminated tag");
+        let tag = &after[..end];
+        rest = &after[end + 1..];
+        if tag.starts_with('?') || tag.starts_with('!') {
+            continue;
+        }
+        assert_eq!(
+            tag.matches('"').count() % 2,
+            0,
+            "unbalanced quotes in <{tag}>"
+        );
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(
+                stack.pop().as_deref(),
+                Some(name.trim()),
+                "mismatched </{name}>"
+            );
+        } else if !tag.ends_with('/') {
+            stack.push(tag.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    assert!(stack.is_empty(), "unclosed tags: {stack:?}");
+}
+
+#[test]
+fn a_tiny_ladder_writes_the_table_csv_markdown_and_a_valid_svg() {
+    let server = Server::start(&["--source", "tone:"]);
+    let dir = repo_root()
+        .join("target/test-tmp")
+        .join(format!("bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (csv, svg, md) = (dir.join("b.csv"), dir.join("b.svg"), dir.join("b.md"));
+    let (code, stdout, stderr) = run_earshot(&[
+        "bench",
+        &server.ws_url(),
+        "--clients",
+        "1,20",
+        "--duration",
+        "2",
+        "--settle",
+        "0.5",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    let header = stdout
+        .lines()
+        .position(|l| l.contains("listeners") && l.contains("p99 ms"))
+        .unwrap_or_else(|| panic!("no table header in:\n{stdout}"));
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(header + 1)
+        .take(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][0], "1");
+    assert_eq!(rows[1][0], "20");
+    assert_eq!(rows[1][1], "20", "all 20 connected");
+    assert!(
+        stdout.contains(&format!("server pid {}", server.pid())),
+        "the local server is found:\n{stdout}"
+    );
+
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    let columns: Vec<&str> = lines[0].split(',').collect();
+    for row in &lines[1..] {
+        assert_eq!(row.split(',').count(), columns.len());
+    }
+    let cell = |row: usize, name: &str| {
+        let i = columns.iter().position(|c| *c == name).unwrap();
+        lines[row].split(',').nth(i).unwrap().to_string()
+    };
+    assert_eq!(cell(2, "listeners"), "20");
+    let on_time: f64 = cell(2, "on_time_pct").parse().unwrap();
+    assert!((0.0..=100.0).contains(&on_time));
+    assert!(cell(2, "p99_ms").parse::<f64>().is_ok());
+    assert!(cell(2, "server_rss_mib").parse::<f64>().unwrap() > 0.0);
+
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert_eq!(md.lines().count(), 4, "{md}");
+
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("<polyline"));
+    assert_well_formed_xml(&svg);
+}
+
+#[test]
+fn bench_refuses_a_ladder_that_does_not_ascend() {
+    let (code, _, stderr) = run_earshot(&["bench", "ws://127.0.0.1:1/ws", "--clients", "20,1"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("ascend"), "{stderr}");
+}

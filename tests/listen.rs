@@ -1,0 +1,248 @@
+//! `earshot listen` against a real local server: the WAV it writes, its JSON lines, its exit
+//! codes, and how it reports a server restart.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = repo_root()
+        .join("target/test-tmp")
+        .join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["type"] == kind).collect()
+}
+
+#[test]
+fn the_wav_has_the_stream_format_and_exactly_the_requested_duration() {
+    let server = Server::start(&["--source", "tone:?rate=48000&channels=1"]);
+    let dir = temp_dir("listen-wav");
+    let wav = dir.join("out.wav");
+    let (code, stdout, stderr) = run_earshot(&[
+        "listen",
+        &server.ws_url(),
+        "--duration",
+        "2.5",
+        "--out",
+        wav.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("summary:"), "{stdout}");
+    let reader = hound::WavReader::open(&wav).unwrap();
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (48_000, 1, 16)
+    );
+    assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+    assert_eq!(reader.duration(), 120_000, "2.5 s at 48 kHz");
+    // The tone is there, not silence: the stream's samples were written.
+    let peak = reader
+        .into_samples::<i16>()
+        .map(|s| s.unwrap().unsigned_abs())
+        .max()
+        .unwrap();
+    assert!(peak > 4000, "peak {peak}");
+}
+
+#[test]
+fn json_lines_parse_and_end_with_a_summary() {
+    let server = Server::start(&["--source", "tone:", "--instance-id", "solo"]);
+    let (code, stdout, stderr) =
+        run_earshot(&["listen", &server.ws_url(), "--duration", "3.2", "--json"]);
+    assert_eq!(code, 0, "stderr:\n{stderr}");
+    let lines = json_lines(&stdout);
+    let connected = of_type(&lines, "connected");
+    assert_eq!(connected.len(), 1);
+    assert_eq!(connected[0]["instance"], "solo");
+    assert_eq!(connected[0]["sample_rate"], 44_100);
+    let stats = of_type(&lines, "stats");
+    assert!(stats.len() >= 2, "one stats line per second: {stdout}");
+    for s in &stats {
+        assert_eq!(s["connected"], true);
+        assert!(s["latency_ms"]["p99"].as_f64().is_some(), "{s}");
+        assert!(s["kbps"].as_f64().unwrap() > 0.0);
+        assert!(s["jitter_ms"].as_f64().is_some());
+        assert_eq!(s["totals"]["gaps"], 0);
+    }
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["outcome"], "continuous");
+    assert_eq!(summary["exit_code"], 0);
+    assert!(summary["totals"]["chunks"].as_u64().unwrap() >= 100);
+}
+
+#[test]
+fn a_server_restart_with_reconnect_is_one_interruption_of_about_its_length() {
+    let first = Server::start(&["--source", "tone:", "--instance-id", "before"]);
+    let addr = first.addr.to_string();
+    let dir = temp_dir("listen-restart");
+    let wav = dir.join("restart.wav");
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .args([
+            "listen",
+            &first.ws_url(),
+            "--reconnect",
+            "--json",
+            "--duration",
+            "6",
+        ])
+        .args(["--out", wav.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(listener.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    // Listen to the first server for a second, then kill it (SIGKILL, like a crash).
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        let value: Value = serde_json::from_str(&line).unwrap();
+        line.clear();
+        let stats = value["type"] == "stats";
+        lines.push(value);
+        if stats {
+            break;
+        }
+    }
+    drop(first);
+    let outage = Duration::from_millis(1500);
+    let killed = Instant::now();
+    std::thread::sleep(outage);
+    let _second = Server::start(&[
+        "--listen",
+        &addr,
+        "--source",
+        "tone:",
+        "--instance-id",
+        "after",
+    ]);
+    let restarted = killed.elapsed();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        lines.push(serde_json::from_str(&line).unwrap());
+        line.clear();
+    }
+    let code = listener.wait().unwrap().code();
+    let interruptions = of_type(&lines, "interruption");
+    assert_eq!(interruptions.len(), 1, "{lines:#?}");
+    let i = interruptions[0];
+    assert_eq!(i["instance_before"], "before");
+    assert_eq!(i["instance_after"], "after");
+    let duration = i["duration_ms"].as_f64().unwrap();
+    let down_ms = restarted.as_millis() as f64;
+    // The reconnect is retried every 0.5 s at most, and the new server needs a moment.
+    assert!(
+        duration >= down_ms - 100.0 && duration <= down_ms + 1500.0,
+        "interruption {duration} ms for a server down {down_ms} ms"
+    );
+    let lost = i["lost_ms"].as_f64().unwrap();
+    // The new server's burst brings back at most its 200 ms of audio from before we connected.
+    assert!(
+        lost >= down_ms - 400.0 && lost <= duration + 100.0,
+        "lost {lost} ms of a {duration} ms interruption"
+    );
+    assert_eq!(
+        i["splice"], "sequence",
+        "sequence numbers follow the wall clock, so a restarted server continues the count"
+    );
+    assert_eq!(of_type(&lines, "connected").len(), 2);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["outcome"], "recovered");
+    assert_eq!(code, Some(3), "interrupted but recovered");
+    // The silence stands in for the lost audio, so the file is still exactly 6 s long.
+    let reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.duration(), 6 * 44_100);
+}
+
+#[test]
+fn without_reconnect_a_lost_server_means_a_lost_stream() {
+    let server = Server::start(&["--source", "tone:"]);
+    let url = server.ws_url();
+    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .args(["listen", &url, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    drop(server);
+    let out = listener.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stream lost"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = json_lines(&stdout);
+    assert_eq!(lines.last().unwrap()["outcome"], "lost");
+}
+
+#[test]
+fn nothing_to_connect_to_is_a_lost_stream_with_the_reason() {
+    // A port that was just free: bind, note it, release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let (code, _, stderr) = run_earshot(&["listen", &url, "--duration", "1"]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    let (code, _, stderr) = run_earshot(&["listen", "http://127.0.0.1:1/"]);
+    assert_eq!(code, 2, "a usage error: {stderr}");
+}
+
+#[cfg(feature = "alsa")]
+#[test]
+fn play_goes_through_alsa_when_built_with_it() {
+    let server = Server::start(&["--source", "tone:"]);
+    let (code, stdout, stderr) = run_earshot(&[
+        "listen",
+        &server.ws_url(),
+        "--duration",
+        "1",
+        "--play",
+        "--play-device",
+        "null",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
+#[test]
+fn sigint_ends_the_run_cleanly_with_a_finished_wav() {
+    let server = Server::start(&["--source", "tone:"]);
+    let dir = temp_dir("listen-sigint");
+    let wav = dir.join("interrupted.wav");
+    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        .args(["listen", &server.ws_url(), "--out", wav.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &listener.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = listener.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("continuous (exit 0)"), "{stdout}");
+    let seconds = hound::WavReader::open(&wav).unwrap().duration() as f64 / 44_100.0;
+    assert!((1.0..3.0).contains(&seconds), "{seconds} s recorded");
+}
