@@ -165,9 +165,19 @@ impl Ring {
     ///
     /// Readers call this only when the producer is late: on time, they sleep until [`Ring::due`].
     pub fn wait_for(&self, seq: u64, deadline: Instant) -> bool {
+        self.wait_until(deadline, || self.has(seq))
+    }
+
+    /// Blocks until the first chunk exists or `deadline` passes; returns whether it exists.
+    pub fn wait_first(&self, deadline: Instant) -> bool {
+        self.wait_until(deadline, || self.last_push_ns.load(Ordering::Acquire) != 0)
+    }
+
+    /// Waits on the push signal until `ready` holds or `deadline` passes.
+    fn wait_until(&self, deadline: Instant, ready: impl Fn() -> bool) -> bool {
         let mut guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if self.has(seq) {
+            if ready() {
                 return true;
             }
             let now = Instant::now();
@@ -180,23 +190,6 @@ impl Ring {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-    }
-
-    /// Blocks until the first chunk exists or `deadline` passes; returns whether it exists.
-    pub fn wait_first(&self, deadline: Instant) -> bool {
-        let mut guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
-        while self.last_push_ns.load(Ordering::Acquire) == 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            guard = self
-                .pushed
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
     }
 
     /// Whether chunk `seq` has been produced (it may since have been dropped).

@@ -71,20 +71,7 @@ fn instances_started_apart_send_identical_audio_under_identical_sequence_numbers
 
 #[test]
 fn align_none_plays_a_file_from_its_start() {
-    let dir = std::env::temp_dir().join(format!("earshot-align-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ramp.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
-    for i in 0..16_000i32 {
-        w.write_sample(i as i16).unwrap();
-    }
-    w.finalize().unwrap();
+    let path = write_counting_wav(&tempdir("align"), "ramp.wav", 16_000);
     let server = Server::start(&[
         "--source",
         path.to_str().unwrap(),

@@ -3,17 +3,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use earshot::source::{self, Source};
 use hound::{SampleFormat, WavSpec, WavWriter};
 use support::*;
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("earshot-sources-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Reads exactly one pass of a looping file source: all samples until its loop counter moves.
 fn one_pass(src: &mut dyn Source) -> Vec<i16> {

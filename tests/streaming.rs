@@ -142,19 +142,7 @@ fn stream_keeps_real_time_over_many_chunks() {
 #[test]
 fn listener_gets_file_audio_exactly_as_decoded() {
     // A WAV whose samples count up: what arrives must be the same count, without gaps.
-    let dir = tempdir("exact");
-    let path = dir.join("ramp.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&path, spec).unwrap();
-    for i in 0..8000i32 {
-        w.write_sample((i % 30_000) as i16).unwrap();
-    }
-    w.finalize().unwrap();
+    let path = write_counting_wav(&tempdir("exact"), "ramp.wav", 8000);
     let server = Server::start(&["--source", path.to_str().unwrap()]);
     let mut ws = connect(server.addr);
     let hello = read_json(&mut ws);
@@ -176,10 +164,4 @@ fn listener_gets_file_audio_exactly_as_decoded() {
             previous = Some(s);
         }
     }
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("earshot-test-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

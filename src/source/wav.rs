@@ -57,41 +57,13 @@ impl WavFile {
             return Ok(0);
         }
         let spec = self.reader.spec();
-        let mut n = 0;
-        let mut failed = None;
-        match spec.sample_format {
-            SampleFormat::Float => {
-                for s in self.reader.samples::<f32>() {
-                    match s {
-                        Ok(v) => out[n] = audio::float_to_i16(v),
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                    n += 1;
-                    if n == out.len() {
-                        break;
-                    }
-                }
-            }
-            SampleFormat::Int => {
-                let bits = u32::from(spec.bits_per_sample);
-                for s in self.reader.samples::<i32>() {
-                    match s {
-                        Ok(v) => out[n] = audio::int_to_i16(v, bits),
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                    n += 1;
-                    if n == out.len() {
-                        break;
-                    }
-                }
-            }
-        }
+        let bits = u32::from(spec.bits_per_sample);
+        let (n, failed) = match spec.sample_format {
+            SampleFormat::Float => fill(self.reader.samples::<f32>(), out, audio::float_to_i16),
+            SampleFormat::Int => fill(self.reader.samples::<i32>(), out, |v| {
+                audio::int_to_i16(v, bits)
+            }),
+        };
         if let Some(e) = failed {
             // A data chunk shorter than its header claims: play what is there, then loop.
             if self.stats.corrupt_frames == 0 {
@@ -145,4 +117,22 @@ impl Source for WavFile {
     fn stats(&self) -> SourceStats {
         self.stats
     }
+}
+
+/// Converts samples into `out` until it is full or the data ends; returns how many, and the
+/// error that ended the data early, if one did.
+fn fill<S>(
+    samples: impl Iterator<Item = hound::Result<S>>,
+    out: &mut [i16],
+    convert: impl Fn(S) -> i16,
+) -> (usize, Option<hound::Error>) {
+    let mut n = 0;
+    for sample in samples.take(out.len()) {
+        match sample {
+            Ok(v) => out[n] = convert(v),
+            Err(e) => return (n, Some(e)),
+        }
+        n += 1;
+    }
+    (n, None)
 }

@@ -23,6 +23,31 @@ pub fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(name)
 }
 
+/// A fresh directory under the system's temp dir for one test.
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("earshot-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `dir/name`: a mono 16-bit 8 kHz WAV whose sample `i` is `i`, for `frames` frames, so
+/// a listener can tell exactly which samples it got.
+pub fn write_counting_wav(dir: &Path, name: &str, frames: i16) -> PathBuf {
+    let path = dir.join(name);
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for i in 0..frames {
+        w.write_sample(i).unwrap();
+    }
+    w.finalize().unwrap();
+    path
+}
+
 /// A running `earshot serve`, killed when dropped.
 pub struct Server {
     child: Child,
