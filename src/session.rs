@@ -22,6 +22,9 @@ use crate::stream::Stream;
 
 /// The longest a single write may block, so a stuck socket never stops the session loop.
 const WRITE_TIMEOUT: Duration = Duration::from_millis(250);
+/// How much longer than needed a read may wait, to reuse the socket's timeout (see
+/// `ListenerSession::set_read_timeout`): the audio goes out at most this much later.
+const TIMEOUT_REUSE: Duration = Duration::from_millis(2);
 /// How long a new listener waits for the very first chunk of a just-started source.
 const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(5);
 /// How long a server-initiated close waits for the client's close frame.
@@ -66,6 +69,8 @@ struct ListenerSession<'a> {
     source_epoch: u64,
     reported_state: &'static str,
     told_to_go: bool,
+    /// The socket's current receive timeout, so an unchanged one is not set again.
+    read_timeout: Option<Duration>,
     scratch: Vec<Chunk>,
 }
 
@@ -94,6 +99,7 @@ pub fn run(
         source_epoch: u64::MAX,
         reported_state: "live",
         told_to_go: false,
+        read_timeout: None,
         scratch: Vec::with_capacity(MAX_CHUNKS_PER_WAKE),
     };
     let end = match login.map(|client| session.login_by_message(client)) {
@@ -132,10 +138,7 @@ impl ListenerSession<'_> {
             if now >= deadline {
                 return Err(self.refuse(CloseCode::Policy, "no login message in time"));
             }
-            let wait = (deadline - now).min(LOGIN_POLL);
-            if self.ws.get_ref().set_read_timeout(Some(wait)).is_err() {
-                return Err(End::ClientGone("socket closed".into()));
-            }
+            self.set_read_timeout((deadline - now).min(LOGIN_POLL))?;
             let password = match self.ws.read() {
                 Ok(Message::Text(text)) => match protocol::parse_client_message(text.as_str()) {
                     Some(ClientMessage::Login { password }) => password,
@@ -338,6 +341,25 @@ impl ListenerSession<'_> {
         })
     }
 
+    /// Sets how long the next read may wait: at least `wait`, and at most [`TIMEOUT_REUSE`]
+    /// longer.
+    ///
+    /// A session waits about one chunk period every time, so the timeout already set usually
+    /// fits and the system call is skipped: one of the three a wake-up would otherwise cost.
+    fn set_read_timeout(&mut self, wait: Duration) -> Result<(), End> {
+        let fits = self
+            .read_timeout
+            .is_some_and(|t| t >= wait && t - wait <= TIMEOUT_REUSE);
+        if !fits {
+            let wanted = Duration::from_millis(wait.as_micros().div_ceil(1000).max(1) as u64);
+            if self.ws.get_ref().set_read_timeout(Some(wanted)).is_err() {
+                return Err(End::ClientGone("socket closed".into()));
+            }
+            self.read_timeout = Some(wanted);
+        }
+        Ok(())
+    }
+
     /// Reads and answers client messages until `deadline`.
     fn read_client_until(&mut self, deadline: Instant) -> Result<(), End> {
         loop {
@@ -345,14 +367,7 @@ impl ListenerSession<'_> {
             if now >= deadline {
                 return Ok(());
             }
-            if self
-                .ws
-                .get_ref()
-                .set_read_timeout(Some(deadline - now))
-                .is_err()
-            {
-                return Err(End::ClientGone("socket closed".into()));
-            }
+            self.set_read_timeout(deadline - now)?;
             match self.ws.read() {
                 Ok(Message::Text(text)) => self.answer(text.as_str())?,
                 Ok(Message::Binary(_)) => {
@@ -437,10 +452,9 @@ impl ListenerSession<'_> {
         let deadline = Instant::now() + CLOSE_WAIT;
         let _ = self.ws.flush();
         while Instant::now() < deadline {
-            let _ = self
-                .ws
-                .get_ref()
-                .set_read_timeout(Some(deadline - Instant::now()));
+            if self.set_read_timeout(deadline - Instant::now()).is_err() {
+                break;
+            }
             match self.ws.read() {
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => break,
