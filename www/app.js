@@ -104,7 +104,7 @@ ui.target.addEventListener('change', () => {
 connection.addEventListener('hello', ({ detail }) => {
   hello = detail.hello;
   source = { state: 'live', reason: null };
-  monitor.connected(hello, detail.t, retry?.attempt ?? null);
+  monitor.connected(hello, detail.t, retry?.attempt ?? null, detail.handover);
   retry = null;
   latency.reset(hello.server_time_ms);
   player.configure(hello).catch((err) => showNotice(`Audio could not start: ${err?.message ?? err}.`));
@@ -143,6 +143,13 @@ connection.addEventListener('closed', ({ detail }) => {
   render();
 });
 
+connection.addEventListener('stall', ({ detail }) => {
+  monitor.stalled(detail.since, detail.t, detail.silentMs, detail.thresholdMs);
+  render();
+});
+
+connection.addEventListener('moving', render);
+
 // Logging out stops playing, as pressing Stop would.
 window.addEventListener('earshot:logout', () => listening && stop());
 
@@ -164,7 +171,8 @@ player.addEventListener('context', ({ detail }) => {
   render();
 });
 
-function closeDetail({ code, reason, byeReason, wasOpen }) {
+function closeDetail({ code, reason, byeReason, wasOpen, stalled }) {
+  if (stalled) return reason;
   if (byeReason) return `server said bye: ${byeReason}`;
   if (!wasOpen) return 'connection failed';
   if (code === 1006) return 'connection lost (1006)';
@@ -219,6 +227,8 @@ function statsSnapshot() {
     skips: monitor.counters.skips,
     skipMs: monitor.counters.skipMs,
     reconnects: monitor.counters.reconnects,
+    handovers: monitor.counters.handovers,
+    moving: connection.moving?.reason ?? null,
     connections: connection.connections,
     source: { ...source },
     output,
@@ -247,10 +257,12 @@ const STATUS_TEXT = {
   failed: () => 'Cannot play this stream',
   connecting: () => 'Connecting…',
   buffering: () => 'Buffering…',
-  playing: () => `Playing from ${monitor.instance}`,
+  playing: () => `Playing from ${monitor.instance}${connection.moving ? ` (moving: ${MOVING_TEXT[connection.moving.reason]})` : ''}`,
   'source-down': () => `Source ${source.state}${source.reason ? `: ${source.reason}` : ''}`,
   reconnecting: () => `Reconnecting${retry ? ` (attempt ${retry.attempt})` : ''}…`,
 };
+
+const MOVING_TEXT = { goaway: 'server draining', stall: 'connection stalled' };
 
 function render() {
   const state = pageState();
@@ -308,6 +320,7 @@ function renderStats() {
   set('gaps', `${s.gaps}${s.gapMs ? ` (${ms(s.gapMs)} of audio)` : ''}`);
   set('skips', `${s.skips}${s.skipMs ? ` (${ms(s.skipMs)} of audio)` : ''}`);
   set('reconnects', String(s.reconnects));
+  set('handovers', String(s.handovers));
   set(
     'output',
     s.output
