@@ -1,11 +1,13 @@
 // earshot page: wires the connection, the continuity monitor and the player to the page's
-// controls, stats panel and interruption log, and exposes the same numbers to scripts as
-// `window.earshot` (what the browser tests read). Levels and waveform drawing live in levels.js.
+// controls, stats panel and interruption log (with its CSV export), and exposes the same numbers
+// to scripts as `window.earshot` (what the browser tests read). Levels and waveform drawing live
+// in levels.js.
 
 import { StreamConnection, nowMs, streamUrl } from './connection.js';
 import { LevelsView } from './levels.js';
 import { ContinuityMonitor, LatencyTracker } from './monitor.js';
 import { Player, unsupportedReason } from './player.js';
+import { csvFileName, interruptionsCsv } from './report.js';
 import { HEADER_BYTES, chunkDurationMs } from './wire.js';
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +23,7 @@ const ui = {
   total: $('lost-total'),
   logBody: document.querySelector('#log tbody'),
   logEmpty: $('log-empty'),
+  exportCsv: $('export-csv'),
 };
 
 const TARGET_MIN_MS = 20;
@@ -245,6 +248,7 @@ window.earshot = Object.freeze({
   },
   stats: statsSnapshot,
   log: () => monitor.rows.map((row) => ({ ...row })),
+  csv: () => interruptionsCsv(monitor.rows),
   get totalLostMs() {
     return monitor.totalLostMs;
   },
@@ -401,6 +405,21 @@ function formatClock(ms) {
   const pad = (n, w = 2) => String(n).padStart(w, '0');
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
+
+// ---- CSV export ---------------------------------------------------------------------------
+
+ui.exportCsv.addEventListener('click', () => {
+  const blob = new Blob([interruptionsCsv(monitor.rows)], { type: 'text/csv;charset=utf-8' });
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(blob);
+  link.download = csvFileName(Date.now());
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // The download has taken its copy once the click's task is over.
+  setTimeout(() => URL.revokeObjectURL(link.href), 0);
+});
 
 // ---- notices and settings -----------------------------------------------------------------
 
