@@ -47,7 +47,7 @@ export class ContinuityMonitor {
     this.hasConnection = false;
     this.skipPending = null; // { from, to } announced by `skipped`, for the next chunk
     this.sourceBack = false; // a `source` live message came after a down one
-    this.handover = null; // { why, before } from a move, until the new connection's first chunk
+    this.handover = null; // { why, before, overlap } from a move, until the new connection's first chunk
     this.counters = {
       chunks: 0,
       duplicates: 0,
@@ -85,7 +85,7 @@ export class ContinuityMonitor {
       // Logged at the first chunk, once the sequence numbers say what the move cost.
       this.handover = { why: HANDOVER_WHY[handover.reason] ?? handover.reason, before: this.instance, overlap: handover.overlap ?? 0 };
     } else if (this.instance !== null && hello.instance !== this.instance) {
-      // A new backend without a loss we saw (after Stop/Start, or a planned handover).
+      // A new backend without a loss we saw (after Stop and Start).
       this.log({ cause: CAUSE.INSTANCE_CHANGE, start: t, durationMs: 0, lostMs: 0, before: this.instance, after: hello.instance });
     }
     this.instance = hello.instance;
@@ -140,8 +140,9 @@ export class ContinuityMonitor {
     if (isOutage(this.open)) {
       const row = this.open;
       const durationMs = t - row.start;
-      // Sequence numbers measure the loss exactly when the stream continued; otherwise (another
-      // backend, a restarted server) the time without audio is the best measure there is.
+      // Sequence numbers measure the loss exactly when the stream continued (they follow the
+      // clock, across restarts and instances); otherwise (clocks that disagree, a new format) the
+      // time without audio is the best measure there is.
       const lostMs = lostChunks !== null ? lostChunks * this.chunkMs : durationMs;
       row.measuredBy = lostChunks !== null ? MEASURED_BY.SEQUENCE : MEASURED_BY.CLOCK;
       this.noteSeqs(row, seq);
@@ -180,7 +181,7 @@ export class ContinuityMonitor {
     const row = this.log({
       cause: before === this.instance ? CAUSE.SEQUENCE_GAP : CAUSE.INSTANCE_CHANGE,
       start: t - lostMs,
-      durationMs: lostMs, // no time without audio: the player joins the streams with a fade
+      durationMs: lostMs, // no time without audio: the streams are joined (with a fade over a gap)
       lostMs,
       before,
       after: this.instance,
