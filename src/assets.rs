@@ -14,6 +14,7 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("connection.js", include_bytes!("../www/connection.js")),
     ("levels.js", include_bytes!("../www/levels.js")),
     ("monitor.js", include_bytes!("../www/monitor.js")),
+    ("report.js", include_bytes!("../www/report.js")),
     ("player.js", include_bytes!("../www/player.js")),
     ("wire.js", include_bytes!("../www/wire.js")),
     ("worklet.js", include_bytes!("../www/worklet.js")),

@@ -1,11 +1,13 @@
 // earshot page: wires the connection, the continuity monitor and the player to the page's
-// controls, stats panel and interruption log, and exposes the same numbers to scripts as
-// `window.earshot` (what the browser tests read). Levels and waveform drawing live in levels.js.
+// controls, stats panel and interruption log (with its CSV export), and exposes the same numbers
+// to scripts as `window.earshot` (what the browser tests read). Levels and waveform drawing live
+// in levels.js.
 
 import { StreamConnection, nowMs, streamUrl } from './connection.js';
 import { LevelsView } from './levels.js';
 import { ContinuityMonitor, LatencyTracker } from './monitor.js';
 import { Player, unsupportedReason } from './player.js';
+import { csvFileName, interruptionsCsv } from './report.js';
 import { HEADER_BYTES, chunkDurationMs } from './wire.js';
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +23,7 @@ const ui = {
   total: $('lost-total'),
   logBody: document.querySelector('#log tbody'),
   logEmpty: $('log-empty'),
+  exportCsv: $('export-csv'),
 };
 
 const TARGET_MIN_MS = 20;
@@ -104,7 +107,7 @@ ui.target.addEventListener('change', () => {
 connection.addEventListener('hello', ({ detail }) => {
   hello = detail.hello;
   source = { state: 'live', reason: null };
-  monitor.connected(hello, detail.t, retry?.attempt ?? null);
+  monitor.connected(hello, detail.t, retry?.attempt ?? null, detail.handover);
   retry = null;
   latency.reset(hello.server_time_ms);
   player.configure(hello).catch((err) => showNotice(`Audio could not start: ${err?.message ?? err}.`));
@@ -143,6 +146,13 @@ connection.addEventListener('closed', ({ detail }) => {
   render();
 });
 
+connection.addEventListener('stall', ({ detail }) => {
+  monitor.stalled(detail.since, detail.t, detail.silentMs, detail.thresholdMs);
+  render();
+});
+
+connection.addEventListener('moving', render);
+
 // Logging out stops playing, as pressing Stop would.
 window.addEventListener('earshot:logout', () => listening && stop());
 
@@ -164,7 +174,8 @@ player.addEventListener('context', ({ detail }) => {
   render();
 });
 
-function closeDetail({ code, reason, byeReason, wasOpen }) {
+function closeDetail({ code, reason, byeReason, wasOpen, stalled }) {
+  if (stalled) return reason;
   if (byeReason) return `server said bye: ${byeReason}`;
   if (!wasOpen) return 'connection failed';
   if (code === 1006) return 'connection lost (1006)';
@@ -219,6 +230,8 @@ function statsSnapshot() {
     skips: monitor.counters.skips,
     skipMs: monitor.counters.skipMs,
     reconnects: monitor.counters.reconnects,
+    handovers: monitor.counters.handovers,
+    moving: connection.moving?.reason ?? null,
     connections: connection.connections,
     source: { ...source },
     output,
@@ -235,6 +248,7 @@ window.earshot = Object.freeze({
   },
   stats: statsSnapshot,
   log: () => monitor.rows.map((row) => ({ ...row })),
+  csv: () => interruptionsCsv(monitor.rows),
   get totalLostMs() {
     return monitor.totalLostMs;
   },
@@ -247,10 +261,12 @@ const STATUS_TEXT = {
   failed: () => 'Cannot play this stream',
   connecting: () => 'Connecting…',
   buffering: () => 'Buffering…',
-  playing: () => `Playing from ${monitor.instance}`,
+  playing: () => `Playing from ${monitor.instance}${connection.moving ? ` (moving: ${MOVING_TEXT[connection.moving.reason]})` : ''}`,
   'source-down': () => `Source ${source.state}${source.reason ? `: ${source.reason}` : ''}`,
   reconnecting: () => `Reconnecting${retry ? ` (attempt ${retry.attempt})` : ''}…`,
 };
+
+const MOVING_TEXT = { goaway: 'server draining', stall: 'connection stalled' };
 
 function render() {
   const state = pageState();
@@ -308,6 +324,7 @@ function renderStats() {
   set('gaps', `${s.gaps}${s.gapMs ? ` (${ms(s.gapMs)} of audio)` : ''}`);
   set('skips', `${s.skips}${s.skipMs ? ` (${ms(s.skipMs)} of audio)` : ''}`);
   set('reconnects', String(s.reconnects));
+  set('handovers', String(s.handovers));
   set(
     'output',
     s.output
@@ -388,6 +405,21 @@ function formatClock(ms) {
   const pad = (n, w = 2) => String(n).padStart(w, '0');
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
+
+// ---- CSV export ---------------------------------------------------------------------------
+
+ui.exportCsv.addEventListener('click', () => {
+  const blob = new Blob([interruptionsCsv(monitor.rows)], { type: 'text/csv;charset=utf-8' });
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(blob);
+  link.download = csvFileName(Date.now());
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // The download has taken its copy once the click's task is over.
+  setTimeout(() => URL.revokeObjectURL(link.href), 0);
+});
 
 // ---- notices and settings -----------------------------------------------------------------
 

@@ -6,42 +6,7 @@ import assert from 'node:assert/strict';
 import { mock, test } from 'node:test';
 
 import { BACKOFF, ClockOffset, StreamConnection, backoffDelay } from '../../www/connection.js';
-import { HEADER_BYTES } from '../../www/wire.js';
-
-class ScriptedSocket {
-  static all = [];
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    this.closedByPage = null;
-    ScriptedSocket.all.push(this);
-  }
-  send(text) {
-    this.sent.push(JSON.parse(text));
-  }
-  close(code, reason) {
-    this.closedByPage = { code, reason };
-    this.readyState = 3;
-  }
-  // What the server (or the network) does:
-  accept(instance = 'A') {
-    this.readyState = 1;
-    this.onmessage?.({
-      data: JSON.stringify({ type: 'hello', version: 1, codec: 'pcm_s16le', sample_rate: 44100, channels: 1, chunk_frames: 2, chunk_ms: 20, instance, seq: 7, server_time_ms: Date.now() }),
-    });
-  }
-  audio(seq) {
-    const buffer = new ArrayBuffer(HEADER_BYTES + 4);
-    new DataView(buffer).setBigUint64(0, BigInt(seq), true);
-    this.onmessage?.({ data: buffer });
-  }
-  drop(code = 1006) {
-    this.readyState = 3;
-    this.onerror?.({});
-    this.onclose?.({ code, reason: '' });
-  }
-}
+import { ScriptedSocket } from './support/scripted-socket.js';
 
 function connectionWithTimers() {
   ScriptedSocket.all = [];

@@ -219,3 +219,110 @@ test('latency uses the clock offset, skips the burst, and jitter follows RFC 355
   for (let i = 50; i < 150; i++) t.add(BigInt((10_000 + 20 * i) * 1000), 9_765 + 20 * i + (i % 2 ? 4 : 0), 250);
   assert.ok(t.jitterMs > 3 && t.jitterMs < 4.5, `jitter ${t.jitterMs}`);
 });
+
+test('a move on goaway that continues at the next chunk is an instance change with 0 ms lost', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.connected(hello('B', 92), 2030, null, { reason: 'goaway', from: 'A', overlap: 9 });
+  const verdict = feed(m, 101, 101);
+  assert.deepEqual(verdict, { play: true, discontinuity: false }, 'joined without a fade');
+  feed(m, 102, 110);
+  assert.equal(m.rows.length, 1);
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.INSTANCE_CHANGE);
+  assert.deepEqual([row.instanceBefore, row.instanceAfter], ['A', 'B']);
+  assert.equal(row.lostMs, 0);
+  assert.equal(row.durationMs, 0);
+  assert.equal(row.measuredBy, 'sequence');
+  assert.deepEqual([row.seqBefore, row.seqAfter], ['100', '101']);
+  assert.match(row.detail, /server draining \(goaway\); spliced in at seq 101, 9 repeated chunks dropped/);
+  assert.equal(m.counters.handovers, 1);
+  assert.equal(m.counters.reconnects, 0);
+  assert.equal(m.totalLostMs, 0);
+});
+
+test('a move that could not meet the old stream logs the chunks it skipped', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.connected(hello('B', 104), 2030, null, { reason: 'goaway', from: 'A', overlap: 0 });
+  assert.equal(feed(m, 104, 104).discontinuity, true);
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.INSTANCE_CHANGE);
+  assert.equal(row.lostMs, 3 * CHUNK_MS);
+  assert.match(row.detail, /3 chunks missing at the splice/);
+  assert.equal(m.counters.gaps, 1);
+});
+
+test('a move back to the same instance without loss is no interruption', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.connected(hello('A', 92), 2030, null, { reason: 'stall', from: 'A', overlap: 0 });
+  feed(m, 92, 110);
+  assert.equal(m.rows.length, 0);
+});
+
+test('a stall swallows the underrun it caused and is measured by sequence numbers after the move', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100); // the last chunk arrived at 2005
+  m.underrunStarted(2090); // the 80 ms buffer ran dry
+  m.stalled(2005, 2160, 155, 150);
+  assert.equal(m.rows.length, 1);
+  assert.equal(m.rows[0].cause, CAUSE.STALL);
+  assert.equal(m.rows[0].start, 2005);
+  assert.equal(m.rows[0].ongoing, true);
+  m.underrunEnded(2300, 210); // the player's resumption does not end the stall
+  assert.equal(m.rows[0].ongoing, true);
+  // The new connection, to B, starts its 200 ms burst at chunk 105: 101..104 were never received.
+  m.connected(hello('B', 105), 2180, null, { reason: 'stall', from: 'A', overlap: 0 });
+  feed(m, 105, 115, 0);
+  const [row] = m.rows;
+  assert.equal(row.ongoing, false);
+  assert.deepEqual([row.instanceBefore, row.instanceAfter], ['A', 'B']);
+  assert.equal(row.measuredBy, 'sequence');
+  assert.equal(row.lostMs, 4 * CHUNK_MS);
+  assert.deepEqual([row.seqBefore, row.seqAfter], ['100', '105']);
+  assert.match(row.detail, /no audio for 155 ms \(threshold 150 ms\)/);
+  assert.equal(m.counters.underrunsLogged, 0);
+});
+
+test('a stalled server that wakes up on its own ends the stall with what its clock skipped', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.stalled(2005, 2160, 155, 150);
+  feed(m, 201, 205); // frozen for 2 s; it resumes at the chunk the clock says
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.STALL);
+  assert.equal(row.lostMs, 100 * CHUNK_MS);
+  assert.equal(row.measuredBy, 'sequence');
+});
+
+test('a stall whose move failed goes on as the outage until a reconnect brings audio', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.stalled(2005, 2160, 155, 150);
+  m.disconnected(2200, 'stalled; new connection failed: no hello within 5 s');
+  m.disconnected(2300, 'connection failed');
+  assert.equal(m.rows.length, 1);
+  m.connected(hello('B', 120), 2600, 2);
+  feed(m, 120, 125, 0);
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.STALL);
+  assert.equal(row.lostMs, 19 * CHUNK_MS);
+  assert.match(row.detail, /then stalled; new connection failed/);
+  assert.equal(m.counters.reconnects, 1);
+});
+
+test('no stall row while the source is down: that interruption already explains the quiet', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 10);
+  m.source('down', 'device unplugged', 220);
+  m.stalled(205, 400, 195, 150);
+  assert.deepEqual(m.rows.map((r) => r.cause), [CAUSE.SOURCE_DOWN]);
+});

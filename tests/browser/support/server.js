@@ -30,6 +30,7 @@ export async function startServer({ source = 'tone:', instance = 'A', listen = '
   const port = Number(address.split(':').pop());
   return {
     instance,
+    pid: child.pid,
     port,
     url: `http://${address}/`,
     startedAt: Date.now(),
@@ -42,6 +43,10 @@ export async function startServer({ source = 'tone:', instance = 'A', listen = '
     async kill(signal = 'SIGKILL') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
+    },
+    /** Sends a signal without waiting: SIGSTOP/SIGCONT to freeze and thaw, SIGUSR1 to drain. */
+    signal(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
 }
