@@ -356,7 +356,7 @@ fn capture_params(raw: &flags::RawArgs) -> Result<CaptureParams> {
 }
 
 /// The password from `--password` or `--password-file` (not both).
-fn password(raw: &flags::RawArgs) -> Result<Option<Secret>> {
+pub(crate) fn password(raw: &flags::RawArgs) -> Result<Option<Secret>> {
     match (raw.str("password"), raw.str("password-file")) {
         (Some(_), Some(_)) => Err(Error::usage(
             "--password and --password-file: give only one of them",

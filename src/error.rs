@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 /// Everything that can stop a command before or while it runs.
 ///
@@ -16,6 +17,16 @@ pub enum Error {
     Source { what: String, reason: String },
     /// An I/O operation failed; `context` says which one and on what.
     Io { context: String, source: io::Error },
+    /// A server refused a client's connection: `status` is the HTTP answer to the upgrade (401
+    /// no or bad credentials, 403 origin, 429 too many attempts, 503 full or shutting down), or
+    /// 401 for a password the server turned down after the upgrade. `what` is the URL.
+    Refused {
+        what: String,
+        status: u16,
+        reason: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -39,6 +50,27 @@ impl Error {
         }
     }
 
+    /// Whether the same attempt could succeed later: not for a malformed command line, nor for
+    /// credentials or an origin the server refused (401, 403), which need a change first.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            Error::Usage(_)
+                | Error::Refused {
+                    status: 401 | 403,
+                    ..
+                }
+        )
+    }
+
+    /// How long the server asked a client to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Refused { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The process exit code for this error: 2 for usage errors as is usual for CLI tools.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -54,6 +86,12 @@ impl fmt::Display for Error {
             Error::Usage(msg) => write!(f, "{msg}"),
             Error::Source { what, reason } => write!(f, "{what}: {reason}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Refused {
+                what,
+                status,
+                reason,
+                ..
+            } => write!(f, "{what}: refused by the server ({status}): {reason}"),
         }
     }
 }

@@ -150,6 +150,17 @@ pub fn connect(
     ca_file: Option<&Path>,
     credentials: Credentials<'_>,
 ) -> Result<Connection, ConnectError> {
+    connect_within(url, ca_file, credentials, CONNECT_TIMEOUT)
+}
+
+/// [`connect`] with another limit than [`CONNECT_TIMEOUT`] for each step (`earshot listen
+/// --connect-timeout-ms`); the socket is left with that read timeout.
+pub fn connect_within(
+    url: &str,
+    ca_file: Option<&Path>,
+    credentials: Credentials<'_>,
+    timeout: Duration,
+) -> Result<Connection, ConnectError> {
     let uri = parse_url(url)?;
     let uri = match credentials {
         Credentials::Password(_) => with_query(&uri, "auth=message")?,
@@ -164,7 +175,7 @@ pub fn connect(
         })?;
         request.headers_mut().insert("Authorization", value);
     }
-    let stream = open_stream(&uri, ca_file)?;
+    let stream = open_stream_within(&uri, ca_file, timeout)?;
     let (ws, _) = tungstenite::client(request, stream).map_err(handshake_error)?;
     let mut connection = Connection { ws, token: None };
     if let Credentials::Password(password) = credentials {
@@ -176,13 +187,21 @@ pub fn connect(
 /// Opens the TCP connection for a `ws://` or `wss://` URI, and the TLS session for `wss://`.
 /// Also useful for plain HTTPS requests to the same server.
 pub fn open_stream(uri: &Uri, ca_file: Option<&Path>) -> Result<ClientStream, ConnectError> {
+    open_stream_within(uri, ca_file, CONNECT_TIMEOUT)
+}
+
+fn open_stream_within(
+    uri: &Uri,
+    ca_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<ClientStream, ConnectError> {
     let tls = uri.scheme_str() == Some("wss") || uri.scheme_str() == Some("https");
     let host = uri
         .host()
         .ok_or_else(|| ConnectError::Url(format!("{uri}: no host")))?;
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = connect_tcp(bare_host, port)?;
+    let tcp = connect_tcp(bare_host, port, timeout)?;
     if !tls {
         return Ok(ClientStream::Plain(tcp));
     }
@@ -241,18 +260,18 @@ fn rebuild(uri: &Uri, path_and_query: &str) -> Result<Uri, ConnectError> {
     Uri::from_parts(parts).map_err(|e| ConnectError::Url(format!("{uri}: {e}")))
 }
 
-fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, ConnectError> {
+fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let io_error = |context: String| move |source| ConnectError::Io { context, source };
     let addrs = (host, port)
         .to_socket_addrs()
         .map_err(io_error(format!("cannot resolve {host}")))?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+        match TcpStream::connect_timeout(&addr, timeout) {
             Ok(tcp) => {
                 let _ = tcp.set_nodelay(true);
-                tcp.set_read_timeout(Some(CONNECT_TIMEOUT))
-                    .and_then(|_| tcp.set_write_timeout(Some(CONNECT_TIMEOUT)))
+                tcp.set_read_timeout(Some(timeout))
+                    .and_then(|_| tcp.set_write_timeout(Some(timeout)))
                     .map_err(io_error(format!("{host}:{port}")))?;
                 return Ok(tcp);
             }

@@ -1,6 +1,7 @@
 //! wss:// through the reverse-proxy configs shipped in deploy/, run by Debian's real nginx and
 //! HAProxy with a CA and certificate made here by openssl, everything on 127.0.0.1. The audio
-//! that arrives through the proxy must be the very audio a direct ws:// listener gets.
+//! that arrives through the proxy must be the very audio a direct ws:// listener gets, whether
+//! the library client or the `earshot listen` binary receives it.
 
 mod support;
 
@@ -281,12 +282,17 @@ fn https_request(proxy: &Proxy, ca: &Path, request: &[u8]) -> (u16, String, Stri
 
 /// The hello, then `CHUNKS` audio messages as (sequence, sample bytes).
 fn collect_audio(ws: &mut WebSocket<ClientStream>) -> Vec<(u64, Vec<u8>)> {
+    collect_chunks(ws, CHUNKS)
+}
+
+/// The hello, then `count` audio messages as (sequence, sample bytes).
+fn collect_chunks(ws: &mut WebSocket<ClientStream>, count: usize) -> Vec<(u64, Vec<u8>)> {
     match ws.read().expect("hello") {
         Message::Text(t) => assert!(t.as_str().contains("\"hello\""), "{t}"),
         other => panic!("expected hello, got {other:?}"),
     }
-    let mut chunks = Vec::with_capacity(CHUNKS);
-    while chunks.len() < CHUNKS {
+    let mut chunks = Vec::with_capacity(count);
+    while chunks.len() < count {
         match ws.read().expect("audio") {
             Message::Binary(b) => {
                 let seq = u64::from_le_bytes(b[0..8].try_into().unwrap());
@@ -415,6 +421,83 @@ fn wss_through_the_shipped_haproxy_config_carries_the_same_audio_as_ws() {
     let server = start_earshot(&dir);
     let proxy = start_haproxy(&dir.0, &certs, server.addr);
     wss_streams_intact_through(&proxy, &server, &certs.ca);
+}
+
+/// Frames per chunk of the tone at 44.1 kHz, 20 ms chunks (the server's defaults).
+const TONE_CHUNK_FRAMES: usize = 882;
+
+#[test]
+fn earshot_listen_over_wss_through_nginx_records_the_same_samples_as_a_direct_listener() {
+    let dir = TempDir::new("nginx-listen");
+    let certs = make_certs(&dir.0);
+    let server = start_earshot(&dir);
+    let proxy = start_nginx(&dir.0, &certs, server.addr);
+    let wav = dir.join("through-nginx.wav");
+
+    // The direct listener starts first, so its chunks cover every one the binary records:
+    // 3 s of recording plus connecting, well within 6 s.
+    let mut direct = wsclient::connect(&server.ws_url(), None, Credentials::Password(PASSWORD))
+        .expect("direct ws://");
+    let reader = std::thread::spawn(move || collect_chunks(&mut direct.ws, 300));
+    let ca = certs.ca.to_str().unwrap();
+    let (code, stdout, stderr) = run_earshot(&[
+        "listen",
+        &proxy.wss_url(),
+        "--ca-file",
+        ca,
+        "--password",
+        PASSWORD,
+        "--duration",
+        "3",
+        "--json",
+        "--out",
+        wav.to_str().unwrap(),
+    ]);
+    let direct: BTreeMap<u64, Vec<u8>> = reader.join().unwrap().into_iter().collect();
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
+
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of_type = |kind: &'static str| lines.iter().filter(move |l| l["type"] == kind);
+    let connected: Vec<_> = of_type("connected").collect();
+    assert_eq!(connected.len(), 1, "{stdout}");
+    assert_eq!(connected[0]["url"], proxy.wss_url());
+    let first_seq = connected[0]["seq"].as_u64().unwrap();
+    assert_eq!(of_type("gap").count(), 0, "{stdout}");
+    let summary = of_type("summary").next().expect("a summary line");
+    assert_eq!(summary["outcome"], "continuous", "{summary}");
+    assert_eq!(summary["totals"]["gaps"], 0);
+    assert_eq!(summary["totals"]["skips"], 0);
+
+    let reader = hound::WavReader::open(&wav).unwrap();
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (44_100, 2, 16)
+    );
+    assert_eq!(reader.duration(), 3 * 44_100, "exactly --duration 3");
+    let recorded: Vec<u8> = reader
+        .into_samples::<i16>()
+        .flat_map(|s| s.unwrap().to_le_bytes())
+        .collect();
+    // The WAV starts with the connection's first chunk (the hello's seq) and has no hole, so
+    // its n-th chunk is chunk first_seq + n; each must equal, byte for byte, what the direct
+    // listener received under that sequence number. (The tone repeats every few chunks, so a
+    // whole-chunk misalignment by a multiple of its period would go unseen; a lost, repeated
+    // or altered sample would not.)
+    let chunk_bytes = TONE_CHUNK_FRAMES * 4;
+    assert_eq!(recorded.len() % chunk_bytes, 0);
+    for (n, samples) in recorded.chunks(chunk_bytes).enumerate() {
+        let seq = first_seq + n as u64;
+        let expected = direct
+            .get(&seq)
+            .unwrap_or_else(|| panic!("the direct listener has no chunk {seq}"));
+        assert!(samples == expected.as_slice(), "chunk {seq} differs");
+    }
+    assert!(recorded.iter().any(|&b| b != 0), "the tone, not silence");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::chart;
 use crate::client::config::BenchConfig;
-use crate::client::connection::{ConnectOptions, Connection, Event, Hello};
+use crate::client::connection::{ConnectOptions, Connection, Event, Hello, Login};
 use crate::client::endpoint::Scheme;
 use crate::client::loadgen::{LoadConfig, LoadGen, WindowReport};
 use crate::client::procstat::{self, ProcSample};
@@ -92,6 +92,8 @@ fn probe(config: &BenchConfig) -> Result<StreamInfo> {
     let options = ConnectOptions {
         timeout: config.connect_timeout,
         stall: Duration::from_secs(5),
+        ca_file: None,
+        login: Login::None,
     };
     let mut connection = Connection::open(&config.endpoint, &options)?;
     let deadline = Instant::now() + Duration::from_millis(1500);

@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::client::connection::ConnectOptions;
+use crate::auth::Secret;
+use crate::client::connection::{ConnectOptions, Login};
 use crate::client::endpoint::{Endpoint, Scheme};
 use crate::error::{Error, Result};
 use crate::flags::{Flag, RawArgs};
 
-pub const LISTEN_USAGE: &str = "earshot listen [OPTIONS] ws://HOST:PORT/ws";
+pub const LISTEN_USAGE: &str = "earshot listen [OPTIONS] ws://HOST:PORT/ws | wss://HOST/ws";
 pub const LISTEN_SUMMARY: &str = "\
 Listen to a stream and measure it: one line per second with latency p50/p99 (corrected by the
 clock offset from ping/pong), RFC 3550 jitter, kbit/s, chunks, gaps, skips and reconnects.
@@ -61,6 +62,33 @@ pub const LISTEN_FLAGS: &[Flag] = &[
         value: Some("MS"),
         default: Some("5000"),
         help: "Time allowed for the TCP connect, and again for the handshake and hello",
+    },
+    Flag {
+        name: "password",
+        value: Some("PASSWORD"),
+        default: None,
+        help: "The server's password (earshot serve --password); sent once, then the token the\n\
+               server answers with is used to reconnect. Prefer --password-file or the variable:\n\
+               a command line is visible to every user in ps",
+    },
+    Flag {
+        name: "password-file",
+        value: Some("FILE"),
+        default: None,
+        help: "Read the password from the first line of FILE",
+    },
+    Flag {
+        name: "token",
+        value: Some("TOKEN"),
+        default: None,
+        help: "A token from POST /api/login, sent as Authorization: Bearer instead of a password",
+    },
+    Flag {
+        name: "ca-file",
+        value: Some("FILE"),
+        default: None,
+        help: "For wss://: trust the PEM certificates in FILE (a private CA, a proxy's self-signed\n\
+               certificate) instead of the system's CA bundle",
     },
     Flag {
         name: "play",
@@ -249,12 +277,20 @@ fn millis(
 impl ListenConfig {
     pub fn from_raw(raw: &RawArgs) -> Result<ListenConfig> {
         let endpoint = the_url(raw, LISTEN_USAGE)?;
-        if endpoint.scheme != Scheme::Ws {
+        if endpoint.scheme == Scheme::Http {
             return Err(Error::usage(format!(
                 "{}: listen needs the stream's ws:// URL, such as ws://{}/ws",
                 endpoint.url(),
                 endpoint.host_port()
             )));
+        }
+        let ca_file = raw.str("ca-file").map(PathBuf::from);
+        if let Some(path) = &ca_file {
+            if endpoint.scheme != Scheme::Wss {
+                return Err(Error::usage("--ca-file needs a wss:// URL"));
+            }
+            std::fs::metadata(path)
+                .map_err(|e| Error::usage(format!("--ca-file {}: {e}", path.display())))?;
         }
         let play = raw.switch("play")?;
         if play && !cfg!(feature = "alsa") {
@@ -278,15 +314,36 @@ impl ListenConfig {
             connect: ConnectOptions {
                 timeout: millis(raw, "connect-timeout-ms", 5000, 100..=600_000)?,
                 stall: millis(raw, "stall-ms", 3000, 100..=3_600_000)?,
+                ca_file,
+                login: login(raw)?,
             },
             play_device: play.then(|| raw.string_or("play-device", "default")),
         })
     }
 }
 
+/// `--token`, or the password from `--password` or `--password-file`: one of them at most.
+fn login(raw: &RawArgs) -> Result<Login> {
+    let password = crate::config::password(raw)?;
+    match (raw.str("token"), password) {
+        (Some(_), Some(_)) => Err(Error::usage(
+            "--token and --password: give only one of them",
+        )),
+        (Some(token), None) => Ok(Login::Token(Secret::new(token.trim()))),
+        (None, Some(password)) => Ok(Login::Password(password)),
+        (None, None) => Ok(Login::None),
+    }
+}
+
 impl BenchConfig {
     pub fn from_raw(raw: &RawArgs) -> Result<BenchConfig> {
         let endpoint = the_url(raw, BENCH_USAGE)?;
+        if endpoint.scheme == Scheme::Wss {
+            return Err(Error::usage(format!(
+                "{}: bench connects to the server's ws:// port directly, not through TLS",
+                endpoint.url()
+            )));
+        }
         let clients =
             parse_ladder(&raw.string_or("clients", "1,5,10,20,35,50,100,200,500,1000,2000"))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -371,6 +428,28 @@ mod tests {
         assert!(err(&["http://h:8080/"]).contains("ws://h:8080/ws"));
         assert!(err(&["ws://h/ws", "--duration", "soon"]).contains("expected seconds"));
         assert!(err(&["ws://h/ws", "--reconnect-timeout", "5"]).contains("needs --reconnect"));
+    }
+
+    #[test]
+    fn credentials_and_a_ca_file_reach_the_connect_options() {
+        let c = listen(&["wss://h/ws", "--ca-file", "Cargo.toml", "--password", "pw"]).unwrap();
+        assert_eq!(
+            c.connect.ca_file.as_deref(),
+            Some(std::path::Path::new("Cargo.toml"))
+        );
+        assert!(matches!(&c.connect.login, Login::Password(p) if p.expose() == "pw"));
+        let c = listen(&["ws://h/ws", "--token", "abc"]).unwrap();
+        assert!(matches!(&c.connect.login, Login::Token(t) if t.expose() == "abc"));
+        let err = |a: &[&str]| listen(a).unwrap_err().to_string();
+        assert!(err(&["ws://h/ws", "--token", "t", "--password", "p"]).contains("only one"));
+        assert!(err(&["ws://h/ws", "--ca-file", "Cargo.toml"]).contains("needs a wss://"));
+        assert!(err(&["wss://h/ws", "--ca-file", "/nonexistent/ca.pem"]).contains("/nonexistent"));
+        assert!(
+            bench(&["wss://h/ws"])
+                .unwrap_err()
+                .to_string()
+                .contains("ws:// port")
+        );
     }
 
     #[test]

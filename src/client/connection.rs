@@ -2,25 +2,27 @@
 //! `hello`, then a stream of [`Event`]s, with pings for the clock offset sent along the way.
 //!
 //! This is the one place that knows how a client talks to the server, so what later arrives here
-//! (credentials in the request, `wss://`, a `goaway` message that asks the client to move) changes
-//! this file and the listener's reaction to an event, not the listener's loop. Blocking I/O with
-//! read timeouts, like the server: one connection needs no more.
+//! (a `goaway` message that asks the client to move) changes this file and the listener's
+//! reaction to an event, not the listener's loop. The socket, TLS for `wss://` and the
+//! credentials (a token, or a password login whose token a [`Connector`] keeps for reconnects)
+//! come from [`crate::wsclient`]. Blocking I/O with read timeouts, like the server: one
+//! connection needs no more.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tungstenite::client::IntoClientRequest;
 use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::handshake::HandshakeError;
 use tungstenite::{Bytes, Message, WebSocket};
 
 use crate::audio::{self, Format};
+use crate::auth::Secret;
 use crate::client::clock::ClockOffset;
 use crate::client::endpoint::{Endpoint, Scheme};
 use crate::error::{Error, Result};
 use crate::protocol::{self, ServerMessage};
+use crate::wsclient::{self, ClientStream, ConnectError, Credentials};
 
 /// How often a ping goes out to refine the clock offset.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -35,6 +37,85 @@ pub struct ConnectOptions {
     /// A connection that delivers nothing for this long is treated as lost (a server that hangs
     /// with its socket open, a network that silently drops everything).
     pub stall: Duration,
+    /// For `wss://`: the PEM certificates to trust instead of the system's (`--ca-file`).
+    pub ca_file: Option<PathBuf>,
+    pub login: Login,
+}
+
+/// How a client proves it may listen to a server with a password.
+#[derive(Debug, Clone, Default)]
+pub enum Login {
+    /// The server has no password.
+    #[default]
+    None,
+    /// A token from `POST /api/login` (`--token`), sent as `Authorization: Bearer`.
+    Token(Secret),
+    /// The password (`--password`, `--password-file`), sent as the first message; the server
+    /// answers with a token, which a [`Connector`] uses for the reconnects that follow.
+    Password(Secret),
+}
+
+impl Login {
+    fn credentials(&self) -> Credentials<'_> {
+        match self {
+            Login::None => Credentials::None,
+            Login::Token(token) => Credentials::Token(token.expose()),
+            Login::Password(password) => Credentials::Password(password.expose()),
+        }
+    }
+}
+
+/// Opens connection after connection to one stream. After a password login it reconnects
+/// with the token the server gave, so the password crosses the network once; when that token
+/// is refused (it expired, or the server restarted and forgot it) it logs in again.
+pub struct Connector {
+    endpoint: Endpoint,
+    options: ConnectOptions,
+    earned: Option<Secret>,
+}
+
+impl Connector {
+    pub fn new(endpoint: &Endpoint, options: &ConnectOptions) -> Connector {
+        Connector {
+            endpoint: endpoint.clone(),
+            options: options.clone(),
+            earned: None,
+        }
+    }
+
+    /// Connects, logs in if need be, and reads `hello`.
+    pub fn open(&mut self) -> Result<Connection> {
+        if let Some(token) = self.earned.clone() {
+            let credentials = Credentials::Token(token.expose());
+            match Connection::open_as(&self.endpoint, &self.options, credentials) {
+                Err(Error::Refused { status: 401, .. }) => self.earned = None,
+                other => return other.map(|(connection, _)| connection),
+            }
+        }
+        let credentials = self.options.login.credentials();
+        let (connection, token) = Connection::open_as(&self.endpoint, &self.options, credentials)
+            .map_err(|e| match (e, &self.options.login) {
+            (
+                Error::Refused {
+                    what,
+                    status: 401,
+                    reason,
+                    retry_after,
+                },
+                Login::None,
+            ) => Error::Refused {
+                what,
+                status: 401,
+                reason: format!("{reason} (give --password, --password-file or --token)"),
+                retry_after,
+            },
+            (e, _) => e,
+        })?;
+        if token.is_some() {
+            self.earned = token;
+        }
+        Ok(connection)
+    }
 }
 
 /// The stream's description from `hello`.
@@ -102,7 +183,7 @@ pub struct Closed {
 }
 
 pub struct Connection {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<ClientStream>,
     pub hello: Hello,
     pub clock: ClockOffset,
     stall: Duration,
@@ -115,33 +196,38 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects, performs the WebSocket handshake and reads `hello`.
+    /// Connects with `options.login`, performs the WebSocket handshake and reads `hello`.
     pub fn open(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Connection> {
+        let credentials = options.login.credentials();
+        Connection::open_as(endpoint, options, credentials).map(|(connection, _)| connection)
+    }
+
+    /// [`Connection::open`] with these credentials; also returns the token a password login
+    /// earned.
+    fn open_as(
+        endpoint: &Endpoint,
+        options: &ConnectOptions,
+        credentials: Credentials<'_>,
+    ) -> Result<(Connection, Option<Secret>)> {
         let url = endpoint.url();
-        if endpoint.scheme != Scheme::Ws {
+        if endpoint.scheme == Scheme::Http {
             return Err(Error::usage(format!(
-                "{url}: a listener needs a ws:// URL (the stream is at ws://HOST:PORT/ws)"
+                "{url}: a listener needs a ws:// or wss:// URL (the stream is at ws://HOST:PORT/ws)"
             )));
         }
-        let addr = endpoint.resolve()?;
         let sent_us = unix_us();
-        let tcp = TcpStream::connect_timeout(&addr, options.timeout)
-            .map_err(|e| Error::io(format!("{url}: cannot connect"), e))?;
-        let _ = tcp.set_nodelay(true);
-        tcp.set_read_timeout(Some(options.timeout))
-            .and_then(|()| tcp.set_write_timeout(Some(options.timeout)))
-            .map_err(|e| Error::io(format!("{url}: socket options"), e))?;
-        let request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| Error::usage(format!("{url}: {e}")))?;
-        let (mut ws, _) =
-            tungstenite::client(request, tcp).map_err(|e| handshake_error(&url, e))?;
+        let wsclient::Connection { mut ws, token } = wsclient::connect_within(
+            &url,
+            options.ca_file.as_deref(),
+            credentials,
+            options.timeout,
+        )
+        .map_err(|e| connect_error(&url, e))?;
         let hello = read_hello(&mut ws).map_err(|why| Error::source(&url, why))?;
         let mut clock = ClockOffset::default();
         clock.observe(sent_us, unix_us(), hello.server_time_ms);
         let now = Instant::now();
-        Ok(Connection {
+        let connection = Connection {
             ws,
             hello,
             clock,
@@ -152,7 +238,8 @@ impl Connection {
             pings: VecDeque::with_capacity(PINGS_IN_FLIGHT),
             pongs: 0,
             bye: None,
-        })
+        };
+        Ok((connection, token))
     }
 
     /// Waits for the next message until `until`, answering nothing but sending pings when due.
@@ -178,7 +265,7 @@ impl Connection {
             let timeout = wake
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(1));
-            if let Err(e) = self.ws.get_ref().set_read_timeout(Some(timeout)) {
+            if let Err(e) = self.ws.get_ref().tcp().set_read_timeout(Some(timeout)) {
                 return Event::Closed(Closed {
                     reason: format!("socket: {e}"),
                     by_server: false,
@@ -280,6 +367,7 @@ impl Connection {
         let _ = self
             .ws
             .get_ref()
+            .tcp()
             .set_read_timeout(Some(Duration::from_millis(500)));
         if self.ws.close(None).is_ok() {
             while self.ws.read().is_ok() {}
@@ -288,7 +376,7 @@ impl Connection {
 }
 
 /// Reads messages until `hello`, which must come first.
-fn read_hello(ws: &mut WebSocket<TcpStream>) -> std::result::Result<Hello, String> {
+fn read_hello(ws: &mut WebSocket<ClientStream>) -> std::result::Result<Hello, String> {
     let message = ws.read().map_err(|e| format!("no hello: {e}"))?;
     let Message::Text(text) = message else {
         return Err("the first message is not a JSON hello".into());
@@ -336,36 +424,30 @@ fn read_hello(ws: &mut WebSocket<TcpStream>) -> std::result::Result<Hello, Strin
     }
 }
 
-fn handshake_error(url: &str, e: HandshakeError<tungstenite::ClientHandshake<TcpStream>>) -> Error {
-    let e = match e {
-        HandshakeError::Failure(e) => e,
-        HandshakeError::Interrupted(_) => {
-            return Error::io(
-                format!("{url}: handshake"),
-                std::io::Error::new(ErrorKind::TimedOut, "timed out"),
-            );
-        }
-    };
+/// A failed connect as the user sees it, always naming the URL; passwords and tokens are
+/// never part of it.
+fn connect_error(url: &str, e: ConnectError) -> Error {
     match e {
-        WsError::Http(response) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            let reason = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or(body);
-            let reason = reason.trim();
-            let status = response.status();
-            match reason.is_empty() {
-                true => Error::source(url, format!("server answered {status}")),
-                false => Error::source(url, format!("server answered {status}: {reason}")),
-            }
-        }
-        WsError::Io(io) => Error::io(format!("{url}: handshake"), io),
-        other => Error::source(url, format!("handshake failed: {other}")),
+        ConnectError::Url(reason) => Error::usage(reason),
+        ConnectError::Io { context, source } => Error::io(format!("{url}: {context}"), source),
+        ConnectError::Refused {
+            status,
+            reason,
+            retry_after,
+        } => Error::Refused {
+            what: url.to_string(),
+            status,
+            reason,
+            retry_after: retry_after.map(Duration::from_secs),
+        },
+        // The server closes the connection on a wrong password, after the upgrade.
+        ConnectError::Login(reason) => Error::Refused {
+            what: url.to_string(),
+            status: 401,
+            reason: format!("password login: {reason}"),
+            retry_after: None,
+        },
+        other => Error::source(url, other),
     }
 }
 

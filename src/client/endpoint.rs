@@ -1,8 +1,8 @@
-//! The URL a client connects to: `ws://HOST[:PORT][/PATH]` for the stream, `http://…` for a plain
-//! HTTP audio stream (what `earshot bench` attaches to Icecast).
+//! The URL a client connects to: `ws://HOST[:PORT][/PATH]` or `wss://…` (behind a TLS proxy) for
+//! the stream, `http://…` for a plain HTTP audio stream (what `earshot bench` attaches to Icecast).
 //!
-//! `wss://` is recognised and refused with a clear message until TLS support arrives; it is one
-//! more [`Scheme`] and one more arm in [`crate::client::connection`].
+//! `earshot listen` takes both WebSocket schemes through [`crate::wsclient`]; `earshot bench`
+//! drives its own plain sockets and refuses `wss://`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 pub enum Scheme {
     /// A WebSocket stream (PROTOCOL.md).
     Ws,
+    /// A WebSocket stream over TLS, as a reverse proxy serves it (deploy/nginx.conf).
+    Wss,
     /// Plain HTTP: the response body is the audio (Icecast and the like).
     Http,
 }
@@ -27,16 +29,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Parses a `ws://` or `http://` URL.
+    /// Parses a `ws://`, `wss://` or `http://` URL.
     pub fn parse(url: &str) -> Result<Endpoint> {
         let bad = |why: &str| Error::usage(format!("{url}: {why}"));
         let (scheme, rest, default_port) = if let Some(rest) = url.strip_prefix("ws://") {
             (Scheme::Ws, rest, 80)
         } else if let Some(rest) = url.strip_prefix("http://") {
             (Scheme::Http, rest, 80)
-        } else if url.starts_with("wss://") || url.starts_with("https://") {
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (Scheme::Wss, rest, 443)
+        } else if url.starts_with("https://") {
             return Err(bad(
-                "TLS URLs are not supported yet; connect to the server's ws:// port directly",
+                "https:// is not a stream URL; use wss://HOST/ws for a stream behind TLS",
             ));
         } else {
             return Err(bad("expected a ws:// URL such as ws://127.0.0.1:8080/ws"));
@@ -88,6 +92,7 @@ impl Endpoint {
     pub fn url(&self) -> String {
         let scheme = match self.scheme {
             Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
             Scheme::Http => "http",
         };
         format!("{scheme}://{}{}", self.host_port(), self.path)
@@ -136,6 +141,9 @@ mod tests {
         assert_eq!((e.host.as_str(), e.port), ("::1", 9000));
         assert_eq!(e.path, "/ws?token=x");
         assert_eq!(e.host_port(), "[::1]:9000");
+        let e = Endpoint::parse("wss://radio.example/ws").unwrap();
+        assert_eq!((e.scheme, e.port), (Scheme::Wss, 443));
+        assert_eq!(e.url(), "wss://radio.example:443/ws");
         let e = Endpoint::parse("http://127.0.0.1:8000/stream.wav").unwrap();
         assert_eq!(e.scheme, Scheme::Http);
     }
@@ -143,7 +151,7 @@ mod tests {
     #[test]
     fn unsupported_or_malformed_urls_say_why() {
         let msg = |u: &str| Endpoint::parse(u).unwrap_err().to_string();
-        assert!(msg("wss://x/ws").contains("TLS"));
+        assert!(msg("https://x/ws").contains("wss://HOST/ws"));
         assert!(msg("127.0.0.1:8080").contains("expected a ws:// URL"));
         assert!(msg("ws://:80/ws").contains("no host"));
         assert!(msg("ws://h:99999/ws").contains("bad port"));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::audio::Format;
 use crate::client::config::ListenConfig;
-use crate::client::connection::{AudioChunk, Closed, Connection, Event, Hello};
+use crate::client::connection::{AudioChunk, Closed, Connection, Connector, Event, Hello};
 use crate::client::console::{self, Console, Latency, Second, Summary, Totals};
 use crate::client::interruptions::InterruptionLog;
 #[cfg(feature = "alsa")]
@@ -73,6 +73,7 @@ enum End {
 
 struct Listener<'a> {
     config: &'a ListenConfig,
+    connector: Connector,
     console: Console,
     url: String,
     started: Instant,
@@ -108,6 +109,7 @@ impl<'a> Listener<'a> {
         let now = Instant::now();
         Listener {
             config,
+            connector: Connector::new(&config.endpoint, &config.connect),
             console: Console::new(config.json),
             url: config.endpoint.url(),
             started: now,
@@ -168,22 +170,23 @@ impl<'a> Listener<'a> {
                     std::thread::sleep((next_attempt - now).min(Duration::from_millis(50)));
                     continue;
                 }
-                match Connection::open(&self.config.endpoint, &self.config.connect) {
+                match self.connector.open() {
                     Ok(c) => {
                         self.on_connected(&c)?;
                         connection = Some(c);
                         retry_wait = RETRY_FIRST;
                     }
+                    Err(e) if !e.is_retryable() => return Err(e),
                     Err(e) if self.config.reconnect => {
                         self.interruptions.attempt();
                         if self.interruptions.pending().is_none() && self.last_error.is_none() {
                             self.console.disconnected(&e.to_string(), true);
                         }
                         self.last_error = Some(e.to_string());
-                        next_attempt = Instant::now() + retry_wait;
+                        let wait = e.retry_after().unwrap_or_default().max(retry_wait);
+                        next_attempt = Instant::now() + wait;
                         retry_wait = (retry_wait * 2).min(RETRY_MAX);
                     }
-                    Err(e @ Error::Usage(_)) => return Err(e),
                     Err(e) => return Ok(End::Lost(e.to_string())),
                 }
                 continue;
