@@ -180,6 +180,15 @@ fn start_nginx(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
         &template,
         &[
             ("server 127.0.0.1:8080;", format!("server {backend};")),
+            // One backend here; failover between several is tests/failover_haproxy.rs's.
+            (
+                "server 127.0.0.1:8081 max_fails=1 fail_timeout=5s;",
+                String::new(),
+            ),
+            (
+                "server 127.0.0.1:8082 max_fails=1 fail_timeout=5s;",
+                String::new(),
+            ),
             ("listen 80;", format!("listen 127.0.0.1:{};", free_port())),
             ("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
             (
@@ -250,6 +259,9 @@ fn start_haproxy(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
                 "server earshot1 127.0.0.1:8080",
                 format!("server earshot1 {backend}"),
             ),
+            // One backend here; failover between several is tests/failover_haproxy.rs's.
+            ("\n    server earshot2 127.0.0.1:8081", String::new()),
+            ("\n    server earshot3 127.0.0.1:8082", String::new()),
         ],
     );
     let path = dir.join("haproxy.cfg");

@@ -91,7 +91,7 @@ fn probe(config: &BenchConfig) -> Result<StreamInfo> {
     }
     let options = ConnectOptions {
         timeout: config.connect_timeout,
-        stall: Duration::from_secs(5),
+        stall: Some(Duration::from_secs(5)),
     };
     let mut connection = Connection::open(&config.endpoint, &options)?;
     let deadline = Instant::now() + Duration::from_millis(1500);

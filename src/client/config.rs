@@ -53,8 +53,10 @@ pub const LISTEN_FLAGS: &[Flag] = &[
     Flag {
         name: "stall-ms",
         value: Some("MS"),
-        default: Some("3000"),
-        help: "Treat a connection that delivers nothing for MS as lost",
+        default: None,
+        help: "Treat a connection that delivers nothing for MS as stalled (a frozen server, a\n\
+               migrating VM) and reconnect at once with --reconnect. Default: 20 chunk\n\
+               durations (400 ms with 20 ms chunks)",
     },
     Flag {
         name: "connect-timeout-ms",
@@ -277,7 +279,10 @@ impl ListenConfig {
             reconnect_timeout,
             connect: ConnectOptions {
                 timeout: millis(raw, "connect-timeout-ms", 5000, 100..=600_000)?,
-                stall: millis(raw, "stall-ms", 3000, 100..=3_600_000)?,
+                stall: match raw.str("stall-ms") {
+                    Some(_) => Some(millis(raw, "stall-ms", 0, 50..=3_600_000)?),
+                    None => None,
+                },
             },
             play_device: play.then(|| raw.string_or("play-device", "default")),
         })
@@ -365,7 +370,7 @@ mod tests {
         let c = listen(&["ws://127.0.0.1:8080/ws", "--duration", "2.5", "--reconnect"]).unwrap();
         assert_eq!(c.duration, Some(Duration::from_millis(2500)));
         assert!(c.reconnect && !c.json && c.play_device.is_none());
-        assert_eq!(c.connect.stall, Duration::from_secs(3));
+        assert_eq!(c.connect.stall, None);
         let err = |a: &[&str]| listen(a).unwrap_err().to_string();
         assert!(err(&[]).contains("missing URL"));
         assert!(err(&["http://h:8080/"]).contains("ws://h:8080/ws"));

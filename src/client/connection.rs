@@ -26,6 +26,13 @@ use crate::protocol::{self, ServerMessage};
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// Pings remembered while waiting for their pongs; older ones are forgotten.
 const PINGS_IN_FLIGHT: usize = 8;
+/// Without `--stall-ms`, a connection is stalled after this many chunk durations without a
+/// message (400 ms with 20 ms chunks): far above the jitter of a loaded machine (tens of ms, the
+/// server paces chunks one by one), far below a TCP timeout, and short enough that a reconnect's
+/// burst (200 ms by default) plus the stall is what a listener loses to a frozen server.
+pub const STALL_CHUNKS: u32 = 20;
+/// The automatic stall threshold never goes below this, whatever the chunk size.
+const STALL_FLOOR: Duration = Duration::from_millis(250);
 
 /// How a connection is made and when it is given up.
 #[derive(Debug, Clone)]
@@ -33,8 +40,9 @@ pub struct ConnectOptions {
     /// For the TCP connect, the handshake and the `hello`, each.
     pub timeout: Duration,
     /// A connection that delivers nothing for this long is treated as lost (a server that hangs
-    /// with its socket open, a network that silently drops everything).
-    pub stall: Duration,
+    /// with its socket open, a network that silently drops everything, a VM being migrated).
+    /// `None`: [`STALL_CHUNKS`] chunk durations of the stream, from `hello`.
+    pub stall: Option<Duration>,
 }
 
 /// The stream's description from `hello`.
@@ -106,7 +114,11 @@ pub struct Connection {
     pub hello: Hello,
     pub clock: ClockOffset,
     stall: Duration,
+    /// The server said its source is down: no audio is due, only pongs prove the server lives.
+    source_down: bool,
     last_message: Instant,
+    /// The stall deadline passed and one last short read was allowed.
+    stall_probed: bool,
     next_ping: Instant,
     next_ping_id: u64,
     pings: VecDeque<(u64, u64)>,
@@ -141,11 +153,14 @@ impl Connection {
         let mut clock = ClockOffset::default();
         clock.observe(sent_us, unix_us(), hello.server_time_ms);
         let now = Instant::now();
+        let stall = options.stall.unwrap_or_else(|| automatic_stall(&hello));
         Ok(Connection {
             ws,
             hello,
             clock,
-            stall: options.stall,
+            stall,
+            source_down: false,
+            stall_probed: false,
             last_message: now,
             next_ping: now,
             next_ping_id: 1,
@@ -164,17 +179,23 @@ impl Connection {
                     return Event::Closed(self.closed_by(e));
                 }
             }
-            let stall_at = self.last_message + self.stall;
-            if now >= stall_at {
-                return Event::Closed(Closed {
-                    reason: format!("no data for {} ms", self.stall.as_millis()),
-                    by_server: false,
-                });
-            }
             if now >= until {
                 return Event::Idle;
             }
-            let wake = until.min(self.next_ping).min(stall_at);
+            let stall = self.stall_threshold();
+            let stall_at = self.last_message + stall;
+            // The caller may have been busy (opening a successor): one last short read takes
+            // what already waits before the connection is called stalled.
+            if now >= stall_at {
+                if self.stall_probed {
+                    return Event::Closed(Closed {
+                        reason: format!("stalled: no data for {} ms", stall.as_millis()),
+                        by_server: false,
+                    });
+                }
+                self.stall_probed = true;
+            }
+            let wake = until.min(self.next_ping).min(stall_at.max(now));
             let timeout = wake
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(1));
@@ -187,6 +208,7 @@ impl Connection {
             match self.ws.read() {
                 Ok(message) => {
                     self.last_message = Instant::now();
+                    self.stall_probed = false;
                     if let Some(event) = self.on_message(message) {
                         return event;
                     }
@@ -195,6 +217,20 @@ impl Connection {
                 Err(e) => return Event::Closed(self.closed_by(e)),
             }
         }
+    }
+
+    /// How long the connection may stay silent. While the source is down no audio is due, so
+    /// only the pongs (one a second) show the server is alive.
+    fn stall_threshold(&self) -> Duration {
+        match self.source_down {
+            true => self.stall.max(PING_EVERY * 3),
+            false => self.stall,
+        }
+    }
+
+    /// The silence after which this connection counts as stalled (while audio is due).
+    pub fn stall(&self) -> Duration {
+        self.stall
     }
 
     fn on_message(&mut self, message: Message) -> Option<Event> {
@@ -220,6 +256,10 @@ impl Connection {
                         self.clock.observe(sent, received, server_time_ms);
                         self.pongs += 1;
                         None
+                    }
+                    ServerMessage::Source { state, reason } => {
+                        self.source_down = state == "down";
+                        Some(Event::Control(ServerMessage::Source { state, reason }))
                     }
                     ServerMessage::Bye { reason } => {
                         self.bye = Some(reason.clone());
@@ -285,6 +325,12 @@ impl Connection {
             while self.ws.read().is_ok() {}
         }
     }
+}
+
+/// [`STALL_CHUNKS`] chunk durations, at least [`STALL_FLOOR`].
+fn automatic_stall(hello: &Hello) -> Duration {
+    let chunks = Duration::from_secs_f64(hello.chunk_us() * f64::from(STALL_CHUNKS) / 1e6);
+    chunks.max(STALL_FLOOR)
 }
 
 /// Reads messages until `hello`, which must come first.

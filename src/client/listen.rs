@@ -39,6 +39,23 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_millis(500);
 /// With `--duration`, how long past it the listener waits for audio that is late.
 const DURATION_GRACE: Duration = Duration::from_secs(2);
+/// After `goaway`, the wait between attempts to open the successor (a balancer may still send
+/// one attempt to the draining instance, which refuses it with 503).
+const MOVE_RETRY: Duration = Duration::from_millis(100);
+/// How long the old connection may keep feeding the timeline until it reaches the successor's
+/// first chunk; past it the successor takes over anyway and the splice measures the hole.
+const MOVE_CATCH_UP: Duration = Duration::from_secs(1);
+
+/// A move the server asked for with `goaway`: make before break.
+struct Move {
+    cause: String,
+    /// The new connection, open and unread until it takes over.
+    successor: Option<(Connection, Instant)>,
+    next_attempt: Instant,
+    /// The old connection closes then; no use opening a successor after it.
+    give_up: Instant,
+    failures: u64,
+}
 
 /// Runs the listener until `--duration`, SIGINT/SIGTERM, or the stream is lost; returns the
 /// exit code ([`EXIT_CONTINUOUS`], [`EXIT_RECOVERED`] or [`EXIT_LOST`]).
@@ -142,6 +159,7 @@ impl<'a> Listener<'a> {
         let mut retry_wait = RETRY_FIRST;
         let mut next_attempt = Instant::now();
         let mut next_report = self.started + REPORT_EVERY;
+        let mut moving: Option<Move> = None;
         loop {
             if stop.load(Ordering::Relaxed) {
                 if let Some(c) = connection.take() {
@@ -161,6 +179,11 @@ impl<'a> Listener<'a> {
                 next_report += REPORT_EVERY;
                 if next_report < now {
                     next_report = now + REPORT_EVERY;
+                }
+            }
+            if let Some(m) = moving.as_mut() {
+                if connection.is_none() || self.step_move(m, &mut connection)? {
+                    moving = None;
                 }
             }
             let Some(conn) = connection.as_mut() else {
@@ -195,9 +218,32 @@ impl<'a> Listener<'a> {
                     self.rtt_ms = rtt.map(ms);
                     self.on_audio(&chunk, offset)?;
                 }
+                Event::Control(ServerMessage::Goaway { reason, grace_ms }) => {
+                    if moving.is_none() {
+                        self.console.note(&format!(
+                            "server asks to move ({reason}, {grace_ms} ms of grace): \
+                             opening a new connection first"
+                        ));
+                        let now = Instant::now();
+                        moving = Some(Move {
+                            cause: format!("goaway: {reason}"),
+                            successor: None,
+                            next_attempt: now,
+                            give_up: now + Duration::from_millis(grace_ms),
+                            failures: 0,
+                        });
+                    }
+                }
                 Event::Control(message) => self.on_control(message),
                 Event::Idle => {}
                 Event::Closed(closed) => {
+                    // The old connection ended before the successor caught up with it: the
+                    // successor takes over at once and the splice measures what is missing.
+                    if let Some((successor, _)) = moving.take().and_then(|m| m.successor) {
+                        connection = Some(successor);
+                        self.take_over(&closed.reason, connection.as_ref())?;
+                        continue;
+                    }
                     connection = None;
                     if let Some(end) = self.on_closed(closed) {
                         return Ok(end);
@@ -205,6 +251,61 @@ impl<'a> Listener<'a> {
                     next_attempt = Instant::now();
                 }
             }
+        }
+    }
+
+    /// One step of a move: open the successor, and once the old connection has delivered up to
+    /// the successor's first chunk, let the successor take over. Returns whether the move is
+    /// over (done, or given up: then the old connection's end is an ordinary interruption).
+    fn step_move(&mut self, m: &mut Move, connection: &mut Option<Connection>) -> Result<bool> {
+        let now = Instant::now();
+        let Some((successor, opened)) = m.successor.as_ref() else {
+            if now >= m.give_up {
+                self.console
+                    .note("no new connection before the grace period ended");
+                return Ok(true);
+            }
+            if now < m.next_attempt {
+                return Ok(false);
+            }
+            match Connection::open(&self.config.endpoint, &self.config.connect) {
+                Ok(c) => m.successor = Some((c, Instant::now())),
+                Err(e) => {
+                    m.failures += 1;
+                    if m.failures == 1 {
+                        self.console
+                            .note(&format!("new connection failed: {e}; retrying"));
+                    }
+                    m.next_attempt = Instant::now() + MOVE_RETRY;
+                }
+            }
+            return Ok(false);
+        };
+        let caught_up = match self.timeline.as_ref().and_then(Timeline::next_seq) {
+            Some(next) => next.wrapping_sub(successor.hello.seq) as i64 >= 0,
+            None => true,
+        };
+        if !caught_up && opened.elapsed() < MOVE_CATCH_UP {
+            return Ok(false);
+        }
+        let (successor, _) = m.successor.take().expect("checked above");
+        if let Some(old) = connection.replace(successor) {
+            // The close handshake waits for the server; the audio must not.
+            std::thread::spawn(move || old.close());
+        }
+        let cause = m.cause.clone();
+        self.take_over(&cause, connection.as_ref())?;
+        Ok(true)
+    }
+
+    /// The successor of a move is now the connection: the interruption it opens is closed by
+    /// the successor's first new chunk, usually with nothing lost.
+    fn take_over(&mut self, cause: &str, connection: Option<&Connection>) -> Result<()> {
+        self.interruptions
+            .begin_move(cause, self.instance.clone(), self.last_audio_us);
+        match connection {
+            Some(c) => self.on_connected(c),
+            None => Ok(()),
         }
     }
 
@@ -492,7 +593,7 @@ impl<'a> Listener<'a> {
             End::Done | End::Stopped | End::TimeUp | End::StreamEnded => {
                 let missing = self.totals.gaps
                     + self.totals.skips
-                    + self.interruptions.completed().len() as u64
+                    + self.interruptions.audible() as u64
                     + u64::from(padded_ms > 0.0);
                 if missing == 0 {
                     ("continuous", EXIT_CONTINUOUS)

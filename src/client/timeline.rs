@@ -176,6 +176,11 @@ impl Timeline {
         }
     }
 
+    /// The sequence number the timeline continues with, once a chunk has been placed.
+    pub fn next_seq(&self) -> Option<u64> {
+        self.next_seq
+    }
+
     /// Frames in `chunks` chunks.
     pub fn frames_of(&self, chunks: u64) -> u64 {
         chunks * self.chunk_frames
