@@ -31,6 +31,14 @@ pub const LISTEN_FLAGS: &[Flag] = &[
                Default: until SIGINT or SIGTERM",
     },
     Flag {
+        name: "report",
+        value: Some("FILE"),
+        default: None,
+        help: "At the end, write a JSON summary of the run to FILE for a change ticket: the\n\
+               instances that served the stream, each interruption and instance change with its\n\
+               duration and the audio lost, and the totals (see README)",
+    },
+    Flag {
         name: "json",
         value: None,
         default: None,
@@ -177,6 +185,8 @@ pub const BENCH_FLAGS: &[Flag] = &[
 pub struct ListenConfig {
     pub endpoint: Endpoint,
     pub out: Option<PathBuf>,
+    /// `--report`: where to write the failover report at the end.
+    pub report: Option<PathBuf>,
     pub duration: Option<Duration>,
     pub json: bool,
     pub reconnect: bool,
@@ -273,6 +283,7 @@ impl ListenConfig {
         Ok(ListenConfig {
             endpoint,
             out: raw.str("out").map(PathBuf::from),
+            report: raw.str("report").map(PathBuf::from),
             duration: seconds(raw, "duration", 0.01..=1e7)?,
             json: raw.switch("json")?,
             reconnect,

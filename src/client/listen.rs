@@ -19,6 +19,7 @@ use crate::client::console::{self, Console, Latency, Second, Summary, Totals};
 use crate::client::interruptions::InterruptionLog;
 #[cfg(feature = "alsa")]
 use crate::client::play::Player;
+use crate::client::report::{Report, Served};
 use crate::client::stats::{Histogram, Jitter, ms};
 use crate::client::timeline::{Hole, Placement, Timeline};
 use crate::client::wavout::WavOut;
@@ -106,6 +107,9 @@ struct Listener<'a> {
     live_from_us: u64,
     instance: Option<String>,
     connections: u64,
+    /// Every connection's instance, for `--report`.
+    served: Vec<Served>,
+    started_unix_ms: u64,
     jitter: Jitter,
     window: Histogram,
     window_chunks: u64,
@@ -139,6 +143,8 @@ impl<'a> Listener<'a> {
             live_from_us: 0,
             instance: None,
             connections: 0,
+            served: Vec::new(),
+            started_unix_ms: crate::audio::unix_millis_now(),
             jitter: Jitter::default(),
             window: Histogram::new(),
             window_chunks: 0,
@@ -323,6 +329,11 @@ impl<'a> Listener<'a> {
         self.jitter.restart();
         self.live_from_us = hello.server_time_ms * 1000;
         self.instance = Some(hello.instance.clone());
+        self.served.push(Served {
+            connection: self.connections,
+            instance: hello.instance.clone(),
+            connected_unix_ms: crate::audio::unix_millis_now(),
+        });
         self.console.connected(&self.url, hello, self.connections);
         Ok(())
     }
@@ -620,6 +631,16 @@ impl<'a> Listener<'a> {
             wav_seconds,
         };
         self.console.summary(&summary);
+        if let Some(path) = &self.config.report {
+            let report = Report {
+                url: &self.url,
+                started_unix_ms: self.started_unix_ms,
+                served: &self.served,
+                interruptions: self.interruptions.completed(),
+                summary: &summary,
+            };
+            report.write(path)?;
+        }
         Ok(exit_code)
     }
 }
