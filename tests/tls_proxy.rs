@@ -444,3 +444,35 @@ fn a_certificate_from_another_ca_is_refused_by_the_client() {
     assert!(err.starts_with("tls: 127.0.0.1:"), "{err}");
     assert!(err.contains("certificate"), "{err}");
 }
+
+#[test]
+fn earshot_listen_logs_in_and_plays_wss_through_the_shipped_haproxy_config() {
+    let dir = TempDir::new("haproxy-listen");
+    let certs = make_certs(&dir.0);
+    let server = start_earshot(&dir);
+    let proxy = start_haproxy(&dir.0, &certs, server.addr);
+    let (code, stdout, stderr) = run_earshot(&[
+        "listen",
+        &proxy.wss_url(),
+        "--ca-file",
+        certs.ca.to_str().unwrap(),
+        "--password",
+        PASSWORD,
+        "--duration",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(r#""outcome":"continuous""#), "{stdout}");
+    // Without the CA file the proxy's certificate is not trusted, and that is said.
+    let (code, _, stderr) = run_earshot(&[
+        "listen",
+        &proxy.wss_url(),
+        "--password",
+        PASSWORD,
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("tls"), "{stderr}");
+}

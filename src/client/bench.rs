@@ -20,6 +20,7 @@ use crate::client::procstat::{self, ProcSample};
 use crate::client::results::{self, StepResult};
 use crate::client::stats::ms;
 use crate::error::{Error, Result};
+use crate::wsclient::Credentials;
 
 /// The targets every step is judged by (BENCHMARKS.md): every listener gets at least this share
 /// of chunks on time, and the p99 latency stays below this.
@@ -93,7 +94,7 @@ fn probe(config: &BenchConfig) -> Result<StreamInfo> {
         timeout: config.connect_timeout,
         stall: Some(Duration::from_secs(5)),
     };
-    let mut connection = Connection::open(&config.endpoint, &options)?;
+    let mut connection = Connection::open(&config.endpoint, &options, Credentials::None, None)?;
     let deadline = Instant::now() + Duration::from_millis(1500);
     while connection.pongs() < 2 && Instant::now() < deadline {
         if let Event::Closed(c) = connection.next_event(deadline) {

@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::Secret;
 use crate::client::connection::ConnectOptions;
 use crate::client::endpoint::{Endpoint, Scheme};
 use crate::error::{Error, Result};
 use crate::flags::{Flag, RawArgs};
 
-pub const LISTEN_USAGE: &str = "earshot listen [OPTIONS] ws://HOST:PORT/ws";
+pub const LISTEN_USAGE: &str = "earshot listen [OPTIONS] ws://HOST:PORT/ws | wss://HOST/ws";
 pub const LISTEN_SUMMARY: &str = "\
 Listen to a stream and measure it: one line per second with latency p50/p99 (corrected by the
 clock offset from ping/pong), RFC 3550 jitter, kbit/s, chunks, gaps, skips and reconnects.
@@ -29,6 +30,25 @@ pub const LISTEN_FLAGS: &[Flag] = &[
         default: None,
         help: "Stop after S seconds of stream (decimals allowed); the WAV is then S seconds long.\n\
                Default: until SIGINT or SIGTERM",
+    },
+    Flag {
+        name: "password",
+        value: Some("PW"),
+        default: None,
+        help: "The server's listening password, sent as the first WebSocket message; the token it\n\
+               earns is used for reconnects. Prefer EARSHOT_PASSWORD: argv is visible in ps",
+    },
+    Flag {
+        name: "token",
+        value: Some("TOKEN"),
+        default: None,
+        help: "A token from POST /api/login, sent as Authorization: Bearer",
+    },
+    Flag {
+        name: "ca-file",
+        value: Some("FILE"),
+        default: None,
+        help: "For wss://: trust the CA certificates in this PEM file instead of the system's",
     },
     Flag {
         name: "report",
@@ -70,7 +90,8 @@ pub const LISTEN_FLAGS: &[Flag] = &[
         name: "connect-timeout-ms",
         value: Some("MS"),
         default: Some("5000"),
-        help: "Time allowed for the TCP connect, and again for the handshake and hello",
+        help: "Time allowed for the hello once connected, and for each write (the TCP connect,\n\
+               TLS, the handshake and a password login are allowed 10 s each)",
     },
     Flag {
         name: "play",
@@ -180,6 +201,14 @@ pub const BENCH_FLAGS: &[Flag] = &[
     },
 ];
 
+/// How `earshot listen` proves it may listen.
+#[derive(Debug, Clone)]
+pub enum ListenCredentials {
+    None,
+    Password(Secret),
+    Token(Secret),
+}
+
 /// Everything `earshot listen` needs, checked.
 #[derive(Debug, Clone)]
 pub struct ListenConfig {
@@ -187,6 +216,9 @@ pub struct ListenConfig {
     pub out: Option<PathBuf>,
     /// `--report`: where to write the failover report at the end.
     pub report: Option<PathBuf>,
+    pub credentials: ListenCredentials,
+    /// `--ca-file`: the CA certificates to trust for `wss://`.
+    pub ca_file: Option<PathBuf>,
     pub duration: Option<Duration>,
     pub json: bool,
     pub reconnect: bool,
@@ -261,9 +293,9 @@ fn millis(
 impl ListenConfig {
     pub fn from_raw(raw: &RawArgs) -> Result<ListenConfig> {
         let endpoint = the_url(raw, LISTEN_USAGE)?;
-        if endpoint.scheme != Scheme::Ws {
+        if endpoint.scheme == Scheme::Http {
             return Err(Error::usage(format!(
-                "{}: listen needs the stream's ws:// URL, such as ws://{}/ws",
+                "{}: listen needs the stream's ws:// or wss:// URL, such as ws://{}/ws",
                 endpoint.url(),
                 endpoint.host_port()
             )));
@@ -284,6 +316,15 @@ impl ListenConfig {
             endpoint,
             out: raw.str("out").map(PathBuf::from),
             report: raw.str("report").map(PathBuf::from),
+            credentials: match (raw.str("password"), raw.str("token")) {
+                (Some(_), Some(_)) => {
+                    return Err(Error::usage("give --password or --token, not both"));
+                }
+                (Some(p), None) => ListenCredentials::Password(Secret::new(p)),
+                (None, Some(t)) => ListenCredentials::Token(Secret::new(t)),
+                (None, None) => ListenCredentials::None,
+            },
+            ca_file: raw.str("ca-file").map(PathBuf::from),
             duration: seconds(raw, "duration", 0.01..=1e7)?,
             json: raw.switch("json")?,
             reconnect,
@@ -303,6 +344,12 @@ impl ListenConfig {
 impl BenchConfig {
     pub fn from_raw(raw: &RawArgs) -> Result<BenchConfig> {
         let endpoint = the_url(raw, BENCH_USAGE)?;
+        if endpoint.scheme == Scheme::Wss {
+            return Err(Error::usage(format!(
+                "{}: bench speaks ws:// and http:// only; measure the server behind the proxy",
+                endpoint.url()
+            )));
+        }
         let clients =
             parse_ladder(&raw.string_or("clients", "1,5,10,20,35,50,100,200,500,1000,2000"))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());

@@ -1,26 +1,25 @@
 //! One WebSocket connection to an earshot stream, from the client's side: connect, handshake,
 //! `hello`, then a stream of [`Event`]s, with pings for the clock offset sent along the way.
 //!
-//! This is the one place that knows how a client talks to the server, so what later arrives here
-//! (credentials in the request, `wss://`, a `goaway` message that asks the client to move) changes
-//! this file and the listener's reaction to an event, not the listener's loop. Blocking I/O with
-//! read timeouts, like the server: one connection needs no more.
+//! This is the one place that knows how a listener talks to the server; connecting itself
+//! (`ws://` or `wss://`, a token or a password login, a CA file) is [`wsclient`]'s, shared with
+//! the tests. Blocking I/O with read timeouts, like the server: one connection needs no more.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tungstenite::client::IntoClientRequest;
 use tungstenite::error::{Error as WsError, ProtocolError};
-use tungstenite::handshake::HandshakeError;
 use tungstenite::{Bytes, Message, WebSocket};
 
 use crate::audio::{self, Format};
+use crate::auth::Secret;
 use crate::client::clock::ClockOffset;
 use crate::client::endpoint::{Endpoint, Scheme};
 use crate::error::{Error, Result};
 use crate::protocol::{self, ServerMessage};
+use crate::wsclient::{self, ClientStream, ConnectError, Credentials};
 
 /// How often a ping goes out to refine the clock offset.
 const PING_EVERY: Duration = Duration::from_secs(1);
@@ -110,7 +109,7 @@ pub struct Closed {
 }
 
 pub struct Connection {
-    ws: WebSocket<TcpStream>,
+    ws: WebSocket<ClientStream>,
     pub hello: Hello,
     pub clock: ClockOffset,
     stall: Duration,
@@ -124,31 +123,33 @@ pub struct Connection {
     pings: VecDeque<(u64, u64)>,
     pongs: u64,
     bye: Option<String>,
+    /// The token a password login earned, to reconnect without sending the password again.
+    pub token: Option<Secret>,
 }
 
 impl Connection {
-    /// Connects, performs the WebSocket handshake and reads `hello`.
-    pub fn open(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Connection> {
+    /// Connects (`ws://` or `wss://`, through [`wsclient`]), performs the WebSocket handshake
+    /// and the login if any, and reads `hello`. A password login's token is in
+    /// [`Connection::token`].
+    pub fn open(
+        endpoint: &Endpoint,
+        options: &ConnectOptions,
+        credentials: Credentials<'_>,
+        ca_file: Option<&Path>,
+    ) -> Result<Connection> {
         let url = endpoint.url();
-        if endpoint.scheme != Scheme::Ws {
+        if endpoint.scheme == Scheme::Http {
             return Err(Error::usage(format!(
-                "{url}: a listener needs a ws:// URL (the stream is at ws://HOST:PORT/ws)"
+                "{url}: a listener needs a ws:// or wss:// URL (the stream is at ws://HOST:PORT/ws)"
             )));
         }
-        let addr = endpoint.resolve()?;
         let sent_us = unix_us();
-        let tcp = TcpStream::connect_timeout(&addr, options.timeout)
-            .map_err(|e| Error::io(format!("{url}: cannot connect"), e))?;
-        let _ = tcp.set_nodelay(true);
+        let wsclient::Connection { mut ws, token } =
+            wsclient::connect(&url, ca_file, credentials).map_err(|e| connect_error(&url, e))?;
+        let tcp = ws.get_ref().tcp();
         tcp.set_read_timeout(Some(options.timeout))
             .and_then(|()| tcp.set_write_timeout(Some(options.timeout)))
             .map_err(|e| Error::io(format!("{url}: socket options"), e))?;
-        let request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| Error::usage(format!("{url}: {e}")))?;
-        let (mut ws, _) =
-            tungstenite::client(request, tcp).map_err(|e| handshake_error(&url, e))?;
         let hello = read_hello(&mut ws).map_err(|why| Error::source(&url, why))?;
         let mut clock = ClockOffset::default();
         clock.observe(sent_us, unix_us(), hello.server_time_ms);
@@ -167,6 +168,7 @@ impl Connection {
             pings: VecDeque::with_capacity(PINGS_IN_FLIGHT),
             pongs: 0,
             bye: None,
+            token,
         })
     }
 
@@ -199,7 +201,7 @@ impl Connection {
             let timeout = wake
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(1));
-            if let Err(e) = self.ws.get_ref().set_read_timeout(Some(timeout)) {
+            if let Err(e) = self.ws.get_ref().tcp().set_read_timeout(Some(timeout)) {
                 return Event::Closed(Closed {
                     reason: format!("socket: {e}"),
                     by_server: false,
@@ -320,6 +322,7 @@ impl Connection {
         let _ = self
             .ws
             .get_ref()
+            .tcp()
             .set_read_timeout(Some(Duration::from_millis(500)));
         if self.ws.close(None).is_ok() {
             while self.ws.read().is_ok() {}
@@ -334,7 +337,7 @@ fn automatic_stall(hello: &Hello) -> Duration {
 }
 
 /// Reads messages until `hello`, which must come first.
-fn read_hello(ws: &mut WebSocket<TcpStream>) -> std::result::Result<Hello, String> {
+fn read_hello(ws: &mut WebSocket<ClientStream>) -> std::result::Result<Hello, String> {
     let message = ws.read().map_err(|e| format!("no hello: {e}"))?;
     let Message::Text(text) = message else {
         return Err("the first message is not a JSON hello".into());
@@ -382,36 +385,16 @@ fn read_hello(ws: &mut WebSocket<TcpStream>) -> std::result::Result<Hello, Strin
     }
 }
 
-fn handshake_error(url: &str, e: HandshakeError<tungstenite::ClientHandshake<TcpStream>>) -> Error {
-    let e = match e {
-        HandshakeError::Failure(e) => e,
-        HandshakeError::Interrupted(_) => {
-            return Error::io(
-                format!("{url}: handshake"),
-                std::io::Error::new(ErrorKind::TimedOut, "timed out"),
-            );
-        }
-    };
+/// The client library's reasons, in the listener's words (`server answered 503 …` is what the
+/// interruption log and the tests read).
+fn connect_error(url: &str, e: ConnectError) -> Error {
     match e {
-        WsError::Http(response) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            let reason = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or(body);
-            let reason = reason.trim();
-            let status = response.status();
-            match reason.is_empty() {
-                true => Error::source(url, format!("server answered {status}")),
-                false => Error::source(url, format!("server answered {status}: {reason}")),
-            }
+        ConnectError::Url(reason) => Error::usage(format!("{url}: {reason}")),
+        ConnectError::Io { context, source } => Error::io(format!("{url}: {context}"), source),
+        ConnectError::Refused { status, reason, .. } => {
+            Error::source(url, format!("server answered {status}: {reason}"))
         }
-        WsError::Io(io) => Error::io(format!("{url}: handshake"), io),
-        other => Error::source(url, format!("handshake failed: {other}")),
+        other => Error::source(url, other.to_string()),
     }
 }
 

@@ -1,8 +1,7 @@
-//! The URL a client connects to: `ws://HOST[:PORT][/PATH]` for the stream, `http://…` for a plain
-//! HTTP audio stream (what `earshot bench` attaches to Icecast).
-//!
-//! `wss://` is recognised and refused with a clear message until TLS support arrives; it is one
-//! more [`Scheme`] and one more arm in [`crate::client::connection`].
+//! The URL a client connects to: `ws://HOST[:PORT][/PATH]` or `wss://…` (through a TLS proxy)
+//! for the stream, `http://…` for a plain HTTP audio stream (what `earshot bench` attaches to
+//! Icecast). `earshot listen` speaks both WebSocket schemes through [`crate::wsclient`];
+//! `earshot bench` only plain ones.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -12,6 +11,8 @@ use crate::error::{Error, Result};
 pub enum Scheme {
     /// A WebSocket stream (PROTOCOL.md).
     Ws,
+    /// The same through TLS (a reverse proxy in front of earshot).
+    Wss,
     /// Plain HTTP: the response body is the audio (Icecast and the like).
     Http,
 }
@@ -34,9 +35,11 @@ impl Endpoint {
             (Scheme::Ws, rest, 80)
         } else if let Some(rest) = url.strip_prefix("http://") {
             (Scheme::Http, rest, 80)
-        } else if url.starts_with("wss://") || url.starts_with("https://") {
+        } else if let Some(rest) = url.strip_prefix("wss://") {
+            (Scheme::Wss, rest, 443)
+        } else if url.starts_with("https://") {
             return Err(bad(
-                "TLS URLs are not supported yet; connect to the server's ws:// port directly",
+                "https:// streams are not supported; use the stream's ws:// or wss:// URL",
             ));
         } else {
             return Err(bad("expected a ws:// URL such as ws://127.0.0.1:8080/ws"));
@@ -88,6 +91,7 @@ impl Endpoint {
     pub fn url(&self) -> String {
         let scheme = match self.scheme {
             Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
             Scheme::Http => "http",
         };
         format!("{scheme}://{}{}", self.host_port(), self.path)
@@ -143,7 +147,11 @@ mod tests {
     #[test]
     fn unsupported_or_malformed_urls_say_why() {
         let msg = |u: &str| Endpoint::parse(u).unwrap_err().to_string();
-        assert!(msg("wss://x/ws").contains("TLS"));
+        assert!(msg("https://x/stream").contains("not supported"));
+        assert_eq!(
+            Endpoint::parse("wss://x/ws").unwrap().url(),
+            "wss://x:443/ws"
+        );
         assert!(msg("127.0.0.1:8080").contains("expected a ws:// URL"));
         assert!(msg("ws://:80/ws").contains("no host"));
         assert!(msg("ws://h:99999/ws").contains("bad port"));

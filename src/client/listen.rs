@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::audio::Format;
-use crate::client::config::ListenConfig;
+use crate::auth::Secret;
+use crate::client::config::{ListenConfig, ListenCredentials};
 use crate::client::connection::{AudioChunk, Closed, Connection, Event, Hello};
 use crate::client::console::{self, Console, Latency, Second, Summary, Totals};
 use crate::client::interruptions::InterruptionLog;
@@ -25,6 +26,7 @@ use crate::client::timeline::{Hole, Placement, Timeline};
 use crate::client::wavout::WavOut;
 use crate::error::{Error, Result};
 use crate::protocol::ServerMessage;
+use crate::wsclient::Credentials;
 
 /// Exit code: the stream played without a gap, a skip or an interruption.
 pub const EXIT_CONTINUOUS: i32 = 0;
@@ -107,6 +109,8 @@ struct Listener<'a> {
     live_from_us: u64,
     instance: Option<String>,
     connections: u64,
+    /// The token a password login earned, for the next connections.
+    token: Option<Secret>,
     /// Every connection's instance, for `--report`.
     served: Vec<Served>,
     started_unix_ms: u64,
@@ -143,6 +147,7 @@ impl<'a> Listener<'a> {
             live_from_us: 0,
             instance: None,
             connections: 0,
+            token: None,
             served: Vec::new(),
             started_unix_ms: crate::audio::unix_millis_now(),
             jitter: Jitter::default(),
@@ -197,7 +202,7 @@ impl<'a> Listener<'a> {
                     std::thread::sleep((next_attempt - now).min(Duration::from_millis(50)));
                     continue;
                 }
-                match Connection::open(&self.config.endpoint, &self.config.connect) {
+                match self.open() {
                     Ok(c) => {
                         self.on_connected(&c)?;
                         connection = Some(c);
@@ -260,6 +265,35 @@ impl<'a> Listener<'a> {
         }
     }
 
+    /// Opens a connection with the configured credentials; after a password login, with the
+    /// token it earned (so a reconnect does not send the password again).
+    fn open(&mut self) -> Result<Connection> {
+        let credentials = match (&self.token, &self.config.credentials) {
+            (Some(token), _) => Credentials::Token(token.expose()),
+            (None, ListenCredentials::Token(t)) => Credentials::Token(t.expose()),
+            (None, ListenCredentials::Password(p)) => Credentials::Password(p.expose()),
+            (None, ListenCredentials::None) => Credentials::None,
+        };
+        let opened = Connection::open(
+            &self.config.endpoint,
+            &self.config.connect,
+            credentials,
+            self.config.ca_file.as_deref(),
+        );
+        let c = match opened {
+            // The earned token expired (or the server restarted): log in with the password again.
+            Err(e) if self.token.is_some() && e.to_string().contains("answered 401") => {
+                self.token = None;
+                return self.open();
+            }
+            other => other?,
+        };
+        if let Some(token) = &c.token {
+            self.token = Some(token.clone());
+        }
+        Ok(c)
+    }
+
     /// One step of a move: open the successor, and once the old connection has delivered up to
     /// the successor's first chunk, let the successor take over. Returns whether the move is
     /// over (done, or given up: then the old connection's end is an ordinary interruption).
@@ -274,7 +308,7 @@ impl<'a> Listener<'a> {
             if now < m.next_attempt {
                 return Ok(false);
             }
-            match Connection::open(&self.config.endpoint, &self.config.connect) {
+            match self.open() {
                 Ok(c) => m.successor = Some((c, Instant::now())),
                 Err(e) => {
                     m.failures += 1;
