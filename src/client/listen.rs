@@ -358,7 +358,8 @@ impl<'a> Listener<'a> {
         self.check_shape(hello)?;
         self.interruptions.attempt();
         if let Some(t) = self.timeline.as_mut() {
-            t.reconnected();
+            let rtt_us = c.clock.rtt_us().unwrap_or(0) as f64;
+            t.reconnected(rtt_us / 2.0);
         }
         self.jitter.restart();
         self.live_from_us = hello.server_time_ms * 1000;
