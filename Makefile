@@ -8,7 +8,7 @@ STATIC_TARGET ?= x86_64-unknown-linux-gnu
 # Cross-compiler for the Raspberry Pi targets: https://github.com/cross-rs/cross (Docker/Podman).
 CROSS      ?= cross
 
-.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast clean
+.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast lbtest clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -87,6 +87,12 @@ bench:
 
 bench-icecast:
 	./scripts/bench-icecast.sh
+
+# Failover through Debian's real HAProxy (installed when missing): three instances drained,
+# killed and frozen under six listeners; the table goes to BENCHMARKS.md. The same test runs in
+# `make test` (tests/failover_haproxy.rs), without recording.
+lbtest:
+	./scripts/lbtest.sh
 
 fmt:
 	$(CARGO) fmt

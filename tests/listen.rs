@@ -247,198 +247,65 @@ fn sigint_ends_the_run_cleanly_with_a_finished_wav() {
     assert!((1.0..3.0).contains(&seconds), "{seconds} s recorded");
 }
 
-const PASSWORD: &str = "listen test password";
-
-fn start_with_password(extra: &[&str]) -> Server {
-    let mut args = vec!["--source", "tone:", "--password", PASSWORD];
-    args.extend_from_slice(extra);
-    Server::start(&args)
-}
-
-/// How many password logins the server has accepted so far.
-fn logins(server: &Server) -> usize {
-    server.stderr().matches(" earshot: login from ").count()
-}
-
 #[test]
-fn a_password_protected_stream_plays_with_a_password_a_password_file_or_a_token() {
-    let server = start_with_password(&[]);
-    let dir = TempDir::new("listen-password");
-    let password_file = dir.join("password");
-    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
-    let body = serde_json::json!({ "password": PASSWORD }).to_string();
-    let (status, _, body) = post(server.addr, "/api/login", "application/json", &body, &[]);
-    assert_eq!(status, 200, "{body}");
-    let token = serde_json::from_str::<Value>(&body).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let url = server.ws_url();
-    let file = password_file.to_str().unwrap();
-    for credentials in [
-        ["--password", PASSWORD],
-        ["--password-file", file],
-        ["--token", token.as_str()],
-    ] {
-        let mut args = vec!["listen", &url, "--duration", "1", "--json"];
-        args.extend_from_slice(&credentials);
-        let (code, stdout, stderr) = run_earshot(&args);
-        assert_eq!(
-            code, 0,
-            "{credentials:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        );
-        let lines = json_lines(&stdout);
-        assert_eq!(of_type(&lines, "connected").len(), 1, "{stdout}");
-        for secret in [PASSWORD, token.as_str()] {
-            assert!(!stdout.contains(secret) && !stderr.contains(secret));
-        }
-    }
-}
-
-#[test]
-fn a_wrong_or_missing_password_is_one_clear_line_and_exit_1_even_with_reconnect() {
-    let server = start_with_password(&[]);
-    let url = server.ws_url();
-    let cases: [(&[&str], &str); 3] = [
-        (&["--password", "not it"], "wrong password"),
-        (&["--token", "forged"], "invalid"),
-        (&[], "give --password"),
-    ];
-    for (credentials, why) in cases {
-        let mut args = vec!["listen", &url, "--duration", "5", "--reconnect"];
-        args.extend_from_slice(credentials);
-        let started = Instant::now();
-        let (code, stdout, stderr) = run_earshot(&args);
-        assert_eq!(
-            code, 1,
-            "{credentials:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "a refusal is not retried"
-        );
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(
-            stderr.starts_with(&format!("earshot: {url}: refused by the server (401): ")),
-            "{stderr}"
-        );
-        assert!(stderr.contains(why), "{stderr}");
-        assert!(!stderr.contains("not it") && !stderr.contains("forged"));
-    }
-}
-
-/// A TCP relay in front of a server whose connections the test can cut, as a flaky network
-/// would, without restarting the server.
-struct Relay {
-    addr: std::net::SocketAddr,
-    clients: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-}
-
-impl Relay {
-    fn start(upstream: std::net::SocketAddr) -> Relay {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let clients = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let kept = clients.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = std::net::TcpStream::connect(upstream) else {
-                    continue;
-                };
-                kept.lock().unwrap().push(client.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Relay { addr, clients }
-    }
-
-    fn cut(&self) {
-        for client in self.clients.lock().unwrap().drain(..) {
-            let _ = client.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-#[test]
-fn a_password_login_is_made_once_and_its_token_used_to_reconnect() {
-    let server = start_with_password(&[]);
-    let relay = Relay::start(server.addr);
-    let url = format!("ws://{}/ws", relay.addr);
-    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args(["listen", &url, "--password", PASSWORD, "--reconnect"])
-        .args(["--json", "--duration", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
-    relay.cut();
-    let out = listener.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines = json_lines(&stdout);
-    assert_eq!(of_type(&lines, "connected").len(), 2, "{stdout}");
-    assert_eq!(out.status.code(), Some(3), "one interruption: {stdout}");
-    assert_eq!(logins(&server), 1, "{}", server.stderr());
-}
-
-#[test]
-fn after_a_restart_forgets_the_token_the_listener_logs_in_again() {
-    let first = start_with_password(&[]);
-    let addr = first.addr.to_string();
-    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args(["listen", &first.ws_url(), "--password", PASSWORD])
-        .args(["--reconnect", "--json", "--duration", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
-    drop(first);
-    let second = start_with_password(&["--listen", &addr]);
-    let out = listener.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines = json_lines(&stdout);
-    assert_eq!(of_type(&lines, "connected").len(), 2, "{stdout}");
-    assert_eq!(out.status.code(), Some(3), "one interruption: {stdout}");
-    assert_eq!(logins(&second), 1, "{}", second.stderr());
-}
-
-#[test]
-fn a_full_server_is_retried_with_reconnect_after_its_retry_after() {
-    // The listener limit's 503 says Retry-After: 5; the place frees up long before that.
-    let server = Server::start(&["--source", "tone:", "--max-listeners", "1"]);
-    let holder = connect(server.addr);
-    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
+fn a_frozen_server_is_noticed_as_a_stall_within_a_second_not_at_a_tcp_timeout() {
+    let server = Server::start(&["--source", "tone:", "--instance-id", "frozen"]);
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
         .args(["listen", &server.ws_url(), "--reconnect", "--json"])
         .args(["--duration", "4"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    drop(holder);
-    let out = listener.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines = json_lines(&stdout);
-    let refused = of_type(&lines, "disconnected");
+    let mut stdout = BufReader::new(listener.stdout.take().unwrap());
+    let mut lines: Vec<Value> = Vec::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        let value: Value = serde_json::from_str(&line).unwrap();
+        line.clear();
+        let stats = value["type"] == "stats";
+        lines.push(value);
+        if stats {
+            break;
+        }
+    }
+    // SIGSTOP: the socket stays open and the kernel even accepts new connections, but nothing
+    // is sent, as when a VM is being live-migrated.
+    server.signal("STOP");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal("CONT");
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        lines.push(serde_json::from_str(&line).unwrap());
+        line.clear();
+    }
+    let code = listener.wait().unwrap().code();
+    let gone = of_type(&lines, "disconnected");
+    assert!(!gone.is_empty(), "{lines:#?}");
     assert!(
-        refused[0]["reason"].as_str().unwrap().contains("(503)"),
-        "the refusal is reported: {stdout}"
+        gone[0]["reason"].as_str().unwrap().starts_with("stalled"),
+        "{}",
+        gone[0]
     );
-    let connected = of_type(&lines, "connected");
-    assert_eq!(connected.len(), 1, "{stdout}");
-    let waited_ms = connected[0]["t"].as_u64().unwrap() - refused[0]["t"].as_u64().unwrap();
+    let interruptions = of_type(&lines, "interruption");
+    assert_eq!(interruptions.len(), 1, "{lines:#?}");
+    let i = interruptions[0];
+    // Noticed 20 chunk durations (400 ms) after the last audio; generous for a busy machine.
+    let noticed_ms = gone[0]["t"].as_f64().unwrap() - i["started_t"].as_f64().unwrap();
+    assert!(noticed_ms < 1500.0, "stall noticed after {noticed_ms} ms");
+    // The frozen server resumes where the clock says, so the audio it never produced is lost:
+    // a sequence gap (PROTOCOL.md: a gap without `skipped` is audio the server did not
+    // produce) or, when the reconnect's burst already jumps, part of the interruption.
+    let gap_ms: f64 = of_type(&lines, "gap")
+        .iter()
+        .map(|g| g["ms"].as_f64().unwrap())
+        .sum();
+    // Usually 1500 ms by sequence; when the splice falls back to the clock, the hello that
+    // waited out the freeze makes the new offset uncertain by half its round trip, so only
+    // "some, and not more than the freeze plus the stall" is asserted here.
+    let lost_ms = i["lost_ms"].as_f64().unwrap() + gap_ms;
     assert!(
-        waited_ms >= 4500,
-        "retried after {waited_ms} ms, not after Retry-After"
+        lost_ms > 0.0 && lost_ms <= 2500.0,
+        "a 1.5 s freeze lost {lost_ms} ms: {lines:#?}"
     );
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(code, Some(3), "interrupted but recovered");
 }

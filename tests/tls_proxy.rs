@@ -181,6 +181,15 @@ fn start_nginx(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
         &template,
         &[
             ("server 127.0.0.1:8080;", format!("server {backend};")),
+            // One backend here; failover between several is tests/failover_haproxy.rs's.
+            (
+                "server 127.0.0.1:8081 max_fails=1 fail_timeout=5s;",
+                String::new(),
+            ),
+            (
+                "server 127.0.0.1:8082 max_fails=1 fail_timeout=5s;",
+                String::new(),
+            ),
             ("listen 80;", format!("listen 127.0.0.1:{};", free_port())),
             ("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
             (
@@ -251,6 +260,9 @@ fn start_haproxy(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
                 "server earshot1 127.0.0.1:8080",
                 format!("server earshot1 {backend}"),
             ),
+            // One backend here; failover between several is tests/failover_haproxy.rs's.
+            ("\n    server earshot2 127.0.0.1:8081", String::new()),
+            ("\n    server earshot3 127.0.0.1:8082", String::new()),
         ],
     );
     let path = dir.join("haproxy.cfg");
@@ -514,4 +526,36 @@ fn a_certificate_from_another_ca_is_refused_by_the_client() {
     };
     assert!(err.starts_with("tls: 127.0.0.1:"), "{err}");
     assert!(err.contains("certificate"), "{err}");
+}
+
+#[test]
+fn earshot_listen_logs_in_and_plays_wss_through_the_shipped_haproxy_config() {
+    let dir = TempDir::new("haproxy-listen");
+    let certs = make_certs(&dir.0);
+    let server = start_earshot(&dir);
+    let proxy = start_haproxy(&dir.0, &certs, server.addr);
+    let (code, stdout, stderr) = run_earshot(&[
+        "listen",
+        &proxy.wss_url(),
+        "--ca-file",
+        certs.ca.to_str().unwrap(),
+        "--password",
+        PASSWORD,
+        "--duration",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains(r#""outcome":"continuous""#), "{stdout}");
+    // Without the CA file the proxy's certificate is not trusted, and that is said.
+    let (code, _, stderr) = run_earshot(&[
+        "listen",
+        &proxy.wss_url(),
+        "--password",
+        PASSWORD,
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("tls"), "{stderr}");
 }

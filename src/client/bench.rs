@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use crate::client::chart;
 use crate::client::config::BenchConfig;
-use crate::client::connection::{ConnectOptions, Connection, Event, Hello, Login};
+use crate::client::connection::{ConnectOptions, Connection, Event, Hello};
 use crate::client::endpoint::Scheme;
 use crate::client::loadgen::{LoadConfig, LoadGen, WindowReport};
 use crate::client::procstat::{self, ProcSample};
 use crate::client::results::{self, StepResult};
 use crate::client::stats::ms;
 use crate::error::{Error, Result};
+use crate::wsclient::Credentials;
 
 /// The targets every step is judged by (BENCHMARKS.md): every listener gets at least this share
 /// of chunks on time, and the p99 latency stays below this.
@@ -91,11 +92,9 @@ fn probe(config: &BenchConfig) -> Result<StreamInfo> {
     }
     let options = ConnectOptions {
         timeout: config.connect_timeout,
-        stall: Duration::from_secs(5),
-        ca_file: None,
-        login: Login::None,
+        stall: Some(Duration::from_secs(5)),
     };
-    let mut connection = Connection::open(&config.endpoint, &options)?;
+    let mut connection = Connection::open(&config.endpoint, &options, Credentials::None, None)?;
     let deadline = Instant::now() + Duration::from_millis(1500);
     while connection.pongs() < 2 && Instant::now() < deadline {
         if let Event::Closed(c) = connection.next_event(deadline) {

@@ -1,16 +1,13 @@
 //! One WebSocket connection to an earshot stream, from the client's side: connect, handshake,
 //! `hello`, then a stream of [`Event`]s, with pings for the clock offset sent along the way.
 //!
-//! This is the one place that knows how a client talks to the server, so what later arrives here
-//! (a `goaway` message that asks the client to move) changes this file and the listener's
-//! reaction to an event, not the listener's loop. The socket, TLS for `wss://` and the
-//! credentials (a token, or a password login whose token a [`Connector`] keeps for reconnects)
-//! come from [`crate::wsclient`]. Blocking I/O with read timeouts, like the server: one
-//! connection needs no more.
+//! This is the one place that knows how a listener talks to the server; connecting itself
+//! (`ws://` or `wss://`, a token or a password login, a CA file) is [`wsclient`]'s, shared with
+//! the tests. Blocking I/O with read timeouts, like the server: one connection needs no more.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tungstenite::error::{Error as WsError, ProtocolError};
@@ -28,6 +25,13 @@ use crate::wsclient::{self, ClientStream, ConnectError, Credentials};
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// Pings remembered while waiting for their pongs; older ones are forgotten.
 const PINGS_IN_FLIGHT: usize = 8;
+/// Without `--stall-ms`, a connection is stalled after this many chunk durations without a
+/// message (400 ms with 20 ms chunks): far above the jitter of a loaded machine (tens of ms, the
+/// server paces chunks one by one), far below a TCP timeout, and short enough that a reconnect's
+/// burst (200 ms by default) plus the stall is what a listener loses to a frozen server.
+pub const STALL_CHUNKS: u32 = 20;
+/// The automatic stall threshold never goes below this, whatever the chunk size.
+const STALL_FLOOR: Duration = Duration::from_millis(250);
 
 /// How a connection is made and when it is given up.
 #[derive(Debug, Clone)]
@@ -35,87 +39,9 @@ pub struct ConnectOptions {
     /// For the TCP connect, the handshake and the `hello`, each.
     pub timeout: Duration,
     /// A connection that delivers nothing for this long is treated as lost (a server that hangs
-    /// with its socket open, a network that silently drops everything).
-    pub stall: Duration,
-    /// For `wss://`: the PEM certificates to trust instead of the system's (`--ca-file`).
-    pub ca_file: Option<PathBuf>,
-    pub login: Login,
-}
-
-/// How a client proves it may listen to a server with a password.
-#[derive(Debug, Clone, Default)]
-pub enum Login {
-    /// The server has no password.
-    #[default]
-    None,
-    /// A token from `POST /api/login` (`--token`), sent as `Authorization: Bearer`.
-    Token(Secret),
-    /// The password (`--password`, `--password-file`), sent as the first message; the server
-    /// answers with a token, which a [`Connector`] uses for the reconnects that follow.
-    Password(Secret),
-}
-
-impl Login {
-    fn credentials(&self) -> Credentials<'_> {
-        match self {
-            Login::None => Credentials::None,
-            Login::Token(token) => Credentials::Token(token.expose()),
-            Login::Password(password) => Credentials::Password(password.expose()),
-        }
-    }
-}
-
-/// Opens connection after connection to one stream. After a password login it reconnects
-/// with the token the server gave, so the password crosses the network once; when that token
-/// is refused (it expired, or the server restarted and forgot it) it logs in again.
-pub struct Connector {
-    endpoint: Endpoint,
-    options: ConnectOptions,
-    earned: Option<Secret>,
-}
-
-impl Connector {
-    pub fn new(endpoint: &Endpoint, options: &ConnectOptions) -> Connector {
-        Connector {
-            endpoint: endpoint.clone(),
-            options: options.clone(),
-            earned: None,
-        }
-    }
-
-    /// Connects, logs in if need be, and reads `hello`.
-    pub fn open(&mut self) -> Result<Connection> {
-        if let Some(token) = self.earned.clone() {
-            let credentials = Credentials::Token(token.expose());
-            match Connection::open_as(&self.endpoint, &self.options, credentials) {
-                Err(Error::Refused { status: 401, .. }) => self.earned = None,
-                other => return other.map(|(connection, _)| connection),
-            }
-        }
-        let credentials = self.options.login.credentials();
-        let (connection, token) = Connection::open_as(&self.endpoint, &self.options, credentials)
-            .map_err(|e| match (e, &self.options.login) {
-            (
-                Error::Refused {
-                    what,
-                    status: 401,
-                    reason,
-                    retry_after,
-                },
-                Login::None,
-            ) => Error::Refused {
-                what,
-                status: 401,
-                reason: format!("{reason} (give --password, --password-file or --token)"),
-                retry_after,
-            },
-            (e, _) => e,
-        })?;
-        if token.is_some() {
-            self.earned = token;
-        }
-        Ok(connection)
-    }
+    /// with its socket open, a network that silently drops everything, a VM being migrated).
+    /// `None`: [`STALL_CHUNKS`] chunk durations of the stream, from `hello`.
+    pub stall: Option<Duration>,
 }
 
 /// The stream's description from `hello`.
@@ -187,28 +113,30 @@ pub struct Connection {
     pub hello: Hello,
     pub clock: ClockOffset,
     stall: Duration,
+    /// The server said its source is down: no audio is due, only pongs prove the server lives.
+    source_down: bool,
     last_message: Instant,
+    /// The stall deadline passed and one last short read was allowed.
+    stall_probed: bool,
     next_ping: Instant,
     next_ping_id: u64,
     pings: VecDeque<(u64, u64)>,
     pongs: u64,
     bye: Option<String>,
+    /// The token a password login earned, to reconnect without sending the password again.
+    pub token: Option<Secret>,
 }
 
 impl Connection {
-    /// Connects with `options.login`, performs the WebSocket handshake and reads `hello`.
-    pub fn open(endpoint: &Endpoint, options: &ConnectOptions) -> Result<Connection> {
-        let credentials = options.login.credentials();
-        Connection::open_as(endpoint, options, credentials).map(|(connection, _)| connection)
-    }
-
-    /// [`Connection::open`] with these credentials; also returns the token a password login
-    /// earned.
-    fn open_as(
+    /// Connects (`ws://` or `wss://`, through [`wsclient`]), performs the WebSocket handshake
+    /// and the login if any, and reads `hello`. A password login's token is in
+    /// [`Connection::token`].
+    pub fn open(
         endpoint: &Endpoint,
         options: &ConnectOptions,
         credentials: Credentials<'_>,
-    ) -> Result<(Connection, Option<Secret>)> {
+        ca_file: Option<&Path>,
+    ) -> Result<Connection> {
         let url = endpoint.url();
         if endpoint.scheme == Scheme::Http {
             return Err(Error::usage(format!(
@@ -216,30 +144,32 @@ impl Connection {
             )));
         }
         let sent_us = unix_us();
-        let wsclient::Connection { mut ws, token } = wsclient::connect_within(
-            &url,
-            options.ca_file.as_deref(),
-            credentials,
-            options.timeout,
-        )
-        .map_err(|e| connect_error(&url, e))?;
+        let wsclient::Connection { mut ws, token } =
+            wsclient::connect(&url, ca_file, credentials).map_err(|e| connect_error(&url, e))?;
+        let tcp = ws.get_ref().tcp();
+        tcp.set_read_timeout(Some(options.timeout))
+            .and_then(|()| tcp.set_write_timeout(Some(options.timeout)))
+            .map_err(|e| Error::io(format!("{url}: socket options"), e))?;
         let hello = read_hello(&mut ws).map_err(|why| Error::source(&url, why))?;
         let mut clock = ClockOffset::default();
         clock.observe(sent_us, unix_us(), hello.server_time_ms);
         let now = Instant::now();
-        let connection = Connection {
+        let stall = options.stall.unwrap_or_else(|| automatic_stall(&hello));
+        Ok(Connection {
             ws,
             hello,
             clock,
-            stall: options.stall,
+            stall,
+            source_down: false,
+            stall_probed: false,
             last_message: now,
             next_ping: now,
             next_ping_id: 1,
             pings: VecDeque::with_capacity(PINGS_IN_FLIGHT),
             pongs: 0,
             bye: None,
-        };
-        Ok((connection, token))
+            token,
+        })
     }
 
     /// Waits for the next message until `until`, answering nothing but sending pings when due.
@@ -251,17 +181,23 @@ impl Connection {
                     return Event::Closed(self.closed_by(e));
                 }
             }
-            let stall_at = self.last_message + self.stall;
-            if now >= stall_at {
-                return Event::Closed(Closed {
-                    reason: format!("no data for {} ms", self.stall.as_millis()),
-                    by_server: false,
-                });
-            }
             if now >= until {
                 return Event::Idle;
             }
-            let wake = until.min(self.next_ping).min(stall_at);
+            let stall = self.stall_threshold();
+            let stall_at = self.last_message + stall;
+            // The caller may have been busy (opening a successor): one last short read takes
+            // what already waits before the connection is called stalled.
+            if now >= stall_at {
+                if self.stall_probed {
+                    return Event::Closed(Closed {
+                        reason: format!("stalled: no data for {} ms", stall.as_millis()),
+                        by_server: false,
+                    });
+                }
+                self.stall_probed = true;
+            }
+            let wake = until.min(self.next_ping).min(stall_at.max(now));
             let timeout = wake
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(1));
@@ -274,6 +210,7 @@ impl Connection {
             match self.ws.read() {
                 Ok(message) => {
                     self.last_message = Instant::now();
+                    self.stall_probed = false;
                     if let Some(event) = self.on_message(message) {
                         return event;
                     }
@@ -282,6 +219,20 @@ impl Connection {
                 Err(e) => return Event::Closed(self.closed_by(e)),
             }
         }
+    }
+
+    /// How long the connection may stay silent. While the source is down no audio is due, so
+    /// only the pongs (one a second) show the server is alive.
+    fn stall_threshold(&self) -> Duration {
+        match self.source_down {
+            true => self.stall.max(PING_EVERY * 3),
+            false => self.stall,
+        }
+    }
+
+    /// The silence after which this connection counts as stalled (while audio is due).
+    pub fn stall(&self) -> Duration {
+        self.stall
     }
 
     fn on_message(&mut self, message: Message) -> Option<Event> {
@@ -307,6 +258,10 @@ impl Connection {
                         self.clock.observe(sent, received, server_time_ms);
                         self.pongs += 1;
                         None
+                    }
+                    ServerMessage::Source { state, reason } => {
+                        self.source_down = state == "down";
+                        Some(Event::Control(ServerMessage::Source { state, reason }))
                     }
                     ServerMessage::Bye { reason } => {
                         self.bye = Some(reason.clone());
@@ -375,6 +330,12 @@ impl Connection {
     }
 }
 
+/// [`STALL_CHUNKS`] chunk durations, at least [`STALL_FLOOR`].
+fn automatic_stall(hello: &Hello) -> Duration {
+    let chunks = Duration::from_secs_f64(hello.chunk_us() * f64::from(STALL_CHUNKS) / 1e6);
+    chunks.max(STALL_FLOOR)
+}
+
 /// Reads messages until `hello`, which must come first.
 fn read_hello(ws: &mut WebSocket<ClientStream>) -> std::result::Result<Hello, String> {
     let message = ws.read().map_err(|e| format!("no hello: {e}"))?;
@@ -424,11 +385,12 @@ fn read_hello(ws: &mut WebSocket<ClientStream>) -> std::result::Result<Hello, St
     }
 }
 
-/// A failed connect as the user sees it, always naming the URL; passwords and tokens are
-/// never part of it.
+/// The client library's reasons, in the listener's words. A refusal keeps its status and
+/// `Retry-After`, which decide whether and when to try again; a password turned down after the
+/// upgrade is a refusal with 401 like a token turned down before it.
 fn connect_error(url: &str, e: ConnectError) -> Error {
     match e {
-        ConnectError::Url(reason) => Error::usage(reason),
+        ConnectError::Url(reason) => Error::usage(format!("{url}: {reason}")),
         ConnectError::Io { context, source } => Error::io(format!("{url}: {context}"), source),
         ConnectError::Refused {
             status,
@@ -440,14 +402,13 @@ fn connect_error(url: &str, e: ConnectError) -> Error {
             reason,
             retry_after: retry_after.map(Duration::from_secs),
         },
-        // The server closes the connection on a wrong password, after the upgrade.
         ConnectError::Login(reason) => Error::Refused {
             what: url.to_string(),
             status: 401,
             reason: format!("password login: {reason}"),
             retry_after: None,
         },
-        other => Error::source(url, other),
+        other => Error::source(url, other.to_string()),
     }
 }
 

@@ -63,6 +63,8 @@ pub struct Interruption {
     /// `sequence` or `clock`: how the missing audio was measured.
     pub splice: &'static str,
     pub attempts: u64,
+    /// A move the server asked for (`goaway`), made before the old connection was closed.
+    pub planned: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -208,20 +210,23 @@ impl Console {
 
     pub fn interruption(&self, i: &Interruption) {
         if self.json {
-            self.emit(json!({
-                "type": "interruption",
-                "t": now_ms(),
-                "n": i.n,
-                "started_t": i.started_unix_ms,
-                "cause": i.cause,
-                "instance_before": i.instance_before,
-                "instance_after": i.instance_after,
-                "duration_ms": round(i.duration_ms, 1),
-                "lost_ms": round(i.lost_ms, 1),
-                "overlap_ms": round(i.overlap_ms, 1),
-                "splice": i.splice,
-                "attempts": i.attempts,
-            }));
+            let mut line = interruption_json(i);
+            line["type"] = json!("interruption");
+            line["t"] = json!(now_ms());
+            self.emit(line);
+        } else if i.planned {
+            let name = |i: &Option<String>| i.clone().unwrap_or_else(|| "?".into());
+            self.line(format!(
+                "instance change {}: {} -> {} ({}), {:.0} ms of audio lost, {:.0} ms between \
+                 the last old and the first new chunk (spliced by {})",
+                i.n,
+                name(&i.instance_before),
+                name(&i.instance_after),
+                i.cause,
+                i.lost_ms,
+                i.duration_ms,
+                i.splice
+            ));
         } else {
             let name = |i: &Option<String>| i.clone().unwrap_or_else(|| "?".into());
             self.line(format!(
@@ -301,14 +306,31 @@ impl Console {
     }
 }
 
-fn latency_json(l: Option<Latency>) -> Value {
+/// One interruption's fields, as on its JSON line and in `--report`.
+pub fn interruption_json(i: &Interruption) -> Value {
+    json!({
+        "n": i.n,
+        "started_t": i.started_unix_ms,
+        "cause": i.cause,
+        "planned": i.planned,
+        "instance_before": i.instance_before,
+        "instance_after": i.instance_after,
+        "duration_ms": round(i.duration_ms, 1),
+        "lost_ms": round(i.lost_ms, 1),
+        "overlap_ms": round(i.overlap_ms, 1),
+        "splice": i.splice,
+        "attempts": i.attempts,
+    })
+}
+
+pub fn latency_json(l: Option<Latency>) -> Value {
     match l {
         Some(l) => json!({"p50": round(l.p50, 3), "p99": round(l.p99, 3), "max": round(l.max, 3)}),
         None => Value::Null,
     }
 }
 
-fn totals_json(t: &Totals) -> Value {
+pub fn totals_json(t: &Totals) -> Value {
     json!({
         "chunks": t.chunks,
         "bytes": t.bytes,

@@ -1,8 +1,7 @@
-//! The URL a client connects to: `ws://HOST[:PORT][/PATH]` or `wss://…` (behind a TLS proxy) for
-//! the stream, `http://…` for a plain HTTP audio stream (what `earshot bench` attaches to Icecast).
-//!
-//! `earshot listen` takes both WebSocket schemes through [`crate::wsclient`]; `earshot bench`
-//! drives its own plain sockets and refuses `wss://`.
+//! The URL a client connects to: `ws://HOST[:PORT][/PATH]` or `wss://…` (through a TLS proxy)
+//! for the stream, `http://…` for a plain HTTP audio stream (what `earshot bench` attaches to
+//! Icecast). `earshot listen` speaks both WebSocket schemes through [`crate::wsclient`];
+//! `earshot bench` only plain ones.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -12,7 +11,7 @@ use crate::error::{Error, Result};
 pub enum Scheme {
     /// A WebSocket stream (PROTOCOL.md).
     Ws,
-    /// A WebSocket stream over TLS, as a reverse proxy serves it (deploy/nginx.conf).
+    /// The same through TLS (a reverse proxy in front of earshot).
     Wss,
     /// Plain HTTP: the response body is the audio (Icecast and the like).
     Http,
@@ -29,7 +28,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Parses a `ws://`, `wss://` or `http://` URL.
+    /// Parses a `ws://` or `http://` URL.
     pub fn parse(url: &str) -> Result<Endpoint> {
         let bad = |why: &str| Error::usage(format!("{url}: {why}"));
         let (scheme, rest, default_port) = if let Some(rest) = url.strip_prefix("ws://") {
@@ -40,7 +39,7 @@ impl Endpoint {
             (Scheme::Wss, rest, 443)
         } else if url.starts_with("https://") {
             return Err(bad(
-                "https:// is not a stream URL; use wss://HOST/ws for a stream behind TLS",
+                "https:// streams are not supported; use the stream's ws:// or wss:// URL",
             ));
         } else {
             return Err(bad("expected a ws:// URL such as ws://127.0.0.1:8080/ws"));
@@ -141,9 +140,6 @@ mod tests {
         assert_eq!((e.host.as_str(), e.port), ("::1", 9000));
         assert_eq!(e.path, "/ws?token=x");
         assert_eq!(e.host_port(), "[::1]:9000");
-        let e = Endpoint::parse("wss://radio.example/ws").unwrap();
-        assert_eq!((e.scheme, e.port), (Scheme::Wss, 443));
-        assert_eq!(e.url(), "wss://radio.example:443/ws");
         let e = Endpoint::parse("http://127.0.0.1:8000/stream.wav").unwrap();
         assert_eq!(e.scheme, Scheme::Http);
     }
@@ -151,7 +147,11 @@ mod tests {
     #[test]
     fn unsupported_or_malformed_urls_say_why() {
         let msg = |u: &str| Endpoint::parse(u).unwrap_err().to_string();
-        assert!(msg("https://x/ws").contains("wss://HOST/ws"));
+        assert!(msg("https://x/stream").contains("not supported"));
+        assert_eq!(
+            Endpoint::parse("wss://x/ws").unwrap().url(),
+            "wss://x:443/ws"
+        );
         assert!(msg("127.0.0.1:8080").contains("expected a ws:// URL"));
         assert!(msg("ws://:80/ws").contains("no host"));
         assert!(msg("ws://h:99999/ws").contains("bad port"));

@@ -23,7 +23,7 @@ pub fn open(config: &LoadConfig) -> Result<(TcpStream, Vec<u8>), String> {
     let endpoint = &config.endpoint;
     let key = tungstenite::handshake::client::generate_key();
     let request = match endpoint.scheme {
-        // `earshot bench` refuses wss:// before it gets here (config.rs).
+        // wss:// is refused by `bench`'s config: its sockets are plain.
         Scheme::Ws | Scheme::Wss => format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",

@@ -18,6 +18,8 @@ pub struct Pending {
     pub last_audio_us: Option<u64>,
     pub since: Instant,
     pub attempts: u64,
+    /// The server asked the client to move (`goaway`) and the old connection was still up.
+    pub planned: bool,
 }
 
 #[derive(Debug, Default)]
@@ -29,12 +31,28 @@ pub struct InterruptionLog {
 impl InterruptionLog {
     /// A connection ended; starts an interruption unless one is already open.
     pub fn begin(&mut self, cause: &str, instance: Option<String>, last_audio_us: Option<u64>) {
+        self.open(cause, instance, last_audio_us, false);
+    }
+
+    /// A planned move (make before break): the new connection is up and takes over from the
+    /// old one now; the interruption is what the splice finds, usually nothing.
+    pub fn begin_move(
+        &mut self,
+        cause: &str,
+        instance: Option<String>,
+        last_audio_us: Option<u64>,
+    ) {
+        self.open(cause, instance, last_audio_us, true);
+    }
+
+    fn open(&mut self, cause: &str, instance: Option<String>, last: Option<u64>, planned: bool) {
         self.pending.get_or_insert_with(|| Pending {
             cause: cause.to_string(),
             instance_before: instance,
-            last_audio_us,
+            last_audio_us: last,
             since: Instant::now(),
             attempts: 0,
+            planned,
         });
     }
 
@@ -75,8 +93,17 @@ impl InterruptionLog {
             overlap_ms: (-lost_us).max(0) as f64 / 1000.0,
             splice,
             attempts: p.attempts,
+            planned: p.planned,
         });
         self.done.last()
+    }
+
+    /// Interruptions that lost audio (a planned move that spliced seamlessly did not).
+    pub fn audible(&self) -> usize {
+        self.done
+            .iter()
+            .filter(|i| !i.planned || i.lost_ms > 0.0)
+            .count()
     }
 
     /// Completed interruptions, oldest first.
@@ -111,5 +138,19 @@ mod tests {
         assert!(log.pending().is_none());
         assert!(log.complete(12_000_000, 0, "sequence", None).is_none());
         assert_eq!(log.completed().len(), 1);
+        assert_eq!(log.audible(), 1);
+    }
+
+    #[test]
+    fn a_planned_move_that_lost_nothing_is_logged_but_not_audible() {
+        let mut log = InterruptionLog::default();
+        log.begin_move("goaway: draining", Some("a".into()), Some(10_000_000));
+        let i = log
+            .complete(10_004_000, 0, "sequence", Some("b".into()))
+            .unwrap()
+            .clone();
+        assert!(i.planned);
+        assert_eq!((i.duration_ms, i.lost_ms), (4.0, 0.0));
+        assert_eq!(log.audible(), 0);
     }
 }

@@ -13,17 +13,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::audio::Format;
-use crate::client::config::ListenConfig;
-use crate::client::connection::{AudioChunk, Closed, Connection, Connector, Event, Hello};
+use crate::auth::Secret;
+use crate::client::config::{ListenConfig, ListenCredentials};
+use crate::client::connection::{AudioChunk, Closed, Connection, Event, Hello};
 use crate::client::console::{self, Console, Latency, Second, Summary, Totals};
 use crate::client::interruptions::InterruptionLog;
 #[cfg(feature = "alsa")]
 use crate::client::play::Player;
+use crate::client::report::{Report, Served};
 use crate::client::stats::{Histogram, Jitter, ms};
 use crate::client::timeline::{Hole, Placement, Timeline};
 use crate::client::wavout::WavOut;
 use crate::error::{Error, Result};
 use crate::protocol::ServerMessage;
+use crate::wsclient::Credentials;
 
 /// Exit code: the stream played without a gap, a skip or an interruption.
 pub const EXIT_CONTINUOUS: i32 = 0;
@@ -39,6 +42,23 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_millis(500);
 /// With `--duration`, how long past it the listener waits for audio that is late.
 const DURATION_GRACE: Duration = Duration::from_secs(2);
+/// After `goaway`, the wait between attempts to open the successor (a balancer may still send
+/// one attempt to the draining instance, which refuses it with 503).
+const MOVE_RETRY: Duration = Duration::from_millis(100);
+/// How long the old connection may keep feeding the timeline until it reaches the successor's
+/// first chunk; past it the successor takes over anyway and the splice measures the hole.
+const MOVE_CATCH_UP: Duration = Duration::from_secs(1);
+
+/// A move the server asked for with `goaway`: make before break.
+struct Move {
+    cause: String,
+    /// The new connection, open and unread until it takes over.
+    successor: Option<(Connection, Instant)>,
+    next_attempt: Instant,
+    /// The old connection closes then; no use opening a successor after it.
+    give_up: Instant,
+    failures: u64,
+}
 
 /// Runs the listener until `--duration`, SIGINT/SIGTERM, or the stream is lost; returns the
 /// exit code ([`EXIT_CONTINUOUS`], [`EXIT_RECOVERED`] or [`EXIT_LOST`]).
@@ -73,7 +93,6 @@ enum End {
 
 struct Listener<'a> {
     config: &'a ListenConfig,
-    connector: Connector,
     console: Console,
     url: String,
     started: Instant,
@@ -90,6 +109,11 @@ struct Listener<'a> {
     live_from_us: u64,
     instance: Option<String>,
     connections: u64,
+    /// The token a password login earned, for the next connections.
+    token: Option<Secret>,
+    /// Every connection's instance, for `--report`.
+    served: Vec<Served>,
+    started_unix_ms: u64,
     jitter: Jitter,
     window: Histogram,
     window_chunks: u64,
@@ -109,7 +133,6 @@ impl<'a> Listener<'a> {
         let now = Instant::now();
         Listener {
             config,
-            connector: Connector::new(&config.endpoint, &config.connect),
             console: Console::new(config.json),
             url: config.endpoint.url(),
             started: now,
@@ -124,6 +147,9 @@ impl<'a> Listener<'a> {
             live_from_us: 0,
             instance: None,
             connections: 0,
+            token: None,
+            served: Vec::new(),
+            started_unix_ms: crate::audio::unix_millis_now(),
             jitter: Jitter::default(),
             window: Histogram::new(),
             window_chunks: 0,
@@ -144,6 +170,7 @@ impl<'a> Listener<'a> {
         let mut retry_wait = RETRY_FIRST;
         let mut next_attempt = Instant::now();
         let mut next_report = self.started + REPORT_EVERY;
+        let mut moving: Option<Move> = None;
         loop {
             if stop.load(Ordering::Relaxed) {
                 if let Some(c) = connection.take() {
@@ -165,28 +192,35 @@ impl<'a> Listener<'a> {
                     next_report = now + REPORT_EVERY;
                 }
             }
+            if let Some(m) = moving.as_mut() {
+                if connection.is_none() || self.step_move(m, &mut connection)? {
+                    moving = None;
+                }
+            }
             let Some(conn) = connection.as_mut() else {
                 if now < next_attempt {
                     std::thread::sleep((next_attempt - now).min(Duration::from_millis(50)));
                     continue;
                 }
-                match self.connector.open() {
+                match self.open() {
                     Ok(c) => {
                         self.on_connected(&c)?;
                         connection = Some(c);
                         retry_wait = RETRY_FIRST;
                     }
-                    Err(e) if !e.is_retryable() => return Err(e),
-                    Err(e) if self.config.reconnect => {
+                    Err(e) if self.config.reconnect && e.is_retryable() => {
                         self.interruptions.attempt();
                         if self.interruptions.pending().is_none() && self.last_error.is_none() {
                             self.console.disconnected(&e.to_string(), true);
                         }
                         self.last_error = Some(e.to_string());
-                        let wait = e.retry_after().unwrap_or_default().max(retry_wait);
-                        next_attempt = Instant::now() + wait;
+                        // A full or draining server says when to come back; never sooner.
+                        next_attempt =
+                            Instant::now() + retry_wait.max(e.retry_after().unwrap_or_default());
                         retry_wait = (retry_wait * 2).min(RETRY_MAX);
                     }
+                    // Wrong credentials or a refused origin need a change, not another try.
+                    Err(e) if !e.is_retryable() => return Err(e),
                     Err(e) => return Ok(End::Lost(e.to_string())),
                 }
                 continue;
@@ -198,9 +232,32 @@ impl<'a> Listener<'a> {
                     self.rtt_ms = rtt.map(ms);
                     self.on_audio(&chunk, offset)?;
                 }
+                Event::Control(ServerMessage::Goaway { reason, grace_ms }) => {
+                    if moving.is_none() {
+                        self.console.note(&format!(
+                            "server asks to move ({reason}, {grace_ms} ms of grace): \
+                             opening a new connection first"
+                        ));
+                        let now = Instant::now();
+                        moving = Some(Move {
+                            cause: format!("goaway: {reason}"),
+                            successor: None,
+                            next_attempt: now,
+                            give_up: now + Duration::from_millis(grace_ms),
+                            failures: 0,
+                        });
+                    }
+                }
                 Event::Control(message) => self.on_control(message),
                 Event::Idle => {}
                 Event::Closed(closed) => {
+                    // The old connection ended before the successor caught up with it: the
+                    // successor takes over at once and the splice measures what is missing.
+                    if let Some((successor, _)) = moving.take().and_then(|m| m.successor) {
+                        connection = Some(successor);
+                        self.take_over(&closed.reason, connection.as_ref())?;
+                        continue;
+                    }
                     connection = None;
                     if let Some(end) = self.on_closed(closed) {
                         return Ok(end);
@@ -208,6 +265,90 @@ impl<'a> Listener<'a> {
                     next_attempt = Instant::now();
                 }
             }
+        }
+    }
+
+    /// Opens a connection with the configured credentials; after a password login, with the
+    /// token it earned (so a reconnect does not send the password again).
+    fn open(&mut self) -> Result<Connection> {
+        let credentials = match (&self.token, &self.config.credentials) {
+            (Some(token), _) => Credentials::Token(token.expose()),
+            (None, ListenCredentials::Token(t)) => Credentials::Token(t.expose()),
+            (None, ListenCredentials::Password(p)) => Credentials::Password(p.expose()),
+            (None, ListenCredentials::None) => Credentials::None,
+        };
+        let opened = Connection::open(
+            &self.config.endpoint,
+            &self.config.connect,
+            credentials,
+            self.config.ca_file.as_deref(),
+        );
+        let c = match opened {
+            // The earned token expired (or the server restarted): log in with the password again.
+            Err(Error::Refused { status: 401, .. }) if self.token.is_some() => {
+                self.token = None;
+                return self.open();
+            }
+            other => other?,
+        };
+        if let Some(token) = &c.token {
+            self.token = Some(token.clone());
+        }
+        Ok(c)
+    }
+
+    /// One step of a move: open the successor, and once the old connection has delivered up to
+    /// the successor's first chunk, let the successor take over. Returns whether the move is
+    /// over (done, or given up: then the old connection's end is an ordinary interruption).
+    fn step_move(&mut self, m: &mut Move, connection: &mut Option<Connection>) -> Result<bool> {
+        let now = Instant::now();
+        let Some((successor, opened)) = m.successor.as_ref() else {
+            if now >= m.give_up {
+                self.console
+                    .note("no new connection before the grace period ended");
+                return Ok(true);
+            }
+            if now < m.next_attempt {
+                return Ok(false);
+            }
+            match self.open() {
+                Ok(c) => m.successor = Some((c, Instant::now())),
+                Err(e) => {
+                    m.failures += 1;
+                    if m.failures == 1 {
+                        self.console
+                            .note(&format!("new connection failed: {e}; retrying"));
+                    }
+                    m.next_attempt = Instant::now() + MOVE_RETRY;
+                }
+            }
+            return Ok(false);
+        };
+        let caught_up = match self.timeline.as_ref().and_then(Timeline::next_seq) {
+            Some(next) => next.wrapping_sub(successor.hello.seq) as i64 >= 0,
+            None => true,
+        };
+        if !caught_up && opened.elapsed() < MOVE_CATCH_UP {
+            return Ok(false);
+        }
+        let (successor, _) = m.successor.take().expect("checked above");
+        if let Some(old) = connection.replace(successor) {
+            // The close handshake waits for the server; the audio must not.
+            std::thread::spawn(move || old.close());
+        }
+        let cause = m.cause.clone();
+        self.take_over(&cause, connection.as_ref())?;
+        Ok(true)
+    }
+
+    /// The successor of a move is now the connection: the interruption it opens is closed by
+    /// the successor's first new chunk, usually with nothing lost.
+    fn take_over(&mut self, cause: &str, connection: Option<&Connection>) -> Result<()> {
+        self.interruptions
+            .begin_move(cause, self.instance.clone(), self.last_audio_us);
+        match connection {
+            Some(c) => self.on_connected(c),
+            None => Ok(()),
         }
     }
 
@@ -219,12 +360,26 @@ impl<'a> Listener<'a> {
         }
         self.check_shape(hello)?;
         self.interruptions.attempt();
+        let same_instance = self.instance.as_deref() == Some(hello.instance.as_str());
         if let Some(t) = self.timeline.as_mut() {
-            t.reconnected();
+            let rtt_us = c.clock.rtt_us().unwrap_or(0) as f64;
+            // Back on the same instance, the sequence numbers are its own count and say exactly
+            // what was lost; the clock, estimated from a connection that may have waited out a
+            // freeze, would only blur that.
+            t.reconnected(if same_instance {
+                f64::INFINITY
+            } else {
+                rtt_us / 2.0
+            });
         }
         self.jitter.restart();
         self.live_from_us = hello.server_time_ms * 1000;
         self.instance = Some(hello.instance.clone());
+        self.served.push(Served {
+            connection: self.connections,
+            instance: hello.instance.clone(),
+            connected_unix_ms: crate::audio::unix_millis_now(),
+        });
         self.console.connected(&self.url, hello, self.connections);
         Ok(())
     }
@@ -495,7 +650,7 @@ impl<'a> Listener<'a> {
             End::Done | End::Stopped | End::TimeUp | End::StreamEnded => {
                 let missing = self.totals.gaps
                     + self.totals.skips
-                    + self.interruptions.completed().len() as u64
+                    + self.interruptions.audible() as u64
                     + u64::from(padded_ms > 0.0);
                 if missing == 0 {
                     ("continuous", EXIT_CONTINUOUS)
@@ -522,6 +677,16 @@ impl<'a> Listener<'a> {
             wav_seconds,
         };
         self.console.summary(&summary);
+        if let Some(path) = &self.config.report {
+            let report = Report {
+                url: &self.url,
+                started_unix_ms: self.started_unix_ms,
+                served: &self.served,
+                interruptions: self.interruptions.completed(),
+                summary: &summary,
+            };
+            report.write(path)?;
+        }
         Ok(exit_code)
     }
 }

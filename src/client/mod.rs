@@ -20,6 +20,7 @@ pub mod loadgen;
 #[cfg(feature = "alsa")]
 pub mod play;
 pub mod procstat;
+pub mod report;
 pub mod results;
 pub mod stats;
 pub mod timeline;

@@ -64,6 +64,8 @@ pub struct Timeline {
     announced_skip: Option<(u64, u64)>,
     /// Overlap dropped so far while splicing by clock (µs).
     dropped_overlap_us: f64,
+    /// How closely sequence and clock must agree for this splice (µs).
+    splice_tolerance_us: f64,
 }
 
 impl Timeline {
@@ -77,11 +79,17 @@ impl Timeline {
             splicing: false,
             announced_skip: None,
             dropped_overlap_us: 0.0,
+            splice_tolerance_us: SPLICE_TOLERANCE_US,
         }
     }
 
     /// A new connection begins; its first chunk will be spliced onto what came before.
-    pub fn reconnected(&mut self) {
+    /// `offset_error_us` bounds the error of the new connection's clock offset (half its
+    /// round trip so far): a hello that took long to come (a server that was frozen while it
+    /// accepted the connection) says little about the clock, and must not outvote sequence
+    /// numbers that do agree.
+    pub fn reconnected(&mut self, offset_error_us: f64) {
+        self.splice_tolerance_us = SPLICE_TOLERANCE_US + offset_error_us.max(0.0);
         self.splicing = self.next_seq.is_some();
         self.announced_skip = None;
         self.dropped_overlap_us = 0.0;
@@ -101,7 +109,7 @@ impl Timeline {
         if self.splicing {
             let time_gap_us = produced_local_us - end;
             let agrees =
-                (seq_gap as f64 * self.chunk_us - time_gap_us).abs() <= SPLICE_TOLERANCE_US;
+                (seq_gap as f64 * self.chunk_us - time_gap_us).abs() <= self.splice_tolerance_us;
             if agrees {
                 if seq_gap < 0 {
                     return Placement::Drop;
@@ -176,6 +184,11 @@ impl Timeline {
         }
     }
 
+    /// The sequence number the timeline continues with, once a chunk has been placed.
+    pub fn next_seq(&self) -> Option<u64> {
+        self.next_seq
+    }
+
     /// Frames in `chunks` chunks.
     pub fn frames_of(&self, chunks: u64) -> u64 {
         chunks * self.chunk_frames
@@ -243,7 +256,7 @@ mod tests {
         for seq in 0..50 {
             t.place(seq, at(seq));
         }
-        t.reconnected();
+        t.reconnected(0.0);
         // The new connection's burst starts 5 chunks back: those are dropped ...
         assert_eq!(t.place(45, at(45) + 300.0), Placement::Drop);
         // ... until the first new chunk, which continues with nothing lost.
@@ -268,7 +281,7 @@ mod tests {
         for seq in 100..200 {
             t.place(seq, at(seq));
         }
-        t.reconnected();
+        t.reconnected(0.0);
         // 1.5 s after the old stream's end, a new server starts at seq 0.
         let end = at(199) + CHUNK_US;
         match t.place(0, end + 1_500_000.0) {
@@ -292,10 +305,32 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_hello_widens_the_tolerance_so_sequence_still_decides() {
+        let mut t = timeline();
+        for seq in 0..50 {
+            t.place(seq, at(seq));
+        }
+        // The new connection's offset may be 550 ms off (a 1.1 s round trip): the chunks look
+        // 550 ms late, yet their sequence numbers continue the count.
+        t.reconnected(550_000.0);
+        assert_eq!(t.place(45, at(45) + 550_000.0), Placement::Drop);
+        assert_eq!(
+            t.place(125, at(125) + 550_000.0),
+            Placement::Append {
+                silence_frames: 75 * 882,
+                hole: Some(Hole::Reconnect {
+                    lost_us: 1_500_000,
+                    by: SpliceBy::Sequence
+                })
+            }
+        );
+    }
+
+    #[test]
     fn a_reconnect_that_skipped_ahead_by_sequence_fills_the_missing_chunks() {
         let mut t = timeline();
         t.place(10, at(10));
-        t.reconnected();
+        t.reconnected(0.0);
         match t.place(60, at(60)) {
             Placement::Append {
                 silence_frames,
