@@ -18,6 +18,8 @@ const LEFT: f64 = 78.0;
 const RIGHT: f64 = 30.0;
 const TOP_PANEL: (f64, f64) = (100.0, 330.0);
 const BOTTOM_PANEL: (f64, f64) = (410.0, 600.0);
+/// Other processes using at least this much CPU (% of one core) during a step get a note.
+const OTHERS_NOTE_PCT: f64 = 50.0;
 const BLUE: &str = "#2563eb";
 const ORANGE: &str = "#ea580c";
 const GREY: &str = "#6b7280";
@@ -324,6 +326,18 @@ fn share_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, timed: bool) {
         plot(svg, steps, x, &y, s, " %");
     }
     legend(svg, top, &series);
+    // Steps during which the rest of the machine was busy are marked: the cores were shared.
+    for s in steps {
+        let Some(others) = s.others_cpu_pct().filter(|o| *o >= OTHERS_NOTE_PCT) else {
+            continue;
+        };
+        let _ = writeln!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="{GREY}">others {others:.0} %</text>"##,
+            x.at(s.target),
+            bottom - 22.0
+        );
+    }
     // Steps where not everyone could connect are marked: their share covers fewer listeners.
     for s in steps.iter().filter(|s| s.connected < s.target) {
         let _ = writeln!(
