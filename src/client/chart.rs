@@ -327,15 +327,25 @@ fn share_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, timed: bool) {
     }
     legend(svg, top, &series);
     // Steps during which the rest of the machine was busy are marked: the cores were shared.
+    let mut noted = false;
     for s in steps {
         let Some(others) = s.others_cpu_pct().filter(|o| *o >= OTHERS_NOTE_PCT) else {
             continue;
         };
+        noted = true;
         let _ = writeln!(
             svg,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="{GREY}">others {others:.0} %</text>"##,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="{GREY}">{others:.0}</text>"##,
             x.at(s.target),
             bottom - 22.0
+        );
+    }
+    if noted {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="{GREY}">grey numbers: CPU used by other processes during the step, % of one core</text>"##,
+            LEFT + 6.0,
+            bottom - 6.0
         );
     }
     // Steps where not everyone could connect are marked: their share covers fewer listeners.
