@@ -172,7 +172,7 @@ awk -F, '
       printf "| %s | %s / %s | %s / %s | %s / %s | %s / %s | **%s** | %s / %s | %s / %s | **%s** | %s / %s |\n", n,
         e_conn[n], i_conn[n], f(e_mb[n], 1), f(i_mb[n], 1), f(e_cpu[n], 1), f(i_cpu[n], 1),
         f(e_us[n], 0), f(i_us[n], 0), ratio(e_us[n], i_us[n]), f(e_rss[n], 1), f(i_rss[n], 1),
-        f(e_kib[n], 1), f(i_kib[n], 1), ratio(e_kib[n], i_kib[n]), f(e_ok[n], 2), f(i_ok[n], 2) }
+        f(e_kib[n], 1), f(i_kib[n], 1), ratio(e_kib[n], i_kib[n]), f(e_ok[n], 3), f(i_ok[n], 2) }
   }' benchmarks/earshot-compare.csv benchmarks/icecast-compare.csv >"$table"
 cat "$table"
 
@@ -195,6 +195,12 @@ if [ "$RECORD" = 1 ]; then
     echo "e = earshot (WebSocket), i = Icecast (HTTP). Ratios below 1 favour earshot."
     echo
     cat "$table"
+    echo
+    echo "Each server's own chart (earshot: latency and chunks on time; Icecast: CPU and bytes"
+    echo "delivered, since an HTTP stream carries no timestamps):"
+    echo
+    echo '![earshot in the comparison run](benchmarks/earshot-compare.svg)'
+    echo '![Icecast in the comparison run](benchmarks/icecast-compare.svg)'
     echo
   } >"$body"
   bench_replace_section BENCHMARKS.md bench:icecast "$body"

@@ -9,15 +9,18 @@
 
 use std::fmt::Write as _;
 
+use crate::client::axes::{Scale, XAxis, YAxis, nice_ceiling, ticks};
 use crate::client::bench::TARGET_SHARE_PCT;
 use crate::client::results::StepResult;
 
-const WIDTH: f64 = 960.0;
+pub const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 660.0;
-const LEFT: f64 = 78.0;
-const RIGHT: f64 = 30.0;
+pub const LEFT: f64 = 78.0;
+pub const RIGHT: f64 = 30.0;
 const TOP_PANEL: (f64, f64) = (100.0, 330.0);
 const BOTTOM_PANEL: (f64, f64) = (410.0, 600.0);
+/// Other processes using at least this much CPU (% of one core) during a step get a note.
+const OTHERS_NOTE_PCT: f64 = 50.0;
 const BLUE: &str = "#2563eb";
 const ORANGE: &str = "#ea580c";
 const GREY: &str = "#6b7280";
@@ -32,65 +35,6 @@ struct Series<'a> {
     dash: &'a str,
     width: f64,
     values: Vec<Option<f64>>,
-}
-
-/// Horizontal position of a listener count on the log axis.
-struct XAxis {
-    lo: f64,
-    hi: f64,
-}
-
-impl XAxis {
-    fn new(steps: &[StepResult]) -> XAxis {
-        let lo = steps.iter().map(|s| s.target).min().unwrap_or(1).max(1) as f64;
-        let hi = steps.iter().map(|s| s.target).max().unwrap_or(1).max(1) as f64;
-        // Half a decade of room either side keeps the end points off the frame.
-        XAxis {
-            lo: lo.log10() - 0.08,
-            hi: hi.log10().max(lo.log10() + 0.5) + 0.08,
-        }
-    }
-
-    fn at(&self, n: usize) -> f64 {
-        let t = ((n.max(1) as f64).log10() - self.lo) / (self.hi - self.lo);
-        LEFT + t * (WIDTH - LEFT - RIGHT)
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Scale {
-    Linear,
-    /// Base-10 logarithm; `lo` must be positive.
-    Log,
-    /// Percentages by their nines: `-log10(1 - p/100)`, so 90, 99, 99.9 are evenly spaced.
-    Nines,
-}
-
-/// The "nines" of a percentage, capped at four (99.99 % and above, and anything over 100).
-fn nines(pct: f64) -> f64 {
-    -(1.0 - pct / 100.0).clamp(1e-4, 1.0).log10()
-}
-
-/// A vertical scale for one panel.
-struct YAxis {
-    lo: f64,
-    hi: f64,
-    top: f64,
-    bottom: f64,
-    scale: Scale,
-}
-
-impl YAxis {
-    fn at(&self, v: f64) -> f64 {
-        let f = |v: f64| match self.scale {
-            Scale::Linear => v,
-            Scale::Log => v.max(self.lo).log10(),
-            Scale::Nines => nines(v),
-        };
-        let (lo, hi) = (f(self.lo), f(self.hi));
-        let t = (f(v.clamp(self.lo, self.hi)) - lo) / (hi - lo);
-        self.bottom - t * (self.bottom - self.top)
-    }
 }
 
 /// The whole chart; `subtitle` says where and how it was measured.
@@ -324,6 +268,28 @@ fn share_panel(svg: &mut String, steps: &[StepResult], x: &XAxis, timed: bool) {
         plot(svg, steps, x, &y, s, " %");
     }
     legend(svg, top, &series);
+    // Steps during which the rest of the machine was busy are marked: the cores were shared.
+    let mut noted = false;
+    for s in steps {
+        let Some(others) = s.others_cpu_pct().filter(|o| *o >= OTHERS_NOTE_PCT) else {
+            continue;
+        };
+        noted = true;
+        let _ = writeln!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="{GREY}">{others:.0}</text>"##,
+            x.at(s.target),
+            bottom - 22.0
+        );
+    }
+    if noted {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="{GREY}">grey numbers: CPU used by other processes during the step, % of one core</text>"##,
+            LEFT + 6.0,
+            bottom - 6.0
+        );
+    }
     // Steps where not everyone could connect are marked: their share covers fewer listeners.
     for s in steps.iter().filter(|s| s.connected < s.target) {
         let _ = writeln!(
@@ -496,31 +462,6 @@ fn legend(svg: &mut String, top: f64, series: &[Series]) {
     }
 }
 
-/// 1, 2 or 5 times a power of ten, at or above `v`.
-fn nice_ceiling(v: f64) -> f64 {
-    if v <= 0.0 {
-        return 1.0;
-    }
-    let p = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * p)
-        .find(|c| *c >= v)
-        .unwrap_or(10.0 * p)
-}
-
-/// About five evenly spaced round values from `lo` to `hi`.
-fn ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let step = nice_ceiling((hi - lo) / 5.0);
-    let mut v = (lo / step).ceil() * step;
-    let mut out = Vec::new();
-    while v <= hi + step * 1e-9 {
-        out.push(v);
-        v += step;
-    }
-    out
-}
-
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -531,24 +472,6 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nines_space_90_99_and_99_9_evenly() {
-        assert!((nines(90.0) - 1.0).abs() < 1e-9);
-        assert!((nines(99.0) - 2.0).abs() < 1e-9);
-        assert!((nines(99.9) - 3.0).abs() < 1e-9);
-        assert_eq!(nines(100.0), 4.0);
-        assert_eq!(nines(100.4), 4.0);
-        assert_eq!(nines(0.0), 0.0);
-    }
-
-    #[test]
-    fn scales_pick_round_numbers() {
-        assert_eq!(nice_ceiling(130.0), 200.0);
-        assert_eq!(nice_ceiling(0.42), 0.5);
-        assert_eq!(ticks(0.0, 200.0), [0.0, 50.0, 100.0, 150.0, 200.0]);
-        assert_eq!(ticks(99.0, 100.0).len(), 6);
-    }
 
     #[test]
     fn the_chart_is_one_svg_document_with_both_panels() {

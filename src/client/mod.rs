@@ -6,6 +6,7 @@
 //! ([`stats`]). `listen` speaks through [`connection`] (tungstenite, one blocking socket);
 //! `bench` through [`loadgen`] (its own frame reader, many non-blocking sockets per thread).
 
+pub mod axes;
 pub mod bench;
 pub mod chart;
 pub mod clock;

@@ -157,12 +157,16 @@ impl Timeline {
                 to: seq,
             },
         };
-        self.append(
-            seq,
-            produced_local_us,
-            seq_gap as u64 * self.chunk_frames,
-            Some(hole),
-        )
+        // A jump the clock does not confirm (a server that skipped its count ahead) is filled
+        // with the time that really passed, not with hours of silence.
+        let time_gap_us = produced_local_us - end;
+        let silence = if (seq_gap as f64 * self.chunk_us - time_gap_us).abs() <= SPLICE_TOLERANCE_US
+        {
+            seq_gap as u64 * self.chunk_frames
+        } else {
+            (time_gap_us.max(0.0) * f64::from(self.sample_rate) / 1e6).round() as u64
+        };
+        self.append(seq, produced_local_us, silence, Some(hole))
     }
 
     fn append(
@@ -246,6 +250,23 @@ mod tests {
             Placement::Append {
                 silence_frames: 4 * 882,
                 hole: Some(Hole::Skipped { from: 5, to: 9 })
+            }
+        );
+    }
+
+    #[test]
+    fn a_sequence_jump_the_clock_does_not_confirm_is_filled_with_the_time_that_passed() {
+        let mut t = timeline();
+        t.place(1, at(1));
+        // The count jumps by a million chunks while only one chunk's time passed.
+        assert_eq!(
+            t.place(1_000_002, at(2) + CHUNK_US),
+            Placement::Append {
+                silence_frames: 882,
+                hole: Some(Hole::Gap {
+                    from: 2,
+                    to: 1_000_002
+                })
             }
         );
     }
