@@ -276,10 +276,17 @@ impl ListenerSession<'_> {
             }
             let mut bytes = 0;
             for chunk in &chunks {
+                if self.stalled_since.is_some() {
+                    // The socket filled up mid-batch: the rest waits in the ring, from where it
+                    // goes out when the socket drains, or is announced in `skipped` if the ring
+                    // moves on first. Never dropped silently.
+                    self.cursor = chunk.seq;
+                    break;
+                }
                 bytes += chunk.payload.len() as u64;
                 self.queue(Message::Binary(chunk.payload.clone()))?;
+                self.chunks_sent += 1;
             }
-            self.chunks_sent += chunks.len() as u64;
             Stream::count(&stream.counters.bytes_sent, bytes);
             self.flush()
         })();

@@ -324,3 +324,49 @@ fn sigterm_sends_bye_and_closes_every_listener_then_exits_0_within_2_s() {
         assert!(matches!(s.read(&mut b), Ok(0) | Err(_)));
     }
 }
+
+#[test]
+fn a_listener_whose_socket_fills_mid_batch_loses_nothing_unannounced() {
+    // A big ring, so nothing is skipped: every chunk must arrive, however the socket fills.
+    let server = Server::start(&[
+        "--source",
+        "tone:",
+        "--buffer-ms",
+        "8000",
+        "--send-timeout-ms",
+        "60000",
+    ]);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://{}/ws", server.addr).as_str(), stream).unwrap();
+    let hello = read_json(&mut ws);
+    let mut expected = hello["seq"].as_u64().unwrap();
+    // Read in spurts with pauses longer than the server's 250 ms write timeout, so its writes
+    // time out in the middle of the batches it sends to catch up.
+    let started = Instant::now();
+    let mut received = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        for _ in 0..10 {
+            match next_message(&mut ws) {
+                Incoming::Audio(a) => {
+                    assert_eq!(
+                        a.seq, expected,
+                        "no chunk goes missing without a skipped message"
+                    );
+                    expected += 1;
+                    received += 1;
+                }
+                Incoming::Control(c) => panic!("nothing should be skipped with an 8 s ring: {c}"),
+                Incoming::Closed => panic!("closed: {}", server.stderr()),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert!(received >= 100, "{received} chunks");
+}
