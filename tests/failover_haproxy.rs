@@ -123,6 +123,95 @@ impl Drop for Haproxy {
     }
 }
 
+/// Debian's nginx running deploy/nginx.conf's upstream and location over plain HTTP on `port`,
+/// in one process that dies with the test.
+struct Nginx(Child);
+
+impl Nginx {
+    fn start(dir: &Path, port: u16, backends: &[u16]) -> Nginx {
+        let template = std::fs::read_to_string(repo_root().join("deploy/nginx.conf")).unwrap();
+        let mut site = template;
+        let mut replace = |from: &str, to: String| {
+            assert!(
+                site.contains(from),
+                "deploy/nginx.conf no longer has {from:?}"
+            );
+            site = site.replace(from, &to);
+        };
+        replace(
+            "server 127.0.0.1:8080;",
+            format!("server 127.0.0.1:{};", backends[0]),
+        );
+        for (n, default) in [(1, 8081), (2, 8082)] {
+            replace(
+                &format!("server 127.0.0.1:{default} max_fails=1 fail_timeout=5s;"),
+                format!(
+                    "server 127.0.0.1:{} max_fails=1 fail_timeout=5s;",
+                    backends[n]
+                ),
+            );
+        }
+        // The shipped redirect server and TLS are tested by tests/tls_proxy.rs; here the same
+        // location serves plain ws:// so the test needs no certificate.
+        replace("listen 80;", format!("listen 127.0.0.1:{};", free_port()));
+        replace("listen 443 ssl;", format!("listen 127.0.0.1:{port};"));
+        for line in [
+            "    ssl_certificate     /etc/letsencrypt/live/radio.example.org/fullchain.pem;\n",
+            "    ssl_certificate_key /etc/letsencrypt/live/radio.example.org/privkey.pem;\n",
+            "    ssl_protocols       TLSv1.2 TLSv1.3;\n",
+            "    ssl_session_cache   shared:earshot_tls:10m;\n",
+        ] {
+            replace(line, String::new());
+        }
+        replace(
+            "/var/log/nginx/earshot.access.log",
+            dir.join("access.log").display().to_string(),
+        );
+        std::fs::write(dir.join("earshot.conf"), site).unwrap();
+        let d = dir.display();
+        let main = format!(
+            "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n\
+             client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
+             include {d}/earshot.conf;\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), main).unwrap();
+        let errors = dir.join("error.log");
+        let mut child = Command::new("nginx")
+            .arg("-e")
+            .arg(&errors)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is installed (scripts/install-test-deps.sh)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "nginx exited ({status}): {}",
+                    std::fs::read_to_string(&errors).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "nginx did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Nginx(child)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One `earshot listen --reconnect --json` process and the JSON lines it printed so far.
 struct Listener {
     child: Child,
@@ -455,4 +544,81 @@ fn drain_kill_and_freeze_behind_haproxy_are_measured_and_recovered() {
     if let Ok(path) = std::env::var("LBTEST_TABLE") {
         std::fs::write(path, &table).unwrap();
     }
+}
+
+#[test]
+fn drain_and_kill_behind_nginx_are_measured_and_recovered() {
+    // Open-source nginx has no active health checks: it learns of a drain from the 503 a
+    // draining instance answers, and of a dead one from the refused connection, and
+    // proxy_next_upstream retries the upgrade elsewhere. A frozen instance accepts the
+    // connection and never answers, which nginx only notices at proxy_read_timeout, so the
+    // freeze scenario is HAProxy's (README, "Load balancers and failover").
+    let dir = TempDir::new("failover-nginx");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut instances: Vec<Server> = ports
+        .iter()
+        .enumerate()
+        .map(|(n, &p)| start_instance(n, p))
+        .collect();
+    for &p in &ports {
+        wait_healthy(p);
+    }
+    let front = free_port();
+    let _nginx = Nginx::start(&dir.0, front, &ports);
+    let url = format!("ws://127.0.0.1:{front}/ws");
+    let mut listeners = Vec::new();
+    for i in 0..LISTENERS {
+        listeners.push(Listener::start(
+            &url,
+            &dir.join(&format!("report-{i}.json")),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while listeners[i].instance().is_none() {
+            assert!(Instant::now() < deadline, "listener {i} did not connect");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut rows = Vec::new();
+
+    let affected = on_instance(&listeners, "earshot1");
+    assert!(
+        !affected.is_empty(),
+        "least_conn put no listener on earshot1"
+    );
+    let m = marks(&listeners);
+    instances[0].signal("USR1");
+    let found = wait_interruptions(&listeners, &affected, &m, "drain");
+    for i in &found {
+        assert_eq!(i["planned"], true, "{i}");
+        assert_eq!(i["lost_ms"], 0.0, "a drain must lose nothing: {i}");
+        assert_ne!(i["instance_after"], "earshot1", "{i}");
+    }
+    assert_eq!(instances[0].wait_exit(Duration::from_secs(10)), Some(0));
+    assert_untouched(&listeners, &affected, &m, "drain");
+    rows.push(row("drain behind nginx (SIGUSR1)", &found));
+    instances[0] = start_instance(0, ports[0]);
+    wait_healthy(ports[0]);
+
+    let affected = on_instance(&listeners, "earshot2");
+    assert!(!affected.is_empty(), "no listener on earshot2");
+    let m = marks(&listeners);
+    instances[1].signal("KILL");
+    let found = wait_interruptions(&listeners, &affected, &m, "kill");
+    for i in &found {
+        assert_eq!(i["planned"], false, "{i}");
+        assert_ne!(i["instance_after"], "earshot2", "{i}");
+        assert_eq!(i["splice"], "sequence", "{i}");
+    }
+    assert_untouched(&listeners, &affected, &m, "kill");
+    rows.push(row("crash behind nginx (SIGKILL)", &found));
+
+    for (n, l) in listeners.into_iter().enumerate() {
+        let (code, lines) = l.stop();
+        let summary = lines.iter().rev().find(|v| v["type"] == "summary");
+        let summary = summary.unwrap_or_else(|| panic!("listener {n}: no summary"));
+        assert_ne!(summary["outcome"], "lost", "listener {n}: {summary}");
+        assert!(matches!(code, Some(0 | 3)), "listener {n}: exit {code:?}");
+    }
+    println!("\n{}", table(&rows));
 }
