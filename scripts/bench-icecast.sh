@@ -62,7 +62,7 @@ bench_args=(--clients "$LADDER" --duration "$STEP_S" --settle "$SETTLE_S")
 
 # --- earshot ------------------------------------------------------------------------------
 "$bin" serve --listen "127.0.0.1:$EARSHOT_PORT" --source "$wav" --chunk-ms 20 \
-  --max-listeners $((max + 100)) >"$LOGS/compare-earshot.out" 2>"$LOGS/compare-earshot.log" &
+  --max-listeners $((max + 100)) --max-per-address 0 >"$LOGS/compare-earshot.out" 2>"$LOGS/compare-earshot.log" &
 earshot=$!
 BENCH_PIDS+=("$earshot")
 bench_wait_http "http://127.0.0.1:$EARSHOT_PORT/healthz" 10
@@ -185,7 +185,7 @@ if [ "$RECORD" = 1 ]; then
     echo '```sh'
     echo "make bench-icecast   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S"
     echo "ffmpeg -i audio/earshot-sample.mp3 -ar 44100 -ac 2 -c:a pcm_s16le sample.wav"
-    echo "earshot serve --listen 127.0.0.1:$EARSHOT_PORT --source sample.wav --chunk-ms 20 --max-listeners $((max + 100))"
+    echo "earshot serve --listen 127.0.0.1:$EARSHOT_PORT --source sample.wav --chunk-ms 20 --max-listeners $((max + 100)) --max-per-address 0"
     echo "${earshot_cmd[*]#target/release/}" | sed "s|--server-pid $earshot|--server-pid \$EARSHOT_PID|"
     echo "icecast2 -c icecast.xml   # written by scripts/bench-icecast.sh: port $ICECAST_PORT, <clients>$((max + 100))</clients>"
     echo "ffmpeg -re -stream_loop -1 -i sample.wav -c:a pcm_s16le -f wav -content_type audio/wav icecast://source:PASSWORD@127.0.0.1:$ICECAST_PORT/earshot.wav"

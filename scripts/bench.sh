@@ -29,7 +29,7 @@ bench_raise_fd_limit $((max + 256))
 machine=$(bench_machine)
 
 "$bin" serve --listen "127.0.0.1:$PORT" --source "$SOURCE" --chunk-ms 20 \
-  --max-listeners $((max + 100)) >"$LOGS/earshot-server.out" 2>"$LOGS/earshot-server.log" &
+  --max-listeners $((max + 100)) --max-per-address 0 >"$LOGS/earshot-server.out" 2>"$LOGS/earshot-server.log" &
 server=$!
 BENCH_PIDS+=("$server")
 bench_wait_http "http://127.0.0.1:$PORT/healthz" 10
@@ -53,7 +53,7 @@ if [ "$RECORD" = 1 ]; then
     echo
     echo '```sh'
     echo "make bench   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S SOURCE=$SOURCE"
-    echo "earshot serve --listen 127.0.0.1:$PORT --source $SOURCE --chunk-ms 20 --max-listeners $((max + 100))"
+    echo "earshot serve --listen 127.0.0.1:$PORT --source $SOURCE --chunk-ms 20 --max-listeners $((max + 100)) --max-per-address 0"
     echo "${cmd[*]#target/release/}" | sed "s|--server-pid $server|--server-pid \$SERVER_PID|"
     echo '```'
     echo
