@@ -429,28 +429,23 @@ fn wait_healthy(port: u16) {
     std::thread::sleep(Duration::from_millis(900));
 }
 
-#[test]
-fn drain_kill_and_freeze_behind_haproxy_are_measured_and_recovered() {
-    let dir = TempDir::new("failover");
+/// Three instances on free ports, healthy.
+fn start_instances() -> (Vec<u16>, Vec<Server>) {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut instances: Vec<Server> = ports
+    let instances = ports
         .iter()
         .enumerate()
         .map(|(n, &p)| start_instance(n, p))
         .collect();
-    let front = free_port();
-    let _haproxy = Haproxy::start(&dir.0, front, &ports);
-    for &p in &ports {
-        wait_healthy(p);
-    }
-    let url = format!("ws://127.0.0.1:{front}/ws");
-    let mut listeners = Vec::new();
+    (ports, instances)
+}
+
+/// Attaches the listeners through the balancer one at a time, so least-connections spreads
+/// them evenly.
+fn attach_listeners(url: &str, dir: &TempDir) -> Vec<Listener> {
+    let mut listeners: Vec<Listener> = Vec::new();
     for i in 0..LISTENERS {
-        listeners.push(Listener::start(
-            &url,
-            &dir.join(&format!("report-{i}.json")),
-        ));
-        // One at a time, so leastconn spreads them evenly.
+        listeners.push(Listener::start(url, &dir.join(&format!("report-{i}.json"))));
         let deadline = Instant::now() + Duration::from_secs(10);
         while listeners[i].instance().is_none() {
             assert!(Instant::now() < deadline, "listener {i} did not connect");
@@ -458,17 +453,25 @@ fn drain_kill_and_freeze_behind_haproxy_are_measured_and_recovered() {
         }
     }
     std::thread::sleep(Duration::from_secs(1));
-    let mut rows = Vec::new();
+    listeners
+}
 
-    // 1. Drain earshot1: its listeners move on goaway, make before break, nothing lost.
-    let affected = on_instance(&listeners, "earshot1");
+/// Drains earshot1: its listeners move on goaway, make before break, and lose nothing; the
+/// instance exits 0 and is started again.
+fn drain_first(
+    listeners: &[Listener],
+    instances: &mut [Server],
+    ports: &[u16],
+    name: &'static str,
+) -> Row {
+    let affected = on_instance(listeners, "earshot1");
     assert!(
         !affected.is_empty(),
-        "leastconn put no listener on earshot1"
+        "least-connections put no listener on earshot1"
     );
-    let m = marks(&listeners);
+    let m = marks(listeners);
     instances[0].signal("USR1");
-    let found = wait_interruptions(&listeners, &affected, &m, "drain");
+    let found = wait_interruptions(listeners, &affected, &m, "drain");
     for i in &found {
         assert_eq!(i["planned"], true, "{i}");
         assert_eq!(i["lost_ms"], 0.0, "a drain must lose nothing: {i}");
@@ -476,28 +479,72 @@ fn drain_kill_and_freeze_behind_haproxy_are_measured_and_recovered() {
         assert_ne!(i["instance_after"], "earshot1", "{i}");
     }
     assert_eq!(instances[0].wait_exit(Duration::from_secs(10)), Some(0));
-    assert_untouched(&listeners, &affected, &m, "drain");
-    rows.push(row("drain (SIGUSR1)", &found));
+    assert_untouched(listeners, &affected, &m, "drain");
     instances[0] = start_instance(0, ports[0]);
     wait_healthy(ports[0]);
+    row(name, &found)
+}
 
-    // 2. SIGKILL earshot2: its listeners reconnect elsewhere; each interruption measured.
-    let affected = on_instance(&listeners, "earshot2");
+/// SIGKILLs earshot2: its listeners reconnect elsewhere, each interruption measured by sequence
+/// numbers; the instance is started again.
+fn kill_second(
+    listeners: &[Listener],
+    instances: &mut [Server],
+    ports: &[u16],
+    name: &'static str,
+) -> Row {
+    let affected = on_instance(listeners, "earshot2");
     assert!(!affected.is_empty(), "no listener on earshot2");
-    let m = marks(&listeners);
+    let m = marks(listeners);
     instances[1].signal("KILL");
-    let found = wait_interruptions(&listeners, &affected, &m, "kill");
+    let found = wait_interruptions(listeners, &affected, &m, "kill");
     for i in &found {
         assert_eq!(i["planned"], false, "{i}");
         assert_ne!(i["instance_after"], "earshot2", "{i}");
         assert_eq!(i["splice"], "sequence", "{i}");
     }
-    assert_untouched(&listeners, &affected, &m, "kill");
-    rows.push(row("crash (SIGKILL)", &found));
+    assert_untouched(listeners, &affected, &m, "kill");
     instances[1] = start_instance(1, ports[1]);
     wait_healthy(ports[1]);
+    row(name, &found)
+}
 
-    // 3. SIGSTOP earshot3 for 3 s: the stall is noticed long before TCP would, and recovered.
+/// Stops every listener: each still plays, and its report holds what its JSON lines said.
+fn finish(listeners: Vec<Listener>, dir: &TempDir) {
+    for (n, l) in listeners.into_iter().enumerate() {
+        let (code, lines) = l.stop();
+        let summary = lines.iter().rev().find(|v| v["type"] == "summary");
+        let summary = summary.unwrap_or_else(|| panic!("listener {n}: no summary"));
+        assert_ne!(summary["outcome"], "lost", "listener {n}: {summary}");
+        assert!(matches!(code, Some(0 | 3)), "listener {n}: exit {code:?}");
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(dir.join(&format!("report-{n}.json"))).unwrap())
+                .unwrap();
+        let logged = lines.iter().filter(|v| v["type"] == "interruption").count();
+        assert_eq!(
+            report["interruptions"].as_array().map(Vec::len),
+            Some(logged),
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn drain_kill_and_freeze_behind_haproxy_are_measured_and_recovered() {
+    let dir = TempDir::new("failover");
+    let (ports, mut instances) = start_instances();
+    let front = free_port();
+    let _haproxy = Haproxy::start(&dir.0, front, &ports);
+    for &p in &ports {
+        wait_healthy(p);
+    }
+    let listeners = attach_listeners(&format!("ws://127.0.0.1:{front}/ws"), &dir);
+    let mut rows = vec![
+        drain_first(&listeners, &mut instances, &ports, "drain (SIGUSR1)"),
+        kill_second(&listeners, &mut instances, &ports, "crash (SIGKILL)"),
+    ];
+
+    // SIGSTOP earshot3 for 3 s: the stall is noticed long before TCP would, and recovered.
     let affected = on_instance(&listeners, "earshot3");
     assert!(!affected.is_empty(), "no listener on earshot3");
     let m = marks(&listeners);
@@ -521,24 +568,8 @@ fn drain_kill_and_freeze_behind_haproxy_are_measured_and_recovered() {
     assert_untouched(&listeners, &affected, &m, "freeze");
     rows.push(row("freeze 3 s (SIGSTOP)", &found));
 
-    // Every listener plays at the end, and its report holds what its JSON lines said.
     std::thread::sleep(Duration::from_millis(500));
-    for (n, l) in listeners.into_iter().enumerate() {
-        let (code, lines) = l.stop();
-        let summary = lines.iter().rev().find(|v| v["type"] == "summary");
-        let summary = summary.unwrap_or_else(|| panic!("listener {n}: no summary"));
-        assert_ne!(summary["outcome"], "lost", "listener {n}: {summary}");
-        assert!(matches!(code, Some(0 | 3)), "listener {n}: exit {code:?}");
-        let report: Value =
-            serde_json::from_slice(&std::fs::read(dir.join(&format!("report-{n}.json"))).unwrap())
-                .unwrap();
-        let logged = lines.iter().filter(|v| v["type"] == "interruption").count();
-        assert_eq!(
-            report["interruptions"].as_array().map(Vec::len),
-            Some(logged),
-            "{report}"
-        );
-    }
+    finish(listeners, &dir);
     let table = table(&rows);
     println!("\n{table}");
     if let Ok(path) = std::env::var("LBTEST_TABLE") {
@@ -554,71 +585,27 @@ fn drain_and_kill_behind_nginx_are_measured_and_recovered() {
     // connection and never answers, which nginx only notices at proxy_read_timeout, so the
     // freeze scenario is HAProxy's (README, "Load balancers and failover").
     let dir = TempDir::new("failover-nginx");
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut instances: Vec<Server> = ports
-        .iter()
-        .enumerate()
-        .map(|(n, &p)| start_instance(n, p))
-        .collect();
+    let (ports, mut instances) = start_instances();
     for &p in &ports {
         wait_healthy(p);
     }
     let front = free_port();
     let _nginx = Nginx::start(&dir.0, front, &ports);
-    let url = format!("ws://127.0.0.1:{front}/ws");
-    let mut listeners = Vec::new();
-    for i in 0..LISTENERS {
-        listeners.push(Listener::start(
-            &url,
-            &dir.join(&format!("report-{i}.json")),
-        ));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while listeners[i].instance().is_none() {
-            assert!(Instant::now() < deadline, "listener {i} did not connect");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let mut rows = Vec::new();
-
-    let affected = on_instance(&listeners, "earshot1");
-    assert!(
-        !affected.is_empty(),
-        "least_conn put no listener on earshot1"
-    );
-    let m = marks(&listeners);
-    instances[0].signal("USR1");
-    let found = wait_interruptions(&listeners, &affected, &m, "drain");
-    for i in &found {
-        assert_eq!(i["planned"], true, "{i}");
-        assert_eq!(i["lost_ms"], 0.0, "a drain must lose nothing: {i}");
-        assert_ne!(i["instance_after"], "earshot1", "{i}");
-    }
-    assert_eq!(instances[0].wait_exit(Duration::from_secs(10)), Some(0));
-    assert_untouched(&listeners, &affected, &m, "drain");
-    rows.push(row("drain behind nginx (SIGUSR1)", &found));
-    instances[0] = start_instance(0, ports[0]);
-    wait_healthy(ports[0]);
-
-    let affected = on_instance(&listeners, "earshot2");
-    assert!(!affected.is_empty(), "no listener on earshot2");
-    let m = marks(&listeners);
-    instances[1].signal("KILL");
-    let found = wait_interruptions(&listeners, &affected, &m, "kill");
-    for i in &found {
-        assert_eq!(i["planned"], false, "{i}");
-        assert_ne!(i["instance_after"], "earshot2", "{i}");
-        assert_eq!(i["splice"], "sequence", "{i}");
-    }
-    assert_untouched(&listeners, &affected, &m, "kill");
-    rows.push(row("crash behind nginx (SIGKILL)", &found));
-
-    for (n, l) in listeners.into_iter().enumerate() {
-        let (code, lines) = l.stop();
-        let summary = lines.iter().rev().find(|v| v["type"] == "summary");
-        let summary = summary.unwrap_or_else(|| panic!("listener {n}: no summary"));
-        assert_ne!(summary["outcome"], "lost", "listener {n}: {summary}");
-        assert!(matches!(code, Some(0 | 3)), "listener {n}: exit {code:?}");
-    }
+    let listeners = attach_listeners(&format!("ws://127.0.0.1:{front}/ws"), &dir);
+    let rows = vec![
+        drain_first(
+            &listeners,
+            &mut instances,
+            &ports,
+            "drain behind nginx (SIGUSR1)",
+        ),
+        kill_second(
+            &listeners,
+            &mut instances,
+            &ports,
+            "crash behind nginx (SIGKILL)",
+        ),
+    ];
+    finish(listeners, &dir);
     println!("\n{}", table(&rows));
 }
