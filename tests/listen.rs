@@ -18,17 +18,6 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|l| l["type"] == kind).collect()
-}
-
 #[test]
 fn the_wav_has_the_stream_format_and_exactly_the_requested_duration() {
     let server = Server::start(&["--source", "tone:?rate=48000&channels=1"]);

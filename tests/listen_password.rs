@@ -9,17 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::*;
 
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|l| l["type"] == kind).collect()
-}
-
 const PASSWORD: &str = "listen test password";
 
 fn start_with_password(extra: &[&str]) -> Server {

@@ -202,15 +202,7 @@ fn listener_that_falls_behind_the_ring_skips_to_the_live_edge_and_is_told() {
         "--send-timeout-ms",
         "60000",
     ]);
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (mut ws, _) =
-        tungstenite::client(format!("ws://{}/ws", server.addr).as_str(), stream).unwrap();
+    let mut ws = connect_small_window(server.addr);
     let hello = read_json(&mut ws);
     let mut expected = hello["seq"].as_u64().unwrap();
     // Stop reading long enough to fall far more than the 400 ms ring behind.
@@ -336,15 +328,7 @@ fn a_listener_whose_socket_fills_mid_batch_loses_nothing_unannounced() {
         "--send-timeout-ms",
         "60000",
     ]);
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let (mut ws, _) =
-        tungstenite::client(format!("ws://{}/ws", server.addr).as_str(), stream).unwrap();
+    let mut ws = connect_small_window(server.addr);
     let hello = read_json(&mut ws);
     let mut expected = hello["seq"].as_u64().unwrap();
     // Read in spurts with pauses longer than the server's 250 ms write timeout, so its writes

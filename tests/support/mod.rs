@@ -48,6 +48,34 @@ pub fn write_counting_wav(dir: &Path, name: &str, frames: i16) -> PathBuf {
     path
 }
 
+/// `earshot listen --json` output, one JSON value per line; panics on a line that is not JSON.
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The lines of one `type`.
+pub fn of_type<'a>(lines: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|l| l["type"] == kind).collect()
+}
+
+/// A WebSocket client with a 4 KiB receive window, so the server's sends block as soon as the
+/// client stops reading (loopback windows are otherwise megabytes).
+pub fn connect_small_window(addr: SocketAddr) -> Ws {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    tungstenite::client(format!("ws://{addr}/ws").as_str(), stream)
+        .unwrap()
+        .0
+}
+
 /// A running `earshot serve`, killed when dropped.
 pub struct Server {
     child: Child,
