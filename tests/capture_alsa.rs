@@ -93,21 +93,6 @@ fn alsa_conf(infile: &Path) -> String {
     .concat()
 }
 
-/// Interleaved test samples that hit both ends of the range and everything between.
-fn test_samples(len: usize, seed: u32) -> Vec<i16> {
-    let mut x = seed;
-    (0..len)
-        .map(|i| match i % 89 {
-            0 => i16::MAX,
-            1 => i16::MIN,
-            _ => {
-                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (x >> 16) as i16
-            }
-        })
-        .collect()
-}
-
 /// After `hello`, the first `len` samples the listener receives.
 fn first_samples(server: &Server, len: usize) -> (serde_json::Value, Vec<i16>) {
     let mut ws = connect(server.addr);

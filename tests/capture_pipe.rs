@@ -13,21 +13,6 @@ use support::*;
 /// Frames in one 20 ms chunk at 48 kHz.
 const CHUNK: usize = 960;
 
-/// Interleaved test samples that hit both ends of the range and everything between.
-fn test_samples(len: usize, seed: u32) -> Vec<i16> {
-    let mut x = seed;
-    (0..len)
-        .map(|i| match i % 97 {
-            0 => i16::MAX,
-            1 => i16::MIN,
-            _ => {
-                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (x >> 16) as i16
-            }
-        })
-        .collect()
-}
-
 fn s16_bytes(samples: &[i16]) -> Vec<u8> {
     samples.iter().flat_map(|s| s.to_le_bytes()).collect()
 }

@@ -167,29 +167,7 @@ impl Nginx {
             "/var/log/nginx/earshot.access.log",
             dir.join("access.log").display().to_string(),
         );
-        std::fs::write(dir.join("earshot.conf"), site).unwrap();
-        let d = dir.display();
-        let main = format!(
-            "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n\
-             client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
-             include {d}/earshot.conf;\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), main).unwrap();
-        let errors = dir.join("error.log");
-        let mut child = Command::new("nginx")
-            .arg("-e")
-            .arg(&errors)
-            .arg("-p")
-            .arg(dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx is installed (scripts/install-test-deps.sh)");
+        let (mut child, errors) = spawn_nginx(dir, &site);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
