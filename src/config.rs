@@ -93,6 +93,16 @@ pub const SERVE_FLAGS: &[Flag] = &[
         help: "Recent audio sent at once to a new listener so playback starts immediately",
     },
     Flag {
+        name: "batch-ms",
+        value: Some("MS|auto"),
+        default: Some("auto"),
+        help: "Audio each listener's thread gathers before it wakes up to send. auto: each\n\
+               chunk as soon as it is produced, and 60 ms at once from 200 listeners on.\n\
+               MS (a multiple of --chunk-ms, at most 200 and 16 chunks): always that much,\n\
+               which adds up to MS minus one chunk of latency and cuts the server's CPU per\n\
+               listener (BENCHMARKS.md)",
+    },
+    Flag {
         name: "max-listeners",
         value: Some("N"),
         default: Some("10000"),
@@ -199,6 +209,8 @@ pub struct ServeConfig {
     pub chunk_ms: u32,
     pub buffer_ms: u32,
     pub burst_ms: u32,
+    /// `--batch-ms`: chunks a session sends per wake-up; `None` adapts to the listener count.
+    pub batch_chunks: Option<u32>,
     pub max_listeners: usize,
     pub send_timeout: Duration,
     pub drain_grace: Duration,
@@ -244,6 +256,7 @@ impl ServeConfig {
             )));
         }
         let burst_ms = raw.number("burst-ms", 200u32, 0..=buffer_ms)?;
+        let batch_chunks = batch_chunks(raw, chunk_ms)?;
         let www = raw.str("www").map(PathBuf::from);
         if let Some(dir) = &www {
             if !dir.is_dir() {
@@ -269,6 +282,7 @@ impl ServeConfig {
             chunk_ms,
             buffer_ms,
             burst_ms,
+            batch_chunks,
             max_listeners: raw.number("max-listeners", 10_000usize, 1..=1_000_000)?,
             send_timeout: Duration::from_millis(raw.number(
                 "send-timeout-ms",
@@ -324,6 +338,27 @@ impl ServeConfig {
             )?),
         })
     }
+}
+
+/// `--batch-ms`: `auto`, or a whole number of chunks' worth of milliseconds.
+fn batch_chunks(raw: &flags::RawArgs, chunk_ms: u32) -> Result<Option<u32>> {
+    let text = raw.str("batch-ms").unwrap_or("auto");
+    if text == "auto" {
+        return Ok(None);
+    }
+    let ms: u32 = text.trim().parse().map_err(|_| {
+        Error::usage(format!(
+            "--batch-ms: expected auto or a number of milliseconds, got '{text}'"
+        ))
+    })?;
+    let most = crate::session::MAX_CHUNKS_PER_WAKE as u32 * chunk_ms;
+    let most = most.min(200);
+    if ms < chunk_ms || ms > most || ms % chunk_ms != 0 {
+        return Err(Error::usage(format!(
+            "--batch-ms {ms}: expected auto or a multiple of --chunk-ms {chunk_ms} up to {most}"
+        )));
+    }
+    Ok(Some(ms / chunk_ms))
 }
 
 fn capture_params(raw: &flags::RawArgs) -> Result<CaptureParams> {
@@ -454,6 +489,7 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!((c.chunk_ms, c.buffer_ms, c.burst_ms), (20, 5000, 200));
+        assert_eq!(c.batch_chunks, None);
         assert_eq!(c.max_listeners, 10_000);
         assert!(c.password.is_none());
         assert_eq!(c.token_ttl, Duration::from_secs(24 * 3600));
@@ -520,6 +556,31 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("--source song.mp3")
+        );
+    }
+
+    #[test]
+    fn batches_are_whole_chunks_or_auto() {
+        let batch = |args: &[&str]| config(args).map(|c| c.batch_chunks);
+        assert_eq!(batch(&["--batch-ms", "auto"]).unwrap(), None);
+        assert_eq!(batch(&["--batch-ms", "60"]).unwrap(), Some(3));
+        assert_eq!(batch(&["--batch-ms", "20"]).unwrap(), Some(1));
+        assert_eq!(
+            batch(&["--batch-ms", "100", "--chunk-ms", "10"]).unwrap(),
+            Some(10)
+        );
+        let err = |args: &[&str]| config(args).unwrap_err().to_string();
+        assert_eq!(
+            err(&["--batch-ms", "50"]),
+            "--batch-ms 50: expected auto or a multiple of --chunk-ms 20 up to 200"
+        );
+        assert!(err(&["--batch-ms", "10"]).contains("multiple of --chunk-ms 20"));
+        assert!(err(&["--batch-ms", "220"]).contains("up to 200"));
+        // No more than 16 chunks go out per wake-up.
+        assert!(err(&["--batch-ms", "85", "--chunk-ms", "5"]).contains("up to 80"));
+        assert_eq!(
+            err(&["--batch-ms", "fast"]),
+            "--batch-ms: expected auto or a number of milliseconds, got 'fast'"
         );
     }
 

@@ -30,7 +30,7 @@ const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(5);
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Most chunks handed to tungstenite per wake, to keep its write buffer small.
-const MAX_CHUNKS_PER_WAKE: usize = 16;
+pub const MAX_CHUNKS_PER_WAKE: usize = 16;
 /// How long a `/ws?auth=message` client has to send its password.
 const LOGIN_WAIT: Duration = Duration::from_secs(10);
 /// How often a session waiting for a login looks up to see whether the server is stopping.
@@ -169,6 +169,7 @@ impl ListenerSession<'_> {
     fn serve(&mut self) -> End {
         let stream = &*self.server.stream;
         let burst = stream.chunks_in(self.server.config.burst_ms).max(1);
+        let batch = self.server.config.batch_chunks;
         self.cursor = match stream.ring.burst_start(burst) {
             Some(seq) => seq,
             None => {
@@ -229,7 +230,7 @@ impl ListenerSession<'_> {
             // Sleep (reading the client meanwhile) until the chunks we want next are due.
             let want = self
                 .cursor
-                .wrapping_add(wake_every(self.server.listener_count(), stream.chunk_ms) - 1);
+                .wrapping_add(wake_every(self.server.listener_count(), stream.chunk_ms, batch) - 1);
             let now = Instant::now();
             let deadline = match (self.stalled_since, stream.ring.due(want)) {
                 (None, Some(due)) if due > now => due,
@@ -478,16 +479,27 @@ impl ListenerSession<'_> {
     }
 }
 
-/// How many chunks a session asks for per wake-up.
+/// Listeners from which `--batch-ms auto` gathers [`AUTO_BATCH_MS`] per wake-up.
+pub const AUTO_BATCH_FROM: usize = 200;
+/// What `--batch-ms auto` gathers under load: the most that keeps p99 latency well under 100 ms.
+const AUTO_BATCH_MS: u32 = 60;
+
+/// How many chunks a session asks for per wake-up: `batch` (from `--batch-ms`) or, when that
+/// is `auto`, one chunk below [`AUTO_BATCH_FROM`] listeners and 60 ms of chunks from there on.
 ///
-/// Each wake-up costs two context switches; at thousands of listeners on two cores, that, not
-/// copying audio, is the bottleneck. Beyond a few hundred listeners a session waits for two or
-/// more chunks and sends them together, which trades a few tens of milliseconds of latency for
-/// staying on time. Never more than 60 ms of audio at once.
-pub fn wake_every(listeners: usize, chunk_ms: u32) -> u64 {
-    let by_load = (listeners / 600 + 1) as u64;
-    let cap = u64::from((60 / chunk_ms.max(1)).max(1));
-    by_load.clamp(1, cap)
+/// Each wake-up of a listener's thread costs a context switch and a timer, which on two cores
+/// costs more than copying the audio: waking for every 20 ms chunk takes about twice the CPU per
+/// listener of waking every 60 ms (BENCHMARKS.md has the profile and the figures). Below a few
+/// hundred listeners that CPU is cheap and latency is what listeners notice, so `auto` sends
+/// every chunk as it is produced; from there on it sends three 20 ms chunks together, which adds
+/// up to 40 ms of latency and halves the CPU. Never more than [`MAX_CHUNKS_PER_WAKE`] either way.
+pub fn wake_every(listeners: usize, chunk_ms: u32, batch: Option<u32>) -> u64 {
+    let chunks = match batch {
+        Some(chunks) => u64::from(chunks),
+        None if listeners < AUTO_BATCH_FROM => 1,
+        None => u64::from(AUTO_BATCH_MS / chunk_ms.max(1)),
+    };
+    chunks.clamp(1, MAX_CHUNKS_PER_WAKE as u64)
 }
 
 /// A read or write that ended without data moving but without harm either: its timeout ran out,
@@ -501,12 +513,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wake_ups_coalesce_only_under_load_and_never_past_60_ms() {
-        assert_eq!(wake_every(1, 20), 1);
-        assert_eq!(wake_every(599, 20), 1);
-        assert_eq!(wake_every(2000, 20), 3);
-        assert_eq!(wake_every(100_000, 20), 3);
-        assert_eq!(wake_every(100_000, 100), 1);
-        assert_eq!(wake_every(1300, 5), 3);
+    fn auto_batches_only_under_load_and_never_past_60_ms() {
+        assert_eq!(wake_every(1, 20, None), 1);
+        assert_eq!(wake_every(AUTO_BATCH_FROM - 1, 20, None), 1);
+        assert_eq!(wake_every(AUTO_BATCH_FROM, 20, None), 3);
+        assert_eq!(wake_every(100_000, 20, None), 3);
+        assert_eq!(wake_every(100_000, 100, None), 1);
+        assert_eq!(wake_every(100_000, 5, None), 12);
+        assert_eq!(wake_every(100_000, 40, None), 1);
+    }
+
+    #[test]
+    fn a_fixed_batch_holds_at_any_listener_count() {
+        assert_eq!(wake_every(1, 20, Some(3)), 3);
+        assert_eq!(wake_every(5000, 20, Some(1)), 1);
     }
 }

@@ -165,3 +165,58 @@ fn listener_gets_file_audio_exactly_as_decoded() {
         }
     }
 }
+
+/// Reads a listener's live chunks for `span` after the burst, and returns how many arrived and
+/// in how many separate groups: a chunk arriving more than 8 ms after the one before starts a
+/// new group. Fails on a missing or out-of-order chunk.
+fn live_arrival_groups(ws: &mut Ws, span: Duration) -> (u64, u64) {
+    let hello = read_json(ws);
+    let mut expected = hello["seq"].as_u64().unwrap();
+    let joined = Instant::now();
+    let (mut chunks, mut groups) = (0u64, 0u64);
+    let mut previous: Option<Instant> = None;
+    loop {
+        let a = next_audio(ws);
+        let now = Instant::now();
+        assert_eq!(a.seq, expected, "chunks are contiguous");
+        expected += 1;
+        // The burst arrives at once; count from well after it.
+        if now - joined < Duration::from_millis(500) {
+            continue;
+        }
+        if now - joined > Duration::from_millis(500) + span {
+            return (chunks, groups);
+        }
+        if previous.is_none_or(|p| now - p > Duration::from_millis(8)) {
+            groups += 1;
+        }
+        previous = Some(now);
+        chunks += 1;
+    }
+}
+
+#[test]
+fn a_fixed_batch_sends_chunks_together_in_real_time_and_loses_none() {
+    let server = Server::start(&["--source", "tone:", "--batch-ms", "60"]);
+    let mut ws = connect(server.addr);
+    let (chunks, groups) = live_arrival_groups(&mut ws, Duration::from_secs(2));
+    // 2 s of 20 ms chunks in threes: about 100 chunks in about 33 groups.
+    assert!((85..=115).contains(&chunks), "{chunks} chunks in 2 s");
+    assert!(
+        groups * 2 <= chunks,
+        "{chunks} chunks came in {groups} groups: not batched"
+    );
+}
+
+#[test]
+fn a_lone_listener_gets_each_chunk_as_it_is_produced() {
+    // `--batch-ms auto` batches only from 200 listeners on: a few listeners get low latency.
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    let (chunks, groups) = live_arrival_groups(&mut ws, Duration::from_secs(2));
+    assert!((85..=115).contains(&chunks), "{chunks} chunks in 2 s");
+    assert!(
+        groups * 10 >= chunks * 6,
+        "{chunks} chunks came in only {groups} groups: batched"
+    );
+}
