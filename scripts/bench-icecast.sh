@@ -11,10 +11,10 @@
 #
 # Installs Debian's icecast2 and ffmpeg when missing. Writes its own Icecast config (own port,
 # high client limit), kills only what it started, by pid. Results: BENCHMARKS.md (section "Side
-# by side with Icecast") and benchmarks/{earshot,icecast}-compare.{csv,svg}.
+# by side with Icecast") and benchmarks/{earshot,icecast}-compare*.{csv,svg}.
 #
-# Environment: LADDER, STEP_S, SETTLE_S, EARSHOT_PORT, ICECAST_PORT, RECORD=0 to leave
-# BENCHMARKS.md as it is.
+# Environment: LADDER, STEP_S, SETTLE_S, BATCHES (earshot's --batch-ms values, one ladder
+# each), EARSHOT_PORT, ICECAST_PORT, RECORD=0 to leave BENCHMARKS.md as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
@@ -23,6 +23,7 @@ LADDER=${LADDER:-1,10,50,100,200,500,1000,2000,3000}
 STEP_S=${STEP_S:-10}
 SETTLE_S=${SETTLE_S:-2}
 EARSHOT_PORT=${EARSHOT_PORT:-18080}
+BATCHES=${BATCHES:-auto 60}
 ICECAST_PORT=${ICECAST_PORT:-18000}
 RECORD=${RECORD:-1}
 LOGS=$PWD/target/bench
@@ -60,19 +61,24 @@ ffmpeg -nostdin -loglevel error -y -i audio/earshot-sample.mp3 -ar 44100 -ac 2 -
 
 bench_args=(--clients "$LADDER" --duration "$STEP_S" --settle "$SETTLE_S")
 
-# --- earshot ------------------------------------------------------------------------------
-"$bin" serve --listen "127.0.0.1:$EARSHOT_PORT" --source "$wav" --chunk-ms 20 \
-  --max-listeners $((max + 100)) --max-per-address 0 >"$LOGS/compare-earshot.out" 2>"$LOGS/compare-earshot.log" &
-earshot=$!
-BENCH_PIDS+=("$earshot")
-bench_wait_http "http://127.0.0.1:$EARSHOT_PORT/healthz" 10
-earshot_cmd=("$bin" bench "ws://127.0.0.1:$EARSHOT_PORT/ws" "${bench_args[@]}"
-  --server-pid "$earshot" --label earshot
-  --csv benchmarks/earshot-compare.csv --svg benchmarks/earshot-compare.svg)
-echo "bench-icecast: ${earshot_cmd[*]} (at most $limit s)"
+# --- earshot, once per --batch-ms mode ---------------------------------------------------
+# auto (the default: every chunk as produced below 200 listeners, 60 ms at once from there) and
+# 60 (always 60 ms at once: the CPU-saving mode). Each mode gets its own fresh server.
 started=$(date -u +%Y-%m-%dT%H:%MZ)
-timeout "$limit" "${earshot_cmd[@]}" | tee "$LOGS/compare-earshot.txt"
-bench_stop "$earshot"
+earshot_lines=()
+for batch in $BATCHES; do
+  name=earshot-compare$([ "$batch" = auto ] || echo "-batch-$batch")
+  bench_start_earshot "$EARSHOT_PORT" "$wav" $((max + 100)) "$name" --batch-ms "$batch"
+  earshot=$BENCH_SERVER_PID
+  earshot_cmd=("$bin" bench "ws://127.0.0.1:$EARSHOT_PORT/ws" "${bench_args[@]}"
+    --server-pid "$earshot" --label "earshot-$batch"
+    --csv "benchmarks/$name.csv" --svg "benchmarks/$name.svg")
+  echo "bench-icecast: ${earshot_cmd[*]} (at most $limit s)"
+  timeout "$limit" "${earshot_cmd[@]}" | tee "$LOGS/$name.txt"
+  bench_stop "$earshot"
+  earshot_lines+=("earshot ${BENCH_SERVE_ARGS[*]//$wav/sample.wav}")
+  earshot_lines+=("$(echo "${earshot_cmd[*]#target/release/}" | sed "s|--server-pid $earshot|--server-pid \$EARSHOT_PID|")")
+done
 
 # --- Icecast ------------------------------------------------------------------------------
 ice=$LOGS/icecast
@@ -151,30 +157,38 @@ timeout "$limit" "${icecast_cmd[@]}" | tee "$LOGS/compare-icecast.txt"
 bench_stop "$feed"
 bench_stop "$icecast"
 
-# --- the comparison table -----------------------------------------------------------------
-# Joins the two CSVs on the listener count, by column name.
-table=$LOGS/compare.md
-awk -F, '
+# --- the comparison tables ----------------------------------------------------------------
+# Joins an earshot CSV ($1) with Icecast's on the listener count, by column name.
+compare_table() {
+  awk -F, '
   FNR == 1 { for (i = 1; i <= NF; i++) col[FILENAME, $i] = i; next }
-  function v(name) { return $(col[FILENAME, name]) }
+  function v(name) { return (col[FILENAME, name] ? $(col[FILENAME, name]) : "") }
   FILENAME ~ /earshot/ { n = v("listeners"); e_cpu[n] = v("server_cpu_pct"); e_us[n] = v("cpu_us_per_listener_s")
+    e_add[n] = v("added_cpu_us_per_listener_s"); e_p99[n] = v("p99_ms")
     e_rss[n] = v("server_rss_mib"); e_kib[n] = v("rss_kib_per_listener"); e_mb[n] = v("mbytes_per_s")
     e_ok[n] = v("on_time_pct"); e_conn[n] = v("connected"); order[++count] = n }
   FILENAME ~ /icecast/ { n = v("listeners"); i_cpu[n] = v("server_cpu_pct"); i_us[n] = v("cpu_us_per_listener_s")
+    i_add[n] = v("added_cpu_us_per_listener_s")
     i_rss[n] = v("server_rss_mib"); i_kib[n] = v("rss_kib_per_listener"); i_mb[n] = v("mbytes_per_s")
     i_ok[n] = v("delivered_pct"); i_conn[n] = v("connected") }
   function ratio(a, b) { return (b > 0 && a != "") ? sprintf("%.2f", a / b) : "-" }
   function f(x, d) { return x == "" ? "-" : sprintf("%." d "f", x) }
   END {
-    print "| listeners | connected e / i | MB/s e / i | CPU % e / i | CPU µs per listener-second e / i | **CPU ratio e/i** | RSS MiB e / i | RSS KiB per listener e / i | **RSS ratio e/i** | on time % e / bytes % i |"
-    print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    print "| listeners | connected e / i | MB/s e / i | CPU % e / i | CPU µs per listener-second e / i | **CPU ratio e/i** | CPU µs a listener adds e / i | **added ratio e/i** | RSS MiB e / i | RSS KiB per listener e / i | **RSS ratio e/i** | on time % e / bytes % i | p99 ms e |"
+    print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for (k = 1; k <= count; k++) { n = order[k]
-      printf "| %s | %s / %s | %s / %s | %s / %s | %s / %s | **%s** | %s / %s | %s / %s | **%s** | %s / %s |\n", n,
+      printf "| %s | %s / %s | %s / %s | %s / %s | %s / %s | **%s** | %s / %s | **%s** | %s / %s | %s / %s | **%s** | %s / %s | %s |\n", n,
         e_conn[n], i_conn[n], f(e_mb[n], 1), f(i_mb[n], 1), f(e_cpu[n], 1), f(i_cpu[n], 1),
-        f(e_us[n], 0), f(i_us[n], 0), ratio(e_us[n], i_us[n]), f(e_rss[n], 1), f(i_rss[n], 1),
-        f(e_kib[n], 1), f(i_kib[n], 1), ratio(e_kib[n], i_kib[n]), f(e_ok[n], 3), f(i_ok[n], 2) }
-  }' benchmarks/earshot-compare.csv benchmarks/icecast-compare.csv >"$table"
-cat "$table"
+        f(e_us[n], 0), f(i_us[n], 0), ratio(e_us[n], i_us[n]), f(e_add[n], 0), f(i_add[n], 0),
+        ratio(e_add[n], i_add[n]), f(e_rss[n], 1), f(i_rss[n], 1),
+        f(e_kib[n], 1), f(i_kib[n], 1), ratio(e_kib[n], i_kib[n]), f(e_ok[n], 3), f(i_ok[n], 2), f(e_p99[n], 1) }
+  }' "$1" benchmarks/icecast-compare.csv
+}
+for batch in $BATCHES; do
+  name=earshot-compare$([ "$batch" = auto ] || echo "-batch-$batch")
+  echo "earshot --batch-ms $batch against Icecast:"
+  compare_table "benchmarks/$name.csv" | tee "$LOGS/compare-$batch.md"
+done
 
 if [ "$RECORD" = 1 ]; then
   body=$LOGS/icecast-section.md
@@ -183,23 +197,36 @@ if [ "$RECORD" = 1 ]; then
     echo "Measured $started on $machine. $(icecast2 -v 2>&1 | head -1); $(ffmpeg -version | head -1 | cut -d' ' -f1-3)."
     echo
     echo '```sh'
-    echo "make bench-icecast   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S"
+    echo "make bench-icecast   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S BATCHES='$BATCHES'"
     echo "ffmpeg -i audio/earshot-sample.mp3 -ar 44100 -ac 2 -c:a pcm_s16le sample.wav"
-    echo "earshot serve --listen 127.0.0.1:$EARSHOT_PORT --source sample.wav --chunk-ms 20 --max-listeners $((max + 100)) --max-per-address 0"
-    echo "${earshot_cmd[*]#target/release/}" | sed "s|--server-pid $earshot|--server-pid \$EARSHOT_PID|"
+    printf '%s\n' "${earshot_lines[@]}"
     echo "icecast2 -c icecast.xml   # written by scripts/bench-icecast.sh: port $ICECAST_PORT, <clients>$((max + 100))</clients>"
     echo "ffmpeg -re -stream_loop -1 -i sample.wav -c:a pcm_s16le -f wav -content_type audio/wav icecast://source:PASSWORD@127.0.0.1:$ICECAST_PORT/earshot.wav"
     echo "${icecast_cmd[*]#target/release/}" | sed "s|--server-pid $icecast|--server-pid \$ICECAST_PID|"
     echo '```'
     echo
-    echo "e = earshot (WebSocket), i = Icecast (HTTP). Ratios below 1 favour earshot."
-    echo
-    cat "$table"
+    echo "e = earshot (WebSocket), i = Icecast (HTTP). Ratios below 1 favour earshot. \"CPU µs a"
+    echo "listener adds\" is the server's CPU above what it used with no listeners (measured for one"
+    echo "step before the ladder: earshot producing its stream, Icecast taking in its feed), per"
+    echo "listener-second."
+    for batch in $BATCHES; do
+      echo
+      if [ "$batch" = auto ]; then
+        echo "**earshot with its default, \`--batch-ms auto\`:**"
+      else
+        echo "**earshot with \`--batch-ms $batch\`:**"
+      fi
+      echo
+      cat "$LOGS/compare-$batch.md"
+    done
     echo
     echo "Each server's own chart (earshot: latency and chunks on time; Icecast: CPU and bytes"
     echo "delivered, since an HTTP stream carries no timestamps):"
     echo
-    echo '![earshot in the comparison run](benchmarks/earshot-compare.svg)'
+    for batch in $BATCHES; do
+      name=earshot-compare$([ "$batch" = auto ] || echo "-batch-$batch")
+      echo "![earshot --batch-ms $batch in the comparison run](benchmarks/$name.svg)"
+    done
     echo '![Icecast in the comparison run](benchmarks/icecast-compare.svg)'
     echo
   } >"$body"

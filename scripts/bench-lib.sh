@@ -1,6 +1,6 @@
 # Shared by scripts/bench.sh and scripts/bench-icecast.sh (sourced, not run): the open-file
-# limit, starting and stopping what a benchmark starts (by pid, nothing else), waiting for a
-# port, describing the machine, and rewriting a marked section of BENCHMARKS.md.
+# limit, starting earshot, stopping what a benchmark starts (by pid, nothing else), waiting for
+# a port, describing the machine, and rewriting a marked section of BENCHMARKS.md.
 
 # Pids this script started; `bench_cleanup` stops exactly these.
 BENCH_PIDS=()
@@ -46,6 +46,21 @@ bench_wait_http() {
   done
   echo "bench: nothing answers at $url after $seconds s" >&2
   return 1
+}
+
+# Starts the release earshot on 127.0.0.1:$1 streaming $2 for up to $3 listeners in 20 ms
+# chunks, with no per-address limit (every listener comes from 127.0.0.1) and any further
+# arguments; its output goes to $LOGS/$4.{out,log}. Waits until it answers. Sets
+# BENCH_SERVE_ARGS (the arguments after `earshot`, for the record) and BENCH_SERVER_PID.
+bench_start_earshot() {
+  local port=$1 source=$2 listeners=$3 name=$4
+  shift 4
+  BENCH_SERVE_ARGS=(serve --listen "127.0.0.1:$port" --source "$source" --chunk-ms 20
+    --max-listeners "$listeners" --max-per-address 0 "$@")
+  target/release/earshot "${BENCH_SERVE_ARGS[@]}" >"$LOGS/$name.out" 2>"$LOGS/$name.log" &
+  BENCH_SERVER_PID=$!
+  BENCH_PIDS+=("$BENCH_SERVER_PID")
+  bench_wait_http "http://127.0.0.1:$port/healthz" 10
 }
 
 # The largest count in a comma-separated ladder.

@@ -5,7 +5,8 @@
 # plus benchmarks/earshot-ladder.{csv,svg}. Bounded in time; stops only the server it started.
 #
 # Environment: LADDER (listener counts), STEP_S (seconds measured per step), SETTLE_S, SOURCE
-# (what the server streams), PORT, RECORD=0 to leave BENCHMARKS.md as it is.
+# (what the server streams), BATCH (its --batch-ms), PORT, RECORD=0 to leave BENCHMARKS.md as
+# it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
@@ -15,6 +16,7 @@ LADDER=${LADDER:-1,5,10,20,35,50,100,200,500,1000,1500,2000,3000,4000,5000}
 STEP_S=${STEP_S:-20}
 SETTLE_S=${SETTLE_S:-2}
 SOURCE=${SOURCE:-tone:}
+BATCH=${BATCH:-auto}
 PORT=${PORT:-18080}
 RECORD=${RECORD:-1}
 LOGS=target/bench
@@ -28,11 +30,9 @@ max=$(bench_ladder_max "$LADDER")
 bench_raise_fd_limit $((max + 256))
 machine=$(bench_machine)
 
-"$bin" serve --listen "127.0.0.1:$PORT" --source "$SOURCE" --chunk-ms 20 \
-  --max-listeners $((max + 100)) --max-per-address 0 >"$LOGS/earshot-server.out" 2>"$LOGS/earshot-server.log" &
-server=$!
-BENCH_PIDS+=("$server")
-bench_wait_http "http://127.0.0.1:$PORT/healthz" 10
+# BATCH: the server's --batch-ms (auto, or 60 to measure the CPU-saving mode).
+bench_start_earshot "$PORT" "$SOURCE" $((max + 100)) earshot-server --batch-ms "$BATCH"
+server=$BENCH_SERVER_PID
 
 steps=$(tr ',' '\n' <<<"$LADDER" | wc -l)
 limit=$((steps * (STEP_S + SETTLE_S + 20) + 60))
@@ -52,8 +52,8 @@ if [ "$RECORD" = 1 ]; then
     echo "Measured $started on $machine."
     echo
     echo '```sh'
-    echo "make bench   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S SOURCE=$SOURCE"
-    echo "earshot serve --listen 127.0.0.1:$PORT --source $SOURCE --chunk-ms 20 --max-listeners $((max + 100)) --max-per-address 0"
+    echo "make bench   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S SOURCE=$SOURCE BATCH=$BATCH"
+    echo "earshot ${BENCH_SERVE_ARGS[*]}"
     echo "${cmd[*]#target/release/}" | sed "s|--server-pid $server|--server-pid \$SERVER_PID|"
     echo '```'
     echo

@@ -16,7 +16,7 @@ use crate::client::config::BenchConfig;
 use crate::client::connection::{ConnectOptions, Connection, Event, Hello};
 use crate::client::endpoint::Scheme;
 use crate::client::loadgen::{LoadConfig, LoadGen, WindowReport};
-use crate::client::procstat::{self, ProcSample};
+use crate::client::procstat::{self, ProcSample, ThreadCpu};
 use crate::client::results::{self, StepResult};
 use crate::client::stats::ms;
 use crate::error::{Error, Result};
@@ -35,6 +35,8 @@ struct StreamInfo {
     clock_offset_us: i64,
     /// Bytes per second one listener should receive.
     byte_rate: f64,
+    /// The server's CPU before any listener joined, in % of one core.
+    idle_cpu_pct: Option<f64>,
 }
 
 pub fn run(config: &BenchConfig) -> Result<()> {
@@ -50,9 +52,16 @@ pub fn run(config: &BenchConfig) -> Result<()> {
         }
     }
     let addr = config.endpoint.resolve()?;
-    let stream = probe(config)?;
+    let mut stream = probe(config)?;
     let server_pid = config.server_pid.or_else(|| local_server(addr));
     print_preamble(config, &stream, server_pid);
+    stream.idle_cpu_pct = measure_idle(config, server_pid);
+    if let Some(idle) = stream.idle_cpu_pct {
+        println!(
+            "server idle (no listeners, {:.1} s): {idle:.2} % of one core",
+            config.duration.as_secs_f64()
+        );
+    }
     let generator = LoadGen::start(LoadConfig {
         endpoint: config.endpoint.clone(),
         addr,
@@ -88,6 +97,7 @@ fn probe(config: &BenchConfig) -> Result<StreamInfo> {
             hello: None,
             clock_offset_us: 0,
             byte_rate: config.byte_rate as f64,
+            idle_cpu_pct: None,
         });
     }
     let options = ConnectOptions {
@@ -119,6 +129,7 @@ fn probe(config: &BenchConfig) -> Result<StreamInfo> {
         hello: Some(hello),
         clock_offset_us,
         byte_rate,
+        idle_cpu_pct: None,
     })
 }
 
@@ -161,8 +172,10 @@ fn print_preamble(config: &BenchConfig, stream: &StreamInfo, server_pid: Option<
 struct Snapshot {
     at: Instant,
     server: Option<ProcSample>,
+    server_cpu: Option<ThreadCpu>,
     server_switches: Option<u64>,
     me: Option<ProcSample>,
+    my_cpu: Option<ThreadCpu>,
     machine_busy_s: Option<f64>,
 }
 
@@ -171,11 +184,43 @@ impl Snapshot {
         Snapshot {
             at: Instant::now(),
             server: server_pid.and_then(procstat::sample),
+            server_cpu: server_pid.and_then(ThreadCpu::of),
             server_switches: server_pid.and_then(procstat::context_switches),
             me: procstat::sample_self(),
+            my_cpu: ThreadCpu::of(std::process::id()),
             machine_busy_s: procstat::machine_busy_s(),
         }
     }
+}
+
+/// A process's CPU over a window in % of one core: exact from its threads' counters, or from
+/// `/proc/PID/stat`'s ticks where those cannot be read.
+fn cpu_pct(
+    threads: (&Option<ThreadCpu>, &Option<ThreadCpu>),
+    process: (Option<ProcSample>, Option<ProcSample>),
+    window_s: f64,
+) -> Option<f64> {
+    let seconds = match threads {
+        (Some(a), Some(b)) => b.seconds_since(a),
+        _ => process.1?.cpu_s - process.0?.cpu_s,
+    };
+    Some(seconds / window_s * 100.0)
+}
+
+/// The server's CPU with none of this generator's listeners, over one step's duration: what
+/// it spends producing the stream (or, for Icecast, taking in its feed), so that each step can
+/// also say what a listener adds.
+fn measure_idle(config: &BenchConfig, server_pid: Option<u32>) -> Option<f64> {
+    server_pid?;
+    let before = Snapshot::take(server_pid);
+    std::thread::sleep(config.duration);
+    let after = Snapshot::take(server_pid);
+    let window_s = (after.at - before.at).as_secs_f64().max(1e-3);
+    cpu_pct(
+        (&before.server_cpu, &after.server_cpu),
+        (before.server, after.server),
+        window_s,
+    )
 }
 
 fn run_step(
@@ -237,9 +282,6 @@ fn summarise(
     report: WindowReport,
 ) -> StepResult {
     let window_s = (after.at - before.at).as_secs_f64().max(1e-3);
-    let per_core_pct = |a: Option<ProcSample>, b: Option<ProcSample>| {
-        Some((b?.cpu_s - a?.cpu_s) / window_s * 100.0)
-    };
     let listeners = &report.listeners;
     let expected_bytes = stream.byte_rate * window_s;
     let delivered: Vec<f64> = listeners
@@ -289,14 +331,23 @@ fn summarise(
         skips: report.skips,
         skipped_chunks: report.skipped_chunks,
         mbytes_per_s: report.bytes as f64 / window_s / 1e6,
-        server_cpu_pct: per_core_pct(before.server, after.server),
+        server_cpu_pct: cpu_pct(
+            (&before.server_cpu, &after.server_cpu),
+            (before.server, after.server),
+            window_s,
+        ),
+        server_idle_cpu_pct: stream.idle_cpu_pct,
         server_rss_mib: after.server.map(|s| s.rss_kib as f64 / 1024.0),
         server_threads: after.server.map(|s| s.threads),
         server_switches_per_s: match (before.server_switches, after.server_switches) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / window_s),
             _ => None,
         },
-        gen_cpu_pct: per_core_pct(before.me, after.me),
+        gen_cpu_pct: cpu_pct(
+            (&before.my_cpu, &after.my_cpu),
+            (before.me, after.me),
+            window_s,
+        ),
         // Against wall-clock time: a virtual machine's tick counters stall while the host
         // runs someone else, so their own total would understate how busy it was.
         machine_busy_pct: match (before.machine_busy_s, after.machine_busy_s) {

@@ -1,6 +1,7 @@
 //! CPU time and memory of a process, and of the whole machine, from Linux's `/proc`; and which
 //! process listens on a local port, so `earshot bench` can find the server by itself.
 
+use std::collections::BTreeMap;
 use std::fs;
 
 /// Clock ticks per second in `/proc/*/stat` (USER_HZ), 100 on every Linux architecture that
@@ -54,6 +55,42 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// CPU time each live thread of a process has used, nanoseconds by thread id, from
+/// `/proc/PID/task/*/schedstat`: exact, where `/proc/PID/stat` counts in 10 ms ticks (a tenth
+/// of a percent of a core over a 10 s step is one tick, and small steps are mostly rounding).
+#[derive(Debug, Clone, Default)]
+pub struct ThreadCpu(BTreeMap<u32, u64>);
+
+impl ThreadCpu {
+    pub fn of(pid: u32) -> Option<ThreadCpu> {
+        let mut threads = BTreeMap::new();
+        for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            // A thread that exits between the listing and the read is skipped.
+            if let Ok(text) = fs::read_to_string(task.path().join("schedstat")) {
+                if let Some(ns) = text.split_whitespace().next().and_then(|v| v.parse().ok()) {
+                    threads.insert(tid, ns);
+                }
+            }
+        }
+        (!threads.is_empty()).then_some(ThreadCpu(threads))
+    }
+
+    /// CPU seconds used since `earlier` by the threads alive now (all of it for a thread that
+    /// started since). A thread that ended in between is not counted: a benchmark step keeps
+    /// its listeners, so its server's threads live through the window.
+    pub fn seconds_since(&self, earlier: &ThreadCpu) -> f64 {
+        let ns: u64 = self
+            .0
+            .iter()
+            .map(|(tid, now)| now.saturating_sub(earlier.0.get(tid).copied().unwrap_or(0)))
+            .sum();
+        ns as f64 / 1e9
+    }
 }
 
 /// Context switches (voluntary and not) of all of a process's threads so far, from
@@ -166,10 +203,29 @@ mod tests {
     }
 
     #[test]
+    fn thread_cpu_counts_live_threads_and_new_ones_whole() {
+        let before = ThreadCpu([(1, 1_000_000_000), (2, 500), (3, 7)].into_iter().collect());
+        // Thread 3 ended; thread 4 started during the window.
+        let after = ThreadCpu(
+            [(1, 1_250_000_000), (2, 500), (4, 50_000_000)]
+                .into_iter()
+                .collect(),
+        );
+        assert!((after.seconds_since(&before) - 0.3).abs() < 1e-9);
+    }
+
+    #[test]
     fn this_process_can_be_measured() {
         let me = sample_self().unwrap();
         assert!(me.rss_kib > 0 && me.threads >= 1);
         assert!(context_switches(std::process::id()).is_some());
+        let spin = ThreadCpu::of(std::process::id()).unwrap();
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(20) {}
+        let used = ThreadCpu::of(std::process::id())
+            .unwrap()
+            .seconds_since(&spin);
+        assert!(used > 0.0 && used < 10.0, "{used}");
         assert!(machine_busy_s().is_some());
         assert!(open_file_limit().unwrap_or(1) > 0);
     }

@@ -37,6 +37,8 @@ pub struct StepResult {
     pub mbytes_per_s: f64,
     /// The server's CPU in % of one core, its RSS and its threads.
     pub server_cpu_pct: Option<f64>,
+    /// The server's CPU before any listener joined, % of one core (the same for every step).
+    pub server_idle_cpu_pct: Option<f64>,
     pub server_rss_mib: Option<f64>,
     pub server_threads: Option<u64>,
     /// The server's context switches per second, all threads.
@@ -66,6 +68,13 @@ impl StepResult {
     /// Server CPU time per listener per second of stream, µs.
     pub fn cpu_us_per_listener(&self) -> Option<f64> {
         Some(self.server_cpu_pct? * 10_000.0 / self.connected.max(1) as f64)
+    }
+
+    /// What a listener adds: server CPU above its idle use, per listener per second, µs. The
+    /// idle part (producing the stream, or taking in a feed) is paid once, however many listen.
+    pub fn added_cpu_us_per_listener(&self) -> Option<f64> {
+        let added = (self.server_cpu_pct? - self.server_idle_cpu_pct?).max(0.0);
+        Some(added * 10_000.0 / self.connected.max(1) as f64)
     }
 }
 
@@ -125,6 +134,8 @@ const COLUMNS: &[Column] = &[
     Column { key: "mbytes_per_s", title: "MB/s", width: 7, show: |r| f1(Some(r.mbytes_per_s)), raw: |r| raw(Some(r.mbytes_per_s)) },
     Column { key: "server_cpu_pct", title: "srv CPU%", width: 8, show: |r| f1(r.server_cpu_pct), raw: |r| raw(r.server_cpu_pct) },
     Column { key: "cpu_us_per_listener_s", title: "µs/lis/s", width: 8, show: |r| f1(r.cpu_us_per_listener()), raw: |r| raw(r.cpu_us_per_listener()) },
+    Column { key: "server_idle_cpu_pct", title: "idle CPU%", width: 9, show: |r| f1(r.server_idle_cpu_pct), raw: |r| raw(r.server_idle_cpu_pct) },
+    Column { key: "added_cpu_us_per_listener_s", title: "+µs/lis/s", width: 9, show: |r| f1(r.added_cpu_us_per_listener()), raw: |r| raw(r.added_cpu_us_per_listener()) },
     Column { key: "server_rss_mib", title: "RSS MiB", width: 7, show: |r| f1(r.server_rss_mib), raw: |r| raw(r.server_rss_mib) },
     Column { key: "rss_kib_per_listener", title: "KiB/lis", width: 7, show: |r| f1(r.rss_per_listener_kib()), raw: |r| raw(r.rss_per_listener_kib()) },
     Column { key: "server_threads", title: "threads", width: 7, show: |r| r.server_threads.map(|v| v.to_string()), raw: |r| r.server_threads.map(|v| v.to_string()) },
@@ -181,6 +192,7 @@ const MARKDOWN: &[&str] = &[
     "mbytes_per_s",
     "server_cpu_pct",
     "cpu_us_per_listener_s",
+    "added_cpu_us_per_listener_s",
     "server_rss_mib",
     "rss_kib_per_listener",
     "server_threads",
@@ -258,6 +270,7 @@ mod tests {
             worst_pct: Some(100.0),
             p99_ms: Some(12.345),
             server_cpu_pct: Some(10.0),
+            server_idle_cpu_pct: Some(2.0),
             server_rss_mib: Some(5.0),
             ..StepResult::default()
         }
@@ -272,6 +285,7 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), lines[1].split(',').count());
         assert!(lines[1].starts_with("earshot,20,20,99.9500,100.0000,"));
         assert_eq!(r.cpu_us_per_listener(), Some(5000.0));
+        assert_eq!(r.added_cpu_us_per_listener(), Some(4000.0));
         assert_eq!(r.rss_per_listener_kib(), Some(256.0));
         let md = markdown(std::slice::from_ref(&r));
         let rows: Vec<&str> = md.lines().collect();
