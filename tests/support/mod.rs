@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 use tungstenite::protocol::WebSocket;
 
+pub mod listen;
+
 pub type Ws = WebSocket<TcpStream>;
 
 /// The repository root, where `audio/` and `tests/fixtures/` are.
