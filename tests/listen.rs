@@ -154,13 +154,7 @@ fn without_reconnect_a_lost_server_means_a_lost_stream() {
 
 #[test]
 fn nothing_to_connect_to_is_a_lost_stream_with_the_reason() {
-    // A port that was just free: bind, note it, release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("ws://127.0.0.1:{port}/ws");
+    let url = format!("ws://127.0.0.1:{}/ws", free_port());
     let (code, _, stderr) = run_earshot(&["listen", &url, "--duration", "1"]);
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("cannot connect"), "{stderr}");
