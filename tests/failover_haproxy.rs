@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::proxy::{ReverseProxy, adapt_shipped};
+use support::proxy::{ReverseProxy, adapt_shipped, shipped_haproxy};
 use support::*;
 
 const LISTENERS: usize = 6;
@@ -26,44 +26,37 @@ const STALL_NOTICED_WITHIN_MS: f64 = 2000.0;
 /// deploy/haproxy.cfg with only addresses, paths and check timings changed, and the settings
 /// failover depends on still in it.
 fn haproxy_config(port: u16, backends: &[u16]) -> String {
-    let config = adapt_shipped(
-        "deploy/haproxy.cfg",
-        &[
-            ("    user haproxy\n", String::new()),
-            ("    group haproxy\n", String::new()),
-            ("log /dev/log local0", "log stderr format raw local0".into()),
-            ("maxconn 20000", "maxconn 1000".into()),
-            // Plain HTTP on one loopback port: TLS through this config is tls_proxy.rs's test.
-            (
-                "bind :443 ssl crt /etc/haproxy/certs/earshot.pem alpn http/1.1",
-                format!("bind 127.0.0.1:{port}"),
-            ),
-            ("    bind :80\n", String::new()),
-            (
-                "    http-request redirect scheme https unless { ssl_fc }\n",
-                String::new(),
-            ),
-            // Shorter checks and answer timeout, so the test's freeze is seen within its 3 s.
-            (
-                "default-server check inter 1s fall 2 rise 2",
-                "default-server check inter 300ms fall 2 rise 2".into(),
-            ),
-            ("timeout server 5s", "timeout server 1s".into()),
-            ("timeout check 1s", "timeout check 300ms".into()),
-            (
-                "server earshot1 127.0.0.1:8080",
-                format!("server earshot1 127.0.0.1:{}", backends[0]),
-            ),
-            (
-                "server earshot2 127.0.0.1:8081",
-                format!("server earshot2 127.0.0.1:{}", backends[1]),
-            ),
-            (
-                "server earshot3 127.0.0.1:8082",
-                format!("server earshot3 127.0.0.1:{}", backends[2]),
-            ),
-        ],
-    );
+    let config = shipped_haproxy(&[
+        // Plain HTTP on one loopback port: TLS through this config is tls_proxy.rs's test.
+        (
+            "bind :443 ssl crt /etc/haproxy/certs/earshot.pem alpn http/1.1",
+            format!("bind 127.0.0.1:{port}"),
+        ),
+        ("    bind :80\n", String::new()),
+        (
+            "    http-request redirect scheme https unless { ssl_fc }\n",
+            String::new(),
+        ),
+        // Shorter checks and answer timeout, so the test's freeze is seen within its 3 s.
+        (
+            "default-server check inter 1s fall 2 rise 2",
+            "default-server check inter 300ms fall 2 rise 2".into(),
+        ),
+        ("timeout server 5s", "timeout server 1s".into()),
+        ("timeout check 1s", "timeout check 300ms".into()),
+        (
+            "server earshot1 127.0.0.1:8080",
+            format!("server earshot1 127.0.0.1:{}", backends[0]),
+        ),
+        (
+            "server earshot2 127.0.0.1:8081",
+            format!("server earshot2 127.0.0.1:{}", backends[1]),
+        ),
+        (
+            "server earshot3 127.0.0.1:8082",
+            format!("server earshot3 127.0.0.1:{}", backends[2]),
+        ),
+    ]);
     for needed in [
         "option httpchk GET /healthz",
         "http-check expect status 200",

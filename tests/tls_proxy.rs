@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use earshot::wsclient::{self, ClientStream, Credentials};
-use support::proxy::{ReverseProxy, adapt_shipped, haproxy_log};
+use support::proxy::{ReverseProxy, adapt_shipped, haproxy_log, shipped_haproxy};
 use support::*;
 use tungstenite::{Message, WebSocket};
 
@@ -177,30 +177,21 @@ fn start_nginx(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
 
 fn start_haproxy(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
     let port = free_port();
-    let config = adapt_shipped(
-        "deploy/haproxy.cfg",
-        &[
-            // The test runs unprivileged and reads the log from standard error.
-            ("    user haproxy\n", String::new()),
-            ("    group haproxy\n", String::new()),
-            ("log /dev/log local0", "log stderr format raw local0".into()),
-            // Unprivileged, HAProxy cannot raise its descriptor limit for 20000 connections.
-            ("maxconn 20000", "maxconn 1000".into()),
-            ("bind :443", format!("bind 127.0.0.1:{port}")),
-            ("bind :80", format!("bind 127.0.0.1:{}", free_port())),
-            (
-                "/etc/haproxy/certs/earshot.pem",
-                certs.bundle.display().to_string(),
-            ),
-            (
-                "server earshot1 127.0.0.1:8080",
-                format!("server earshot1 {backend}"),
-            ),
-            // One backend here; failover between several is tests/failover_haproxy.rs's.
-            ("\n    server earshot2 127.0.0.1:8081", String::new()),
-            ("\n    server earshot3 127.0.0.1:8082", String::new()),
-        ],
-    );
+    let config = shipped_haproxy(&[
+        ("bind :443", format!("bind 127.0.0.1:{port}")),
+        ("bind :80", format!("bind 127.0.0.1:{}", free_port())),
+        (
+            "/etc/haproxy/certs/earshot.pem",
+            certs.bundle.display().to_string(),
+        ),
+        (
+            "server earshot1 127.0.0.1:8080",
+            format!("server earshot1 {backend}"),
+        ),
+        // One backend here; failover between several is tests/failover_haproxy.rs's.
+        ("\n    server earshot2 127.0.0.1:8081", String::new()),
+        ("\n    server earshot3 127.0.0.1:8082", String::new()),
+    ]);
     Proxy {
         _process: ReverseProxy::haproxy(dir, port, &config),
         port,

@@ -18,6 +18,21 @@ pub fn adapt_shipped(path: &str, replacements: &[(&str, String)]) -> String {
     config
 }
 
+/// deploy/haproxy.cfg adapted by `replacements`, after the changes every test needs to run it
+/// unprivileged: no user or group switch, and the log on standard error, which
+/// [`ReverseProxy::haproxy`] writes to a file.
+pub fn shipped_haproxy(replacements: &[(&str, String)]) -> String {
+    let mut all = vec![
+        ("    user haproxy\n", String::new()),
+        ("    group haproxy\n", String::new()),
+        ("log /dev/log local0", "log stderr format raw local0".into()),
+        // Unprivileged, HAProxy cannot raise its descriptor limit for 20000 connections.
+        ("maxconn 20000", "maxconn 1000".into()),
+    ];
+    all.extend_from_slice(replacements);
+    adapt_shipped("deploy/haproxy.cfg", &all)
+}
+
 /// A running nginx or HAProxy, killed when dropped.
 pub struct ReverseProxy(Child);
 
