@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::proxy::{ReverseProxy, adapt_shipped, shipped_haproxy};
 use support::*;
 
 const LISTENERS: usize = 6;
@@ -22,15 +23,10 @@ const FREEZE: Duration = Duration::from_secs(3);
 const RECOVER_WITHIN: Duration = Duration::from_secs(10);
 const STALL_NOTICED_WITHIN_MS: f64 = 2000.0;
 
-/// The shipped config with only addresses, paths and check timings changed; every replaced text
-/// must exist, so an edit to deploy/haproxy.cfg that this test no longer matches fails loudly.
+/// deploy/haproxy.cfg with only addresses, paths and check timings changed, and the settings
+/// failover depends on still in it.
 fn haproxy_config(port: u16, backends: &[u16]) -> String {
-    let mut config = std::fs::read_to_string(repo_root().join("deploy/haproxy.cfg")).unwrap();
-    let replacements: Vec<(&str, String)> = vec![
-        ("    user haproxy\n", String::new()),
-        ("    group haproxy\n", String::new()),
-        ("log /dev/log local0", "log stderr format raw local0".into()),
-        ("maxconn 20000", "maxconn 1000".into()),
+    let config = shipped_haproxy(&[
         // Plain HTTP on one loopback port: TLS through this config is tls_proxy.rs's test.
         (
             "bind :443 ssl crt /etc/haproxy/certs/earshot.pem alpn http/1.1",
@@ -60,14 +56,7 @@ fn haproxy_config(port: u16, backends: &[u16]) -> String {
             "server earshot3 127.0.0.1:8082",
             format!("server earshot3 127.0.0.1:{}", backends[2]),
         ),
-    ];
-    for (from, to) in replacements {
-        assert!(
-            config.contains(from),
-            "deploy/haproxy.cfg no longer has {from:?}"
-        );
-        config = config.replace(from, &to);
-    }
+    ]);
     for needed in [
         "option httpchk GET /healthz",
         "http-check expect status 200",
@@ -85,109 +74,52 @@ fn haproxy_config(port: u16, backends: &[u16]) -> String {
     config
 }
 
-struct Haproxy(Child);
-
-impl Haproxy {
-    fn start(dir: &Path, port: u16, backends: &[u16]) -> Haproxy {
-        let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, haproxy_config(port, backends)).unwrap();
-        let log = dir.join("haproxy.log");
-        let mut child = Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("haproxy is installed (scripts/install-test-deps.sh)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "haproxy exited ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "haproxy did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Haproxy(child)
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Debian's nginx running deploy/nginx.conf's upstream and location over plain HTTP on `port`,
-/// in one process that dies with the test.
-struct Nginx(Child);
-
-impl Nginx {
-    fn start(dir: &Path, port: u16, backends: &[u16]) -> Nginx {
-        let template = std::fs::read_to_string(repo_root().join("deploy/nginx.conf")).unwrap();
-        let mut site = template;
-        let mut replace = |from: &str, to: String| {
-            assert!(
-                site.contains(from),
-                "deploy/nginx.conf no longer has {from:?}"
-            );
-            site = site.replace(from, &to);
-        };
-        replace(
-            "server 127.0.0.1:8080;",
-            format!("server 127.0.0.1:{};", backends[0]),
-        );
-        for (n, default) in [(1, 8081), (2, 8082)] {
-            replace(
-                &format!("server 127.0.0.1:{default} max_fails=1 fail_timeout=5s;"),
+/// deploy/nginx.conf's upstream and location over plain HTTP on `port`, in front of `backends`.
+fn nginx_site(dir: &Path, port: u16, backends: &[u16]) -> String {
+    adapt_shipped(
+        "deploy/nginx.conf",
+        &[
+            (
+                "server 127.0.0.1:8080;",
+                format!("server 127.0.0.1:{};", backends[0]),
+            ),
+            (
+                "server 127.0.0.1:8081 max_fails=1 fail_timeout=5s;",
                 format!(
                     "server 127.0.0.1:{} max_fails=1 fail_timeout=5s;",
-                    backends[n]
+                    backends[1]
                 ),
-            );
-        }
-        // The shipped redirect server and TLS are tested by tests/tls_proxy.rs; here the same
-        // location serves plain ws:// so the test needs no certificate.
-        replace("listen 80;", format!("listen 127.0.0.1:{};", free_port()));
-        replace("listen 443 ssl;", format!("listen 127.0.0.1:{port};"));
-        for line in [
-            "    ssl_certificate     /etc/letsencrypt/live/radio.example.org/fullchain.pem;\n",
-            "    ssl_certificate_key /etc/letsencrypt/live/radio.example.org/privkey.pem;\n",
-            "    ssl_protocols       TLSv1.2 TLSv1.3;\n",
-            "    ssl_session_cache   shared:earshot_tls:10m;\n",
-        ] {
-            replace(line, String::new());
-        }
-        replace(
-            "/var/log/nginx/earshot.access.log",
-            dir.join("access.log").display().to_string(),
-        );
-        let (mut child, errors) = spawn_nginx(dir, &site);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "nginx exited ({status}): {}",
-                    std::fs::read_to_string(&errors).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "nginx did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Nginx(child)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+            ),
+            (
+                "server 127.0.0.1:8082 max_fails=1 fail_timeout=5s;",
+                format!(
+                    "server 127.0.0.1:{} max_fails=1 fail_timeout=5s;",
+                    backends[2]
+                ),
+            ),
+            // The shipped redirect server and TLS are tested by tests/tls_proxy.rs; here the
+            // same location serves plain ws:// so the test needs no certificate.
+            ("listen 80;", format!("listen 127.0.0.1:{};", free_port())),
+            ("listen 443 ssl;", format!("listen 127.0.0.1:{port};")),
+            (
+                "    ssl_certificate     /etc/letsencrypt/live/radio.example.org/fullchain.pem;\n",
+                String::new(),
+            ),
+            (
+                "    ssl_certificate_key /etc/letsencrypt/live/radio.example.org/privkey.pem;\n",
+                String::new(),
+            ),
+            ("    ssl_protocols       TLSv1.2 TLSv1.3;\n", String::new()),
+            (
+                "    ssl_session_cache   shared:earshot_tls:10m;\n",
+                String::new(),
+            ),
+            (
+                "/var/log/nginx/earshot.access.log",
+                dir.join("access.log").display().to_string(),
+            ),
+        ],
+    )
 }
 
 /// One `earshot listen --reconnect --json` process and the JSON lines it printed so far.
@@ -512,7 +444,7 @@ fn drain_kill_and_freeze_behind_haproxy_are_measured_and_recovered() {
     let dir = TempDir::new("failover");
     let (ports, mut instances) = start_instances();
     let front = free_port();
-    let _haproxy = Haproxy::start(&dir.0, front, &ports);
+    let _haproxy = ReverseProxy::haproxy(&dir.0, front, &haproxy_config(front, &ports));
     for &p in &ports {
         wait_healthy(p);
     }
@@ -568,7 +500,7 @@ fn drain_and_kill_behind_nginx_are_measured_and_recovered() {
         wait_healthy(p);
     }
     let front = free_port();
-    let _nginx = Nginx::start(&dir.0, front, &ports);
+    let _nginx = ReverseProxy::nginx(&dir.0, front, &nginx_site(&dir.0, front, &ports));
     let listeners = attach_listeners(&format!("ws://127.0.0.1:{front}/ws"), &dir);
     let rows = vec![
         drain_first(

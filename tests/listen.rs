@@ -3,11 +3,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use support::listen::ListenProcess;
 use support::*;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -83,33 +82,17 @@ fn a_server_restart_with_reconnect_is_one_interruption_of_about_its_length() {
     let addr = first.addr.to_string();
     let dir = temp_dir("listen-restart");
     let wav = dir.join("restart.wav");
-    let mut listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args([
-            "listen",
-            &first.ws_url(),
-            "--reconnect",
-            "--json",
-            "--duration",
-            "6",
-        ])
-        .args(["--out", wav.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(listener.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    let mut line = String::new();
+    let mut listener = ListenProcess::start(&[
+        &first.ws_url(),
+        "--reconnect",
+        "--json",
+        "--duration",
+        "6",
+        "--out",
+        wav.to_str().unwrap(),
+    ]);
     // Listen to the first server for a second, then kill it (SIGKILL, like a crash).
-    while stdout.read_line(&mut line).unwrap() > 0 {
-        let value: Value = serde_json::from_str(&line).unwrap();
-        line.clear();
-        let stats = value["type"] == "stats";
-        lines.push(value);
-        if stats {
-            break;
-        }
-    }
+    listener.wait_for_stats();
     drop(first);
     let outage = Duration::from_millis(1500);
     let killed = Instant::now();
@@ -123,11 +106,8 @@ fn a_server_restart_with_reconnect_is_one_interruption_of_about_its_length() {
         "after",
     ]);
     let restarted = killed.elapsed();
-    while stdout.read_line(&mut line).unwrap() > 0 {
-        lines.push(serde_json::from_str(&line).unwrap());
-        line.clear();
-    }
-    let code = listener.wait().unwrap().code();
+    let out = listener.finish();
+    let (code, lines) = (out.code, out.lines());
     let interruptions = of_type(&lines, "interruption");
     assert_eq!(interruptions.len(), 1, "{lines:#?}");
     let i = interruptions[0];
@@ -163,31 +143,18 @@ fn a_server_restart_with_reconnect_is_one_interruption_of_about_its_length() {
 fn without_reconnect_a_lost_server_means_a_lost_stream() {
     let server = Server::start(&["--source", "tone:"]);
     let url = server.ws_url();
-    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args(["listen", &url, "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let listener = ListenProcess::start(&[&url, "--json"]);
     std::thread::sleep(Duration::from_millis(1200));
     drop(server);
-    let out = listener.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(4));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stream lost"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines = json_lines(&stdout);
-    assert_eq!(lines.last().unwrap()["outcome"], "lost");
+    let out = listener.finish();
+    assert_eq!(out.code, Some(4));
+    assert!(out.stderr.contains("stream lost"));
+    assert_eq!(out.lines().last().unwrap()["outcome"], "lost");
 }
 
 #[test]
 fn nothing_to_connect_to_is_a_lost_stream_with_the_reason() {
-    // A port that was just free: bind, note it, release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("ws://127.0.0.1:{port}/ws");
+    let url = format!("ws://127.0.0.1:{}/ws", free_port());
     let (code, _, stderr) = run_earshot(&["listen", &url, "--duration", "1"]);
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("cannot connect"), "{stderr}");
@@ -216,21 +183,16 @@ fn sigint_ends_the_run_cleanly_with_a_finished_wav() {
     let server = Server::start(&["--source", "tone:"]);
     let dir = temp_dir("listen-sigint");
     let wav = dir.join("interrupted.wav");
-    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args(["listen", &server.ws_url(), "--out", wav.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let listener = ListenProcess::start(&[&server.ws_url(), "--out", wav.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(1500));
     let status = Command::new("kill")
-        .args(["-INT", &listener.id().to_string()])
+        .args(["-INT", &listener.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = listener.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let out = listener.finish();
+    let stdout = &out.stdout;
+    assert_eq!(out.code, Some(0), "{stdout}");
     assert!(stdout.contains("continuous (exit 0)"), "{stdout}");
     let seconds = hound::WavReader::open(&wav).unwrap().duration() as f64 / 44_100.0;
     assert!((1.0..3.0).contains(&seconds), "{seconds} s recorded");
@@ -239,35 +201,16 @@ fn sigint_ends_the_run_cleanly_with_a_finished_wav() {
 #[test]
 fn a_frozen_server_is_noticed_as_a_stall_within_a_second_not_at_a_tcp_timeout() {
     let server = Server::start(&["--source", "tone:", "--instance-id", "frozen"]);
-    let mut listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args(["listen", &server.ws_url(), "--reconnect", "--json"])
-        .args(["--duration", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(listener.stdout.take().unwrap());
-    let mut lines: Vec<Value> = Vec::new();
-    let mut line = String::new();
-    while stdout.read_line(&mut line).unwrap() > 0 {
-        let value: Value = serde_json::from_str(&line).unwrap();
-        line.clear();
-        let stats = value["type"] == "stats";
-        lines.push(value);
-        if stats {
-            break;
-        }
-    }
+    let mut listener =
+        ListenProcess::start(&[&server.ws_url(), "--reconnect", "--json", "--duration", "4"]);
+    listener.wait_for_stats();
     // SIGSTOP: the socket stays open and the kernel even accepts new connections, but nothing
     // is sent, as when a VM is being live-migrated.
     server.signal("STOP");
     std::thread::sleep(Duration::from_millis(1500));
     server.signal("CONT");
-    while stdout.read_line(&mut line).unwrap() > 0 {
-        lines.push(serde_json::from_str(&line).unwrap());
-        line.clear();
-    }
-    let code = listener.wait().unwrap().code();
+    let out = listener.finish();
+    let (code, lines) = (out.code, out.lines());
     let gone = of_type(&lines, "disconnected");
     assert!(!gone.is_empty(), "{lines:#?}");
     assert!(

@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::listen::ListenProcess;
 use support::*;
 
 const PASSWORD: &str = "listen test password";
@@ -134,20 +134,21 @@ fn a_password_login_is_made_once_and_its_token_used_to_reconnect() {
     let server = start_with_password(&[]);
     let relay = Relay::start(server.addr);
     let url = format!("ws://{}/ws", relay.addr);
-    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args(["listen", &url, "--password", PASSWORD, "--reconnect"])
-        .args(["--json", "--duration", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let listener = ListenProcess::start(&[
+        &url,
+        "--password",
+        PASSWORD,
+        "--reconnect",
+        "--json",
+        "--duration",
+        "3",
+    ]);
     std::thread::sleep(Duration::from_millis(1200));
     relay.cut();
-    let out = listener.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines = json_lines(&stdout);
+    let out = listener.finish();
+    let (stdout, lines) = (&out.stdout, out.lines());
     assert_eq!(of_type(&lines, "connected").len(), 2, "{stdout}");
-    assert_eq!(out.status.code(), Some(3), "one interruption: {stdout}");
+    assert_eq!(out.code, Some(3), "one interruption: {stdout}");
     assert_eq!(logins(&server), 1, "{}", server.stderr());
 }
 
@@ -155,21 +156,22 @@ fn a_password_login_is_made_once_and_its_token_used_to_reconnect() {
 fn after_a_restart_forgets_the_token_the_listener_logs_in_again() {
     let first = start_with_password(&[]);
     let addr = first.addr.to_string();
-    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args(["listen", &first.ws_url(), "--password", PASSWORD])
-        .args(["--reconnect", "--json", "--duration", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let listener = ListenProcess::start(&[
+        &first.ws_url(),
+        "--password",
+        PASSWORD,
+        "--reconnect",
+        "--json",
+        "--duration",
+        "4",
+    ]);
     std::thread::sleep(Duration::from_millis(1200));
     drop(first);
     let second = start_with_password(&["--listen", &addr]);
-    let out = listener.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines = json_lines(&stdout);
+    let out = listener.finish();
+    let (stdout, lines) = (&out.stdout, out.lines());
     assert_eq!(of_type(&lines, "connected").len(), 2, "{stdout}");
-    assert_eq!(out.status.code(), Some(3), "one interruption: {stdout}");
+    assert_eq!(out.code, Some(3), "one interruption: {stdout}");
     assert_eq!(logins(&second), 1, "{}", second.stderr());
 }
 
@@ -178,18 +180,12 @@ fn a_full_server_is_retried_with_reconnect_after_its_retry_after() {
     // The listener limit's 503 says Retry-After: 5; the place frees up long before that.
     let server = Server::start(&["--source", "tone:", "--max-listeners", "1"]);
     let holder = connect(server.addr);
-    let listener = Command::new(env!("CARGO_BIN_EXE_earshot"))
-        .args(["listen", &server.ws_url(), "--reconnect", "--json"])
-        .args(["--duration", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let listener =
+        ListenProcess::start(&[&server.ws_url(), "--reconnect", "--json", "--duration", "4"]);
     std::thread::sleep(Duration::from_millis(500));
     drop(holder);
-    let out = listener.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines = json_lines(&stdout);
+    let out = listener.finish();
+    let (stdout, lines) = (&out.stdout, out.lines());
     let refused = of_type(&lines, "disconnected");
     assert!(
         refused[0]["reason"].as_str().unwrap().contains("(503)"),
@@ -202,5 +198,5 @@ fn a_full_server_is_retried_with_reconnect_after_its_retry_after() {
         waited_ms >= 4500,
         "retried after {waited_ms} ms, not after Retry-After"
     );
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(out.code, Some(0), "{stdout}");
 }

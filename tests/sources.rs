@@ -25,6 +25,17 @@ fn one_pass(src: &mut dyn Source) -> Vec<i16> {
     all
 }
 
+/// Reads `src` `read_size` samples at a time until at least `len` samples have come.
+fn read_at_least(src: &mut dyn Source, len: usize, read_size: usize) -> Vec<i16> {
+    let mut all = Vec::new();
+    let mut buf = vec![0i16; read_size];
+    while all.len() < len {
+        let n = src.read(&mut buf).unwrap();
+        all.extend_from_slice(&buf[..n]);
+    }
+    all
+}
+
 /// Writes a WAV of `frames` frames whose samples are a ramp, scaled to the sample format.
 fn write_wav(path: &Path, spec: WavSpec, frames: u32) {
     let mut w = WavWriter::create(path, spec).unwrap();
@@ -183,19 +194,11 @@ fn file_loop_is_sample_continuous() {
     write_wav(&path, spec, 1234);
     let mut src = source::open_file(&path).unwrap();
     let pass = one_pass(src.as_mut());
-    let mut rest = Vec::new();
-    let mut buf = vec![0i16; 882 * 2];
-    while rest.len() < pass.len() * 3 {
-        let n = src.read(&mut buf).unwrap();
-        rest.extend_from_slice(&buf[..n]);
-    }
+    // Reading on for about three more passes, across their loop points, must not fail.
+    read_at_least(src.as_mut(), pass.len() * 3, 882 * 2);
     // Whatever the read sizes, the stream is the file repeated, sample for sample.
     let mut from_start = source::open_file(&path).unwrap();
-    let mut all = Vec::new();
-    while all.len() < pass.len() * 4 {
-        let n = from_start.read(&mut buf).unwrap();
-        all.extend_from_slice(&buf[..n]);
-    }
+    let all = read_at_least(from_start.as_mut(), pass.len() * 4, 882 * 2);
     for (i, s) in all.iter().enumerate() {
         assert_eq!(*s, pass[i % pass.len()], "sample {i} of the looped stream");
     }
@@ -206,12 +209,7 @@ fn mp3_loop_repeats_the_decoded_file_exactly() {
     let mut src = source::open_file(&fixture("mp3-22050Hz-stereo.mp3")).unwrap();
     let first = one_pass(src.as_mut());
     let mut again = source::open_file(&fixture("mp3-22050Hz-stereo.mp3")).unwrap();
-    let mut all = Vec::new();
-    let mut buf = vec![0i16; 441 * 2];
-    while all.len() < first.len() * 3 {
-        let n = again.read(&mut buf).unwrap();
-        all.extend_from_slice(&buf[..n]);
-    }
+    let all = read_at_least(again.as_mut(), first.len() * 3, 441 * 2);
     for (i, s) in all.iter().enumerate() {
         assert_eq!(
             *s,

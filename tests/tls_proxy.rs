@@ -7,12 +7,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use earshot::wsclient::{self, ClientStream, Credentials};
+use support::proxy::{ReverseProxy, adapt_shipped, haproxy_log, shipped_haproxy};
 use support::*;
 use tungstenite::{Message, WebSocket};
 
@@ -114,19 +115,12 @@ fn make_certs(dir: &Path) -> Certs {
     }
 }
 
-/// A running proxy, killed by its pid when dropped.
+/// A running proxy in front of one earshot, with TLS on `port`.
 struct Proxy {
-    child: Child,
+    _process: ReverseProxy,
     port: u16,
     /// Where its request log goes.
     log: PathBuf,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Proxy {
@@ -141,44 +135,12 @@ impl Proxy {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-
-    /// Waits until the TLS port accepts connections.
-    fn wait_ready(mut self, name: &str, errors: &Path) -> Proxy {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{name} exited ({status}): {}",
-                    std::fs::read_to_string(errors).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "{name} did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self
-    }
-}
-
-/// The shipped config with only addresses and paths changed: every replaced text must exist,
-/// so an edit to the config that this test no longer matches fails loudly.
-fn adapt(template: &str, replacements: &[(&str, String)]) -> String {
-    let mut config = template.to_string();
-    for (from, to) in replacements {
-        assert!(
-            config.contains(from),
-            "the shipped config no longer has {from:?}"
-        );
-        config = config.replace(from, to);
-    }
-    config
 }
 
 fn start_nginx(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
-    let template = std::fs::read_to_string(repo_root().join("deploy/nginx.conf")).unwrap();
     let port = free_port();
-    let site = adapt(
-        &template,
+    let site = adapt_shipped(
+        "deploy/nginx.conf",
         &[
             ("server 127.0.0.1:8080;", format!("server {backend};")),
             // One backend here; failover between several is tests/failover_haproxy.rs's.
@@ -206,60 +168,35 @@ fn start_nginx(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
             ),
         ],
     );
-    let (child, errors) = spawn_nginx(dir, &site);
     Proxy {
-        child,
+        _process: ReverseProxy::nginx(dir, port, &site),
         port,
         log: dir.join("access.log"),
     }
-    .wait_ready("nginx", &errors)
 }
 
 fn start_haproxy(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
-    let template = std::fs::read_to_string(repo_root().join("deploy/haproxy.cfg")).unwrap();
     let port = free_port();
-    let config = adapt(
-        &template,
-        &[
-            // The test runs unprivileged and reads the log from standard error.
-            ("    user haproxy\n", String::new()),
-            ("    group haproxy\n", String::new()),
-            ("log /dev/log local0", "log stderr format raw local0".into()),
-            // Unprivileged, HAProxy cannot raise its descriptor limit for 20000 connections.
-            ("maxconn 20000", "maxconn 1000".into()),
-            ("bind :443", format!("bind 127.0.0.1:{port}")),
-            ("bind :80", format!("bind 127.0.0.1:{}", free_port())),
-            (
-                "/etc/haproxy/certs/earshot.pem",
-                certs.bundle.display().to_string(),
-            ),
-            (
-                "server earshot1 127.0.0.1:8080",
-                format!("server earshot1 {backend}"),
-            ),
-            // One backend here; failover between several is tests/failover_haproxy.rs's.
-            ("\n    server earshot2 127.0.0.1:8081", String::new()),
-            ("\n    server earshot3 127.0.0.1:8082", String::new()),
-        ],
-    );
-    let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, config).unwrap();
-    let log = dir.join("haproxy.log");
-    let child = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("haproxy is installed (scripts/install-test-deps.sh)");
+    let config = shipped_haproxy(&[
+        ("bind :443", format!("bind 127.0.0.1:{port}")),
+        ("bind :80", format!("bind 127.0.0.1:{}", free_port())),
+        (
+            "/etc/haproxy/certs/earshot.pem",
+            certs.bundle.display().to_string(),
+        ),
+        (
+            "server earshot1 127.0.0.1:8080",
+            format!("server earshot1 {backend}"),
+        ),
+        // One backend here; failover between several is tests/failover_haproxy.rs's.
+        ("\n    server earshot2 127.0.0.1:8081", String::new()),
+        ("\n    server earshot3 127.0.0.1:8082", String::new()),
+    ]);
     Proxy {
-        child,
+        _process: ReverseProxy::haproxy(dir, port, &config),
         port,
-        log: log.clone(),
+        log: haproxy_log(dir),
     }
-    .wait_ready("haproxy", &log)
 }
 
 /// One HTTPS request through the proxy; returns (status, head, body).

@@ -213,18 +213,20 @@ fn shown(r: &StepResult, c: &Column) -> String {
 
 /// The table's header line.
 pub fn table_header() -> String {
-    let mut line = String::new();
-    for c in columns(TABLE) {
-        let _ = write!(line, "{:>w$} ", c.title, w = c.width);
-    }
-    line.trim_end().to_string()
+    table_line(|c| c.title.to_string())
 }
 
 /// One row of the table.
 pub fn table_row(r: &StepResult) -> String {
+    table_line(|c| shown(r, c))
+}
+
+/// One line of the table: each column's cell right-aligned to the column's width, so the
+/// header and every row line up.
+fn table_line(cell: impl Fn(&Column) -> String) -> String {
     let mut line = String::new();
     for c in columns(TABLE) {
-        let _ = write!(line, "{:>w$} ", shown(r, c), w = c.width);
+        let _ = write!(line, "{:>w$} ", cell(c), w = c.width);
     }
     line.trim_end().to_string()
 }

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 use tungstenite::protocol::WebSocket;
 
+pub mod listen;
+pub mod proxy;
+
 pub type Ws = WebSocket<TcpStream>;
 
 /// The repository root, where `audio/` and `tests/fixtures/` are.
@@ -74,36 +77,6 @@ pub fn connect_small_window(addr: SocketAddr) -> Ws {
     tungstenite::client(format!("ws://{addr}/ws").as_str(), stream)
         .unwrap()
         .0
-}
-
-/// Starts Debian's nginx with `site` (an `http {}`-level config, such as deploy/nginx.conf adapted)
-/// inside the frame Debian's /etc/nginx/nginx.conf provides: one process, all paths in `dir`,
-/// that dies with its pid. Returns the child and its error log.
-pub fn spawn_nginx(dir: &Path, site: &str) -> (Child, PathBuf) {
-    std::fs::write(dir.join("earshot.conf"), site).unwrap();
-    let d = dir.display();
-    let main = format!(
-        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\n\
-         error_log {d}/error.log;\nevents {{ worker_connections 256; }}\nhttp {{\n\
-         client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fastcgi;\nuwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
-         include {d}/earshot.conf;\n}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), main).unwrap();
-    let errors = dir.join("error.log");
-    let child = Command::new("nginx")
-        .arg("-e")
-        .arg(&errors)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is installed (scripts/install-test-deps.sh)");
-    (child, errors)
 }
 
 /// Interleaved test samples that hit both ends of the range and everything between.
