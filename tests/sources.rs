@@ -194,8 +194,19 @@ fn file_loop_is_sample_continuous() {
     write_wav(&path, spec, 1234);
     let mut src = source::open_file(&path).unwrap();
     let pass = one_pass(src.as_mut());
-    // Reading on for about three more passes, across their loop points, must not fail.
-    read_at_least(src.as_mut(), pass.len() * 3, 882 * 2);
+    // Reading on, across three more loop points, continues the same repeated file: the read
+    // that ended `one_pass` began the second pass, so the continuation starts somewhere inside
+    // it, and from there on must follow the file sample for sample.
+    let more = read_at_least(src.as_mut(), pass.len() * 3, 882 * 2);
+    let continues_at = (0..pass.len()).find(|&k| {
+        more.iter()
+            .enumerate()
+            .all(|(i, s)| *s == pass[(k + i) % pass.len()])
+    });
+    assert!(
+        continues_at.is_some(),
+        "the looped stream drifts from the file across its loop points"
+    );
     // Whatever the read sizes, the stream is the file repeated, sample for sample.
     let mut from_start = source::open_file(&path).unwrap();
     let all = read_at_least(from_start.as_mut(), pass.len() * 4, 882 * 2);
