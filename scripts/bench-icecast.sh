@@ -153,14 +153,21 @@ icecast_cmd=("$bin" bench "http://127.0.0.1:$ICECAST_PORT/earshot.wav" "${bench_
   --server-pid "$icecast" --label icecast --byte-rate "$BYTE_RATE"
   --csv benchmarks/icecast-compare.csv --svg benchmarks/icecast-compare.svg)
 echo "bench-icecast: ${icecast_cmd[*]} (at most $limit s)"
+# The feed does for Icecast what earshot's producer does inside earshot (reads the file and
+# paces it in real time), so its CPU over the ladder is recorded too.
+feed_started=$(date +%s.%N)
+feed_before=$(bench_cpu_ns "$feed")
 timeout "$limit" "${icecast_cmd[@]}" | tee "$LOGS/compare-icecast.txt"
+feed_pct=$(awk -v a="$feed_before" -v b="$(bench_cpu_ns "$feed")" -v t0="$feed_started" -v t1="$(date +%s.%N)" \
+  'BEGIN { printf "%.2f", (b - a) / 1e9 / (t1 - t0) * 100 }')
+echo "bench-icecast: the ffmpeg feed used $feed_pct % of one core during the Icecast ladder"
 bench_stop "$feed"
 bench_stop "$icecast"
 
 # --- the comparison tables ----------------------------------------------------------------
 # Joins an earshot CSV ($1) with Icecast's on the listener count, by column name.
 compare_table() {
-  awk -F, '
+  awk -F, -v feed="$feed_pct" '
   FNR == 1 { for (i = 1; i <= NF; i++) col[FILENAME, $i] = i; next }
   function v(name) { return (col[FILENAME, name] ? $(col[FILENAME, name]) : "") }
   FILENAME ~ /earshot/ { n = v("listeners"); e_cpu[n] = v("server_cpu_pct"); e_us[n] = v("cpu_us_per_listener_s")
@@ -174,13 +181,14 @@ compare_table() {
   function ratio(a, b) { return (b > 0 && a != "") ? sprintf("%.2f", a / b) : "-" }
   function f(x, d) { return x == "" ? "-" : sprintf("%." d "f", x) }
   END {
-    print "| listeners | connected e / i | MB/s e / i | CPU % e / i | CPU µs per listener-second e / i | **CPU ratio e/i** | CPU µs a listener adds e / i | **added ratio e/i** | RSS MiB e / i | RSS KiB per listener e / i | **RSS ratio e/i** | on time % e / bytes % i | p99 ms e |"
-    print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    print "| listeners | connected e / i | MB/s e / i | CPU % e / i | CPU µs per listener-second e / i | **CPU ratio e/i** | CPU µs a listener adds e / i | **added ratio e/i** | CPU % i + feed | **ratio e/(i + feed)** | RSS MiB e / i | RSS KiB per listener e / i | **RSS ratio e/i** | on time % e / bytes % i | p99 ms e |"
+    print "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for (k = 1; k <= count; k++) { n = order[k]
-      printf "| %s | %s / %s | %s / %s | %s / %s | %s / %s | **%s** | %s / %s | **%s** | %s / %s | %s / %s | **%s** | %s / %s | %s |\n", n,
+      whole = (i_cpu[n] == "") ? "" : i_cpu[n] + feed
+      printf "| %s | %s / %s | %s / %s | %s / %s | %s / %s | **%s** | %s / %s | **%s** | %s | **%s** | %s / %s | %s / %s | **%s** | %s / %s | %s |\n", n,
         e_conn[n], i_conn[n], f(e_mb[n], 1), f(i_mb[n], 1), f(e_cpu[n], 1), f(i_cpu[n], 1),
         f(e_us[n], 0), f(i_us[n], 0), ratio(e_us[n], i_us[n]), f(e_add[n], 0), f(i_add[n], 0),
-        ratio(e_add[n], i_add[n]), f(e_rss[n], 1), f(i_rss[n], 1),
+        ratio(e_add[n], i_add[n]), f(whole, 1), ratio(e_cpu[n], whole), f(e_rss[n], 1), f(i_rss[n], 1),
         f(e_kib[n], 1), f(i_kib[n], 1), ratio(e_kib[n], i_kib[n]), f(e_ok[n], 3), f(i_ok[n], 2), f(e_p99[n], 1) }
   }' "$1" benchmarks/icecast-compare.csv
 }
@@ -208,7 +216,9 @@ if [ "$RECORD" = 1 ]; then
     echo "e = earshot (WebSocket), i = Icecast (HTTP). Ratios below 1 favour earshot. \"CPU µs a"
     echo "listener adds\" is the server's CPU above what it used with no listeners (measured for one"
     echo "step before the ladder: earshot producing its stream, Icecast taking in its feed), per"
-    echo "listener-second."
+    echo "listener-second. \"CPU % i + feed\" adds the ffmpeg feed's CPU during the Icecast ladder"
+    echo "($feed_pct % of one core): the feed reads the file and paces it in real time for Icecast,"
+    echo "which earshot's producer does inside earshot, so this column compares the whole job."
     for batch in $BATCHES; do
       echo
       if [ "$batch" = auto ]; then

@@ -63,6 +63,11 @@ bench_start_earshot() {
   bench_wait_http "http://127.0.0.1:$port/healthz" 10
 }
 
+# CPU time a process's live threads have used, in nanoseconds (from their schedstat).
+bench_cpu_ns() {
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ ns += $1 } END { printf "%.0f", ns }'
+}
+
 # The largest count in a comma-separated ladder.
 bench_ladder_max() {
   tr ',' '\n' <<<"$1" | sort -n | tail -1
