@@ -331,8 +331,10 @@ fn a_listener_whose_socket_fills_mid_batch_loses_nothing_unannounced() {
     let mut ws = connect_small_window(server.addr);
     let hello = read_json(&mut ws);
     let mut expected = hello["seq"].as_u64().unwrap();
-    // Read in spurts with pauses longer than the server's 250 ms write timeout, so its writes
-    // time out in the middle of the batches it sends to catch up.
+    // Read in spurts with pauses four times the server's 250 ms write timeout: the socket fills,
+    // and the server's catch-up batches (up to 16 chunks) time out part-way through. With 400 ms
+    // pauses the kernel's buffers absorbed it and no write timed out; with 1 s, the session
+    // that dropped the rest of an interrupted batch failed here within the first seconds.
     let started = Instant::now();
     let mut received = 0;
     while started.elapsed() < Duration::from_secs(6) {
@@ -350,7 +352,7 @@ fn a_listener_whose_socket_fills_mid_batch_loses_nothing_unannounced() {
                 Incoming::Closed => panic!("closed: {}", server.stderr()),
             }
         }
-        std::thread::sleep(Duration::from_millis(400));
+        std::thread::sleep(Duration::from_millis(1000));
     }
-    assert!(received >= 100, "{received} chunks");
+    assert!(received >= 50, "{received} chunks");
 }
