@@ -78,9 +78,19 @@ impl StepResult {
     }
 }
 
+/// Where a column is shown: the terminal table has the fewest (it must fit a wide terminal),
+/// the Markdown table (BENCHMARKS.md) more, the CSV every one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Shown {
+    Everywhere,
+    Markdown,
+    CsvOnly,
+}
+
 struct Column {
     /// CSV header (snake_case).
     key: &'static str,
+    shown: Shown,
     /// Table and Markdown header.
     title: &'static str,
     width: usize,
@@ -117,94 +127,44 @@ fn int<T: ToString>(v: T) -> Option<String> {
 
 #[rustfmt::skip]
 const COLUMNS: &[Column] = &[
-    Column { key: "label", title: "server", width: 8, show: |r| Some(r.label.clone()), raw: |r| Some(r.label.clone()) },
-    Column { key: "listeners", title: "listeners", width: 9, show: |r| int(r.target), raw: |r| int(r.target) },
-    Column { key: "connected", title: "conn", width: 6, show: |r| int(r.connected), raw: |r| int(r.connected) },
-    Column { key: "on_time_pct", title: "on-time%", width: 8, show: |r| pct(r.on_time_pct), raw: |r| raw(r.on_time_pct) },
-    Column { key: "worst_listener_pct", title: "worst%", width: 7, show: |r| pct(r.worst_pct), raw: |r| raw(r.worst_pct) },
-    Column { key: "listeners_below_99_9", title: "<99.9%", width: 6, show: |r| r.below_target.map(|v| v.to_string()), raw: |r| r.below_target.map(|v| v.to_string()) },
-    Column { key: "delivered_pct", title: "bytes%", width: 7, show: |r| pct(Some(r.delivered_pct)), raw: |r| raw(Some(r.delivered_pct)) },
-    Column { key: "p50_ms", title: "p50 ms", width: 7, show: |r| f1(r.p50_ms), raw: |r| raw(r.p50_ms) },
-    Column { key: "p99_ms", title: "p99 ms", width: 7, show: |r| f1(r.p99_ms), raw: |r| raw(r.p99_ms) },
-    Column { key: "max_ms", title: "max ms", width: 7, show: |r| f1(r.max_ms), raw: |r| raw(r.max_ms) },
-    Column { key: "jitter_ms", title: "jitter", width: 6, show: |r| f1(r.jitter_ms), raw: |r| raw(r.jitter_ms) },
-    Column { key: "gaps", title: "gaps", width: 5, show: |r| int(r.gaps), raw: |r| int(r.gaps) },
-    Column { key: "skips", title: "skips", width: 5, show: |r| int(r.skips), raw: |r| int(r.skips) },
-    Column { key: "dropped", title: "drops", width: 5, show: |r| int(r.dropped), raw: |r| int(r.dropped) },
-    Column { key: "mbytes_per_s", title: "MB/s", width: 7, show: |r| f1(Some(r.mbytes_per_s)), raw: |r| raw(Some(r.mbytes_per_s)) },
-    Column { key: "server_cpu_pct", title: "srv CPU%", width: 8, show: |r| f1(r.server_cpu_pct), raw: |r| raw(r.server_cpu_pct) },
-    Column { key: "cpu_us_per_listener_s", title: "µs/lis/s", width: 8, show: |r| f1(r.cpu_us_per_listener()), raw: |r| raw(r.cpu_us_per_listener()) },
-    Column { key: "server_idle_cpu_pct", title: "idle CPU%", width: 9, show: |r| f1(r.server_idle_cpu_pct), raw: |r| raw(r.server_idle_cpu_pct) },
-    Column { key: "added_cpu_us_per_listener_s", title: "+µs/lis/s", width: 9, show: |r| f1(r.added_cpu_us_per_listener()), raw: |r| raw(r.added_cpu_us_per_listener()) },
-    Column { key: "server_rss_mib", title: "RSS MiB", width: 7, show: |r| f1(r.server_rss_mib), raw: |r| raw(r.server_rss_mib) },
-    Column { key: "rss_kib_per_listener", title: "KiB/lis", width: 7, show: |r| f1(r.rss_per_listener_kib()), raw: |r| raw(r.rss_per_listener_kib()) },
-    Column { key: "server_threads", title: "threads", width: 7, show: |r| r.server_threads.map(|v| v.to_string()), raw: |r| r.server_threads.map(|v| v.to_string()) },
-    Column { key: "server_context_switches_per_s", title: "ctx sw/s", width: 8, show: |r| r.server_switches_per_s.map(|v| format!("{v:.0}")), raw: |r| raw(r.server_switches_per_s) },
-    Column { key: "gen_cpu_pct", title: "gen CPU%", width: 8, show: |r| f1(r.gen_cpu_pct), raw: |r| raw(r.gen_cpu_pct) },
-    Column { key: "machine_busy_pct", title: "busy%", width: 5, show: |r| r.machine_busy_pct.map(|v| format!("{v:.0}")), raw: |r| raw(r.machine_busy_pct) },
-    Column { key: "others_cpu_pct", title: "others%", width: 7, show: |r| r.others_cpu_pct().map(|v| format!("{v:.0}")), raw: |r| raw(r.others_cpu_pct()) },
-    Column { key: "gen_lag_p99_ms", title: "lag ms", width: 6, show: |r| f1(r.lag_p99_ms), raw: |r| raw(r.lag_p99_ms) },
-    Column { key: "jitter_max_ms", title: "jitter max", width: 10, show: |r| f1(r.jitter_max_ms), raw: |r| raw(r.jitter_max_ms) },
-    Column { key: "gap_chunks", title: "gap chunks", width: 10, show: |r| int(r.gap_chunks), raw: |r| int(r.gap_chunks) },
-    Column { key: "skipped_chunks", title: "skipped chunks", width: 14, show: |r| int(r.skipped_chunks), raw: |r| int(r.skipped_chunks) },
-    Column { key: "connect_failures", title: "failed", width: 6, show: |r| int(r.connect_failures), raw: |r| int(r.connect_failures) },
-    Column { key: "worst_delivered_pct", title: "worst bytes%", width: 12, show: |r| pct(Some(r.worst_delivered_pct)), raw: |r| raw(Some(r.worst_delivered_pct)) },
-    Column { key: "window_s", title: "window s", width: 8, show: |r| f1(Some(r.window_s)), raw: |r| raw(Some(r.window_s)) },
-    Column { key: "ramp_s", title: "ramp s", width: 6, show: |r| f1(Some(r.ramp_s)), raw: |r| raw(Some(r.ramp_s)) },
+    Column { key: "label", shown: Shown::CsvOnly, title: "server", width: 8, show: |r| Some(r.label.clone()), raw: |r| Some(r.label.clone()) },
+    Column { key: "listeners", shown: Shown::Everywhere, title: "listeners", width: 9, show: |r| int(r.target), raw: |r| int(r.target) },
+    Column { key: "connected", shown: Shown::Everywhere, title: "conn", width: 6, show: |r| int(r.connected), raw: |r| int(r.connected) },
+    Column { key: "on_time_pct", shown: Shown::Everywhere, title: "on-time%", width: 8, show: |r| pct(r.on_time_pct), raw: |r| raw(r.on_time_pct) },
+    Column { key: "worst_listener_pct", shown: Shown::Everywhere, title: "worst%", width: 7, show: |r| pct(r.worst_pct), raw: |r| raw(r.worst_pct) },
+    Column { key: "listeners_below_99_9", shown: Shown::Markdown, title: "<99.9%", width: 6, show: |r| r.below_target.map(|v| v.to_string()), raw: |r| r.below_target.map(|v| v.to_string()) },
+    Column { key: "delivered_pct", shown: Shown::CsvOnly, title: "bytes%", width: 7, show: |r| pct(Some(r.delivered_pct)), raw: |r| raw(Some(r.delivered_pct)) },
+    Column { key: "p50_ms", shown: Shown::Everywhere, title: "p50 ms", width: 7, show: |r| f1(r.p50_ms), raw: |r| raw(r.p50_ms) },
+    Column { key: "p99_ms", shown: Shown::Everywhere, title: "p99 ms", width: 7, show: |r| f1(r.p99_ms), raw: |r| raw(r.p99_ms) },
+    Column { key: "max_ms", shown: Shown::Everywhere, title: "max ms", width: 7, show: |r| f1(r.max_ms), raw: |r| raw(r.max_ms) },
+    Column { key: "jitter_ms", shown: Shown::Everywhere, title: "jitter", width: 6, show: |r| f1(r.jitter_ms), raw: |r| raw(r.jitter_ms) },
+    Column { key: "gaps", shown: Shown::Everywhere, title: "gaps", width: 5, show: |r| int(r.gaps), raw: |r| int(r.gaps) },
+    Column { key: "skips", shown: Shown::Everywhere, title: "skips", width: 5, show: |r| int(r.skips), raw: |r| int(r.skips) },
+    Column { key: "dropped", shown: Shown::Everywhere, title: "drops", width: 5, show: |r| int(r.dropped), raw: |r| int(r.dropped) },
+    Column { key: "mbytes_per_s", shown: Shown::Everywhere, title: "MB/s", width: 7, show: |r| f1(Some(r.mbytes_per_s)), raw: |r| raw(Some(r.mbytes_per_s)) },
+    Column { key: "server_cpu_pct", shown: Shown::Everywhere, title: "srv CPU%", width: 8, show: |r| f1(r.server_cpu_pct), raw: |r| raw(r.server_cpu_pct) },
+    Column { key: "cpu_us_per_listener_s", shown: Shown::Markdown, title: "µs/lis/s", width: 8, show: |r| f1(r.cpu_us_per_listener()), raw: |r| raw(r.cpu_us_per_listener()) },
+    Column { key: "server_idle_cpu_pct", shown: Shown::CsvOnly, title: "idle CPU%", width: 9, show: |r| f1(r.server_idle_cpu_pct), raw: |r| raw(r.server_idle_cpu_pct) },
+    Column { key: "added_cpu_us_per_listener_s", shown: Shown::Markdown, title: "+µs/lis/s", width: 9, show: |r| f1(r.added_cpu_us_per_listener()), raw: |r| raw(r.added_cpu_us_per_listener()) },
+    Column { key: "server_rss_mib", shown: Shown::Everywhere, title: "RSS MiB", width: 7, show: |r| f1(r.server_rss_mib), raw: |r| raw(r.server_rss_mib) },
+    Column { key: "rss_kib_per_listener", shown: Shown::Everywhere, title: "KiB/lis", width: 7, show: |r| f1(r.rss_per_listener_kib()), raw: |r| raw(r.rss_per_listener_kib()) },
+    Column { key: "server_threads", shown: Shown::Markdown, title: "threads", width: 7, show: |r| r.server_threads.map(|v| v.to_string()), raw: |r| r.server_threads.map(|v| v.to_string()) },
+    Column { key: "server_context_switches_per_s", shown: Shown::Markdown, title: "ctx sw/s", width: 8, show: |r| r.server_switches_per_s.map(|v| format!("{v:.0}")), raw: |r| raw(r.server_switches_per_s) },
+    Column { key: "gen_cpu_pct", shown: Shown::Everywhere, title: "gen CPU%", width: 8, show: |r| f1(r.gen_cpu_pct), raw: |r| raw(r.gen_cpu_pct) },
+    Column { key: "machine_busy_pct", shown: Shown::CsvOnly, title: "busy%", width: 5, show: |r| r.machine_busy_pct.map(|v| format!("{v:.0}")), raw: |r| raw(r.machine_busy_pct) },
+    Column { key: "others_cpu_pct", shown: Shown::Everywhere, title: "others%", width: 7, show: |r| r.others_cpu_pct().map(|v| format!("{v:.0}")), raw: |r| raw(r.others_cpu_pct()) },
+    Column { key: "gen_lag_p99_ms", shown: Shown::Everywhere, title: "lag ms", width: 6, show: |r| f1(r.lag_p99_ms), raw: |r| raw(r.lag_p99_ms) },
+    Column { key: "jitter_max_ms", shown: Shown::CsvOnly, title: "jitter max", width: 10, show: |r| f1(r.jitter_max_ms), raw: |r| raw(r.jitter_max_ms) },
+    Column { key: "gap_chunks", shown: Shown::CsvOnly, title: "gap chunks", width: 10, show: |r| int(r.gap_chunks), raw: |r| int(r.gap_chunks) },
+    Column { key: "skipped_chunks", shown: Shown::CsvOnly, title: "skipped chunks", width: 14, show: |r| int(r.skipped_chunks), raw: |r| int(r.skipped_chunks) },
+    Column { key: "connect_failures", shown: Shown::CsvOnly, title: "failed", width: 6, show: |r| int(r.connect_failures), raw: |r| int(r.connect_failures) },
+    Column { key: "worst_delivered_pct", shown: Shown::CsvOnly, title: "worst bytes%", width: 12, show: |r| pct(Some(r.worst_delivered_pct)), raw: |r| raw(Some(r.worst_delivered_pct)) },
+    Column { key: "window_s", shown: Shown::CsvOnly, title: "window s", width: 8, show: |r| f1(Some(r.window_s)), raw: |r| raw(Some(r.window_s)) },
+    Column { key: "ramp_s", shown: Shown::CsvOnly, title: "ramp s", width: 6, show: |r| f1(Some(r.ramp_s)), raw: |r| raw(Some(r.ramp_s)) },
 ];
 
-/// Columns of the terminal table, which has to fit a wide terminal.
-const TABLE: &[&str] = &[
-    "listeners",
-    "connected",
-    "on_time_pct",
-    "worst_listener_pct",
-    "p50_ms",
-    "p99_ms",
-    "max_ms",
-    "jitter_ms",
-    "gaps",
-    "skips",
-    "dropped",
-    "mbytes_per_s",
-    "server_cpu_pct",
-    "server_rss_mib",
-    "rss_kib_per_listener",
-    "gen_cpu_pct",
-    "others_cpu_pct",
-    "gen_lag_p99_ms",
-];
-
-/// Columns of the Markdown table (BENCHMARKS.md); the CSV has them all.
-const MARKDOWN: &[&str] = &[
-    "listeners",
-    "connected",
-    "on_time_pct",
-    "worst_listener_pct",
-    "listeners_below_99_9",
-    "p50_ms",
-    "p99_ms",
-    "max_ms",
-    "jitter_ms",
-    "gaps",
-    "skips",
-    "dropped",
-    "mbytes_per_s",
-    "server_cpu_pct",
-    "cpu_us_per_listener_s",
-    "added_cpu_us_per_listener_s",
-    "server_rss_mib",
-    "rss_kib_per_listener",
-    "server_threads",
-    "server_context_switches_per_s",
-    "gen_cpu_pct",
-    "others_cpu_pct",
-    "gen_lag_p99_ms",
-];
-
-fn columns(keys: &'static [&'static str]) -> impl Iterator<Item = &'static Column> {
-    keys.iter()
-        .filter_map(|k| COLUMNS.iter().find(|c| c.key == *k))
+fn columns(view: Shown) -> impl Iterator<Item = &'static Column> {
+    COLUMNS.iter().filter(move |c| c.shown <= view)
 }
 
 fn shown(r: &StepResult, c: &Column) -> String {
@@ -225,7 +185,7 @@ pub fn table_row(r: &StepResult) -> String {
 /// header and every row line up.
 fn table_line(cell: impl Fn(&Column) -> String) -> String {
     let mut line = String::new();
-    for c in columns(TABLE) {
+    for c in columns(Shown::Everywhere) {
         let _ = write!(line, "{:>w$} ", cell(c), w = c.width);
     }
     line.trim_end().to_string()
@@ -246,14 +206,14 @@ pub fn csv(results: &[StepResult]) -> String {
 }
 
 pub fn markdown(results: &[StepResult]) -> String {
-    let titles: Vec<&str> = columns(MARKDOWN).map(|c| c.title).collect();
+    let titles: Vec<&str> = columns(Shown::Markdown).map(|c| c.title).collect();
     let mut out = format!(
         "| {} |\n|{}\n",
         titles.join(" | "),
         "---:|".repeat(titles.len())
     );
     for r in results {
-        let cells: Vec<String> = columns(MARKDOWN).map(|c| shown(r, c)).collect();
+        let cells: Vec<String> = columns(Shown::Markdown).map(|c| shown(r, c)).collect();
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out
