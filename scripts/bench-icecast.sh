@@ -64,10 +64,14 @@ bench_args=(--clients "$LADDER" --duration "$STEP_S" --settle "$SETTLE_S")
 # --- earshot, once per --batch-ms mode ---------------------------------------------------
 # auto (the default: every chunk as produced below 200 listeners, 60 ms at once from there) and
 # 60 (always 60 ms at once: the CPU-saving mode). Each mode gets its own fresh server.
+# Files of the earshot run with --batch-ms $1: earshot-compare (auto), earshot-compare-batch-60.
+compare_name() {
+  if [ "$1" = auto ]; then echo earshot-compare; else echo "earshot-compare-batch-$1"; fi
+}
 started=$(date -u +%Y-%m-%dT%H:%MZ)
 earshot_lines=()
 for batch in $BATCHES; do
-  name=earshot-compare$([ "$batch" = auto ] || echo "-batch-$batch")
+  name=$(compare_name "$batch")
   bench_start_earshot "$EARSHOT_PORT" "$wav" $((max + 100)) "$name" --batch-ms "$batch"
   earshot=$BENCH_SERVER_PID
   earshot_cmd=("$bin" bench "ws://127.0.0.1:$EARSHOT_PORT/ws" "${bench_args[@]}"
@@ -193,7 +197,7 @@ compare_table() {
   }' "$1" benchmarks/icecast-compare.csv
 }
 for batch in $BATCHES; do
-  name=earshot-compare$([ "$batch" = auto ] || echo "-batch-$batch")
+  name=$(compare_name "$batch")
   echo "earshot --batch-ms $batch against Icecast:"
   compare_table "benchmarks/$name.csv" | tee "$LOGS/compare-$batch.md"
 done
@@ -234,7 +238,7 @@ if [ "$RECORD" = 1 ]; then
     echo "delivered, since an HTTP stream carries no timestamps):"
     echo
     for batch in $BATCHES; do
-      name=earshot-compare$([ "$batch" = auto ] || echo "-batch-$batch")
+      name=$(compare_name "$batch")
       echo "![earshot --batch-ms $batch in the comparison run](benchmarks/$name.svg)"
     done
     echo '![Icecast in the comparison run](benchmarks/icecast-compare.svg)'
