@@ -95,6 +95,21 @@ fn a_tiny_ladder_writes_the_table_csv_markdown_and_a_valid_svg() {
     assert!((0.0..=100.0).contains(&on_time));
     assert!(cell(2, "p99_ms").parse::<f64>().is_ok());
     assert!(cell(2, "server_rss_mib").parse::<f64>().unwrap() > 0.0);
+    // The server's idle CPU is measured once before the ladder and each step says what a
+    // listener adds above it (values, not figures: only that they were measured).
+    assert!(
+        stdout.contains("server idle (no listeners, 2.0 s):"),
+        "no idle measurement:\n{stdout}"
+    );
+    let idle: f64 = cell(1, "server_idle_cpu_pct").parse().unwrap();
+    assert_eq!(cell(2, "server_idle_cpu_pct").parse::<f64>().unwrap(), idle);
+    assert!(cell(2, "server_cpu_pct").parse::<f64>().unwrap() > 0.0);
+    assert!(
+        cell(2, "added_cpu_us_per_listener_s")
+            .parse::<f64>()
+            .unwrap()
+            >= 0.0
+    );
 
     let md = std::fs::read_to_string(&md).unwrap();
     assert_eq!(md.lines().count(), 4, "{md}");
