@@ -284,16 +284,8 @@ impl ServeConfig {
             burst_ms,
             batch_chunks,
             max_listeners: raw.number("max-listeners", 10_000usize, 1..=1_000_000)?,
-            send_timeout: Duration::from_millis(raw.number(
-                "send-timeout-ms",
-                10_000u64,
-                100..=3_600_000,
-            )?),
-            drain_grace: Duration::from_millis(raw.number(
-                "drain-grace-ms",
-                10_000u64,
-                0..=3_600_000,
-            )?),
+            send_timeout: millis(raw, "send-timeout-ms", 10_000, 100..=3_600_000)?,
+            drain_grace: millis(raw, "drain-grace-ms", 10_000, 0..=3_600_000)?,
             drain_on_sigterm: raw.switch("drain-on-sigterm")?,
             instance_id: raw
                 .str("instance-id")
@@ -326,16 +318,8 @@ impl ServeConfig {
                 })
                 .collect::<Result<_>>()?,
             max_per_address: raw.number("max-per-address", 1000usize, 0..=1_000_000)?,
-            idle_timeout: Duration::from_millis(raw.number(
-                "idle-timeout-ms",
-                10_000u64,
-                100..=3_600_000,
-            )?),
-            head_timeout: Duration::from_millis(raw.number(
-                "head-timeout-ms",
-                10_000u64,
-                100..=600_000,
-            )?),
+            idle_timeout: millis(raw, "idle-timeout-ms", 10_000, 100..=3_600_000)?,
+            head_timeout: millis(raw, "head-timeout-ms", 10_000, 100..=600_000)?,
         })
     }
 }
@@ -433,6 +417,16 @@ fn warn_if_others_can_read(path: &Path) {
 fn warn_if_others_can_read(_: &Path) {}
 
 /// A duration flag: a whole number with a unit (`90s`, `30m`, `24h`, `7d`; bare is seconds).
+/// A `…-ms` flag: whole milliseconds within `range`, or `default`.
+fn millis(
+    raw: &flags::RawArgs,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration> {
+    raw.number(name, default, range).map(Duration::from_millis)
+}
+
 fn duration(raw: &flags::RawArgs, name: &str, default: Duration) -> Result<Duration> {
     let Some(text) = raw.str(name) else {
         return Ok(default);
