@@ -352,10 +352,17 @@ fn drain(server: &Server, request: &Request) -> Result<Reply, HttpError> {
                 .with_header("Allow", "POST"),
         );
     }
-    if !request.peer.ip().is_loopback() {
+    // A reverse proxy on this machine connects from loopback too: a request it relays (it says
+    // so in a forwarding header) comes from somewhere else, and is refused like one would be.
+    let relayed = request.headers.iter().any(|(name, _)| {
+        ["X-Forwarded-For", "Forwarded", "X-Real-IP"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+    });
+    if !request.peer.ip().is_loopback() || relayed {
         return Err(HttpError::new(
             403,
-            "drain is allowed only from this machine",
+            "drain is allowed only from this machine, not through a proxy",
         ));
     }
     let grace_ms = server.config.drain_grace.as_millis() as u64;

@@ -238,6 +238,17 @@ fn assert_contiguous(chunks: &[(u64, Vec<u8>)], who: &str) {
 }
 
 /// Streams through `proxy` and directly at once, and compares what arrives.
+/// `POST /api/drain` relayed by the proxy is refused: the proxy connects from loopback, but the
+/// request comes from wherever the proxy's client is. The server keeps serving.
+fn drain_is_refused_through(proxy: &Proxy, server: &Server, ca: &Path) {
+    let (status, head, body) =
+        https_request(proxy, ca, &request_bytes("POST", "/api/drain", &[], b""));
+    assert_eq!(status, 403, "{head}\n{body}");
+    assert!(body.contains("not through a proxy"), "{body}");
+    let (status, health) = get_json(server.addr, "/healthz");
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}
+
 fn wss_streams_intact_through(proxy: &Proxy, server: &Server, ca: &Path) {
     // Log in over HTTPS: the proxy says it was HTTPS, so the cookie is Secure.
     let body = format!(r#"{{"password":"{PASSWORD}"}}"#);
@@ -332,21 +343,23 @@ fn start_earshot(dir: &TempDir) -> Server {
 }
 
 #[test]
-fn wss_through_the_shipped_nginx_config_carries_the_same_audio_as_ws() {
+fn wss_through_the_shipped_nginx_config_carries_the_same_audio_as_ws_and_no_drain() {
     let dir = TempDir::new("nginx");
     let certs = make_certs(&dir.0);
     let server = start_earshot(&dir);
     let proxy = start_nginx(&dir.0, &certs, server.addr);
     wss_streams_intact_through(&proxy, &server, &certs.ca);
+    drain_is_refused_through(&proxy, &server, &certs.ca);
 }
 
 #[test]
-fn wss_through_the_shipped_haproxy_config_carries_the_same_audio_as_ws() {
+fn wss_through_the_shipped_haproxy_config_carries_the_same_audio_as_ws_and_no_drain() {
     let dir = TempDir::new("haproxy");
     let certs = make_certs(&dir.0);
     let server = start_earshot(&dir);
     let proxy = start_haproxy(&dir.0, &certs, server.addr);
     wss_streams_intact_through(&proxy, &server, &certs.ca);
+    drain_is_refused_through(&proxy, &server, &certs.ca);
 }
 
 /// Frames per chunk of the tone at 44.1 kHz, 20 ms chunks (the server's defaults).
