@@ -44,10 +44,13 @@ impl Endpoint {
         } else {
             return Err(bad("expected a ws:// URL such as ws://127.0.0.1:8080/ws"));
         };
+        // A WebSocket URL without a path means the stream, as in `wsclient::parse_url`: earshot
+        // upgrades only /ws, and its / is the page.
+        let default_path = if scheme == Scheme::Http { "/" } else { "/ws" };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_string()),
+            Some(i) => (&rest[..i], format!("{default_path}{}", &rest[i..])),
+            None => (rest, default_path.to_string()),
         };
         if authority.contains('@') {
             return Err(bad("credentials in the URL are not supported"));
@@ -135,7 +138,10 @@ mod tests {
         assert_eq!(e.path, "/ws");
         assert_eq!(e.url(), "ws://127.0.0.1:8080/ws");
         let e = Endpoint::parse("ws://pi.local").unwrap();
-        assert_eq!((e.port, e.path.as_str()), (80, "/"));
+        assert_eq!((e.port, e.path.as_str()), (80, "/ws"), "no path means the stream");
+        let e = Endpoint::parse("ws://pi.local:8080?token=x").unwrap();
+        assert_eq!(e.path, "/ws?token=x");
+        assert_eq!(Endpoint::parse("http://ice:8000").unwrap().path, "/");
         let e = Endpoint::parse("ws://[::1]:9000/ws?token=x").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("::1", 9000));
         assert_eq!(e.path, "/ws?token=x");
