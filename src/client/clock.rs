@@ -26,9 +26,12 @@ impl ClockOffset {
         if self.best_rtt_us.is_some_and(|best| rtt > best) {
             return;
         }
-        let server_us = (server_time_ms as i64) * 1000 + TRUNCATION_US;
-        let client_mid_us = sent_us as i64 + (rtt / 2) as i64;
-        self.offset_us = server_us - client_mid_us;
+        // Saturating: the server's numbers are input, and a wrong one must not overflow.
+        let server_us = (server_time_ms as i64)
+            .saturating_mul(1000)
+            .saturating_add(TRUNCATION_US);
+        let client_mid_us = (sent_us as i64).saturating_add((rtt / 2) as i64);
+        self.offset_us = server_us.saturating_sub(client_mid_us);
         self.best_rtt_us = Some(rtt);
     }
 
@@ -44,8 +47,16 @@ impl ClockOffset {
 
     /// A server timestamp (µs since the epoch) on this client's clock.
     pub fn to_local_us(&self, server_us: u64) -> i64 {
-        server_us as i64 - self.offset_us
+        (server_us as i64).saturating_sub(self.offset_us)
     }
+}
+
+/// How long after its production a chunk arrived, µs: `arrival_us` on this client's clock,
+/// `produced_us` on the server's, `offset_us` server minus client. 0 when it seems to have
+/// arrived first (clock error); never overflows, whatever the server sends.
+pub fn latency_us(arrival_us: u64, produced_us: u64, offset_us: i64) -> u64 {
+    let late = i128::from(arrival_us) + i128::from(offset_us) - i128::from(produced_us);
+    late.clamp(0, i128::from(u64::MAX)) as u64
 }
 
 #[cfg(test)]
@@ -66,5 +77,16 @@ mod tests {
         clock.observe(3_000_000, 3_100_000, 5_090);
         assert_eq!(clock.offset_us(), 2_000_500);
         assert_eq!(clock.to_local_us(4_001_500), 2_001_000);
+    }
+
+    #[test]
+    fn latency_from_any_server_numbers_neither_overflows_nor_goes_negative() {
+        assert_eq!(latency_us(1_000_500, 1_000_000, 0), 500);
+        assert_eq!(latency_us(1_000_000, 1_000_500, 200), 0);
+        assert_eq!(latency_us(0, u64::MAX, i64::MIN), 0);
+        assert_eq!(latency_us(u64::MAX, 0, i64::MAX), u64::MAX);
+        let mut clock = ClockOffset::default();
+        clock.observe(0, u64::MAX, u64::MAX);
+        clock.to_local_us(u64::MAX);
     }
 }

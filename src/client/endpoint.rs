@@ -138,7 +138,11 @@ mod tests {
         assert_eq!(e.path, "/ws");
         assert_eq!(e.url(), "ws://127.0.0.1:8080/ws");
         let e = Endpoint::parse("ws://pi.local").unwrap();
-        assert_eq!((e.port, e.path.as_str()), (80, "/ws"), "no path means the stream");
+        assert_eq!(
+            (e.port, e.path.as_str()),
+            (80, "/ws"),
+            "no path means the stream"
+        );
         let e = Endpoint::parse("ws://pi.local:8080?token=x").unwrap();
         assert_eq!(e.path, "/ws?token=x");
         assert_eq!(Endpoint::parse("http://ice:8000").unwrap().path, "/");

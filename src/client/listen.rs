@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::audio::Format;
 use crate::auth::Secret;
+use crate::client::clock;
 use crate::client::config::{ListenConfig, ListenCredentials};
 use crate::client::connection::{AudioChunk, Closed, Connection, Event, Hello};
 use crate::client::console::{self, Console, Latency, Second, Summary, Totals};
@@ -386,7 +387,7 @@ impl<'a> Listener<'a> {
             });
         }
         self.jitter.restart();
-        self.live_from_us = hello.server_time_ms * 1000;
+        self.live_from_us = hello.server_time_ms.saturating_mul(1000);
         self.instance = Some(hello.instance.clone());
         self.served.push(Served {
             connection: self.connections,
@@ -454,8 +455,7 @@ impl<'a> Listener<'a> {
         self.totals.bytes += chunk.wire_len() as u64;
         // The burst was produced before we connected: its age is not latency.
         if chunk.produced_us >= self.live_from_us {
-            let arrival_server_us = chunk.arrival_us as i64 + offset_us;
-            let latency = (arrival_server_us - chunk.produced_us as i64).max(0) as u64;
+            let latency = clock::latency_us(chunk.arrival_us, chunk.produced_us, offset_us);
             self.window.record(latency);
             self.latency.record(latency);
             self.jitter
@@ -464,7 +464,7 @@ impl<'a> Listener<'a> {
         let Some(timeline) = self.timeline.as_mut() else {
             return Ok(());
         };
-        let produced_local = (chunk.produced_us as i64 - offset_us) as f64;
+        let produced_local = (chunk.produced_us as i64).saturating_sub(offset_us) as f64;
         let placement = timeline.place(chunk.seq, produced_local);
         let (silence, hole) = match placement {
             Placement::Drop => {

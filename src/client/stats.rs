@@ -124,9 +124,9 @@ pub struct Jitter {
 impl Jitter {
     /// Takes one chunk: when it arrived and when it was produced (any two clocks, in µs).
     pub fn update(&mut self, arrival_us: i64, produced_us: i64) {
-        let transit = arrival_us - produced_us;
+        let transit = arrival_us.saturating_sub(produced_us);
         if let Some(last) = self.last_transit_us {
-            let d = (transit - last).unsigned_abs() as f64;
+            let d = transit.saturating_sub(last).unsigned_abs() as f64;
             self.jitter_us += (d - self.jitter_us) / 16.0;
         }
         self.last_transit_us = Some(transit);

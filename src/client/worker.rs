@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::client::clock;
 use crate::client::connection::unix_us;
 use crate::client::loadgen::{ListenerReport, LoadConfig, WindowReport};
 use crate::client::stats::Jitter;
@@ -368,8 +369,7 @@ impl Listener {
         if self.newest.is_none_or(|(s, _)| s < seq) {
             self.newest = Some((seq, produced_us));
         }
-        let latency =
-            (arrival_us as i64 + config.clock_offset_us - produced_us as i64).max(0) as u64;
+        let latency = clock::latency_us(arrival_us, produced_us, config.clock_offset_us);
         let live = produced_us >= self.live_from_us;
         if live {
             let first = self.first_new_produced_us.get_or_insert(produced_us);
@@ -393,7 +393,10 @@ impl Listener {
         };
         match message["type"].as_str() {
             Some("hello") => {
-                self.live_from_us = message["server_time_ms"].as_u64().unwrap_or(0) * 1000;
+                self.live_from_us = message["server_time_ms"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_mul(1000);
             }
             Some("skipped") => {
                 let from = message["from"].as_u64().unwrap_or(0);
