@@ -50,17 +50,16 @@ impl Error {
         }
     }
 
-    /// Whether the same attempt could succeed later: not for a malformed command line, nor for
-    /// credentials or an origin the server refused (401, 403), which need a change first.
+    /// Whether the same attempt could succeed later: a lost or refused connection, a server
+    /// that is full, draining or restarting behind a proxy (408, 429, 5xx). Not a malformed
+    /// command line, nor any other refusal: credentials or an origin turned down (401, 403), or
+    /// a URL that is not a stream (200 for the page, 404), which need a change first.
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            Error::Usage(_)
-                | Error::Refused {
-                    status: 401 | 403,
-                    ..
-                }
-        )
+        match self {
+            Error::Usage(_) => false,
+            Error::Refused { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            _ => true,
+        }
     }
 
     /// How long the server asked a client to wait before trying again.
@@ -102,5 +101,32 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16) -> Error {
+        Error::Refused {
+            what: "ws://h/ws".into(),
+            status,
+            reason: String::new(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn only_what_can_pass_by_itself_is_retried() {
+        for status in [429, 502, 503, 504, 408] {
+            assert!(refused(status).is_retryable(), "{status}");
+        }
+        for status in [200, 400, 401, 403, 404] {
+            assert!(!refused(status).is_retryable(), "{status}");
+        }
+        assert!(!Error::usage("bad flag").is_retryable());
+        let lost = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
+        assert!(Error::io("connect", lost).is_retryable());
     }
 }

@@ -162,6 +162,24 @@ fn nothing_to_connect_to_is_a_lost_stream_with_the_reason() {
     assert_eq!(code, 2, "a usage error: {stderr}");
 }
 
+#[test]
+fn a_url_without_a_path_is_the_stream_and_a_page_url_is_refused_at_once() {
+    let server = Server::start(&["--source", "tone:"]);
+    let bare = format!("ws://{}", server.addr);
+    let (code, stdout, stderr) = run_earshot(&["listen", &bare, "--duration", "1", "--json"]);
+    assert_eq!(code, 0, "ws://HOST:PORT means /ws\n{stdout}\n{stderr}");
+    // The page is not a stream: waiting would not change that, so --reconnect gives up.
+    let page = format!("ws://{}/", server.addr);
+    let started = Instant::now();
+    let (code, _, stderr) = run_earshot(&["listen", &page, "--duration", "5", "--reconnect"]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("(200)"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a refusal that cannot pass is not retried: {stderr}"
+    );
+}
+
 #[cfg(feature = "alsa")]
 #[test]
 fn play_goes_through_alsa_when_built_with_it() {
