@@ -24,6 +24,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Debian 12's own nodejs is 18 and comes without npm; the browser tests need 20.10 or newer.
+if ! command -v npm >/dev/null; then
+  echo "install-test-deps: npm is missing: install Node.js 20 or newer with npm (NodeSource's" \
+    "nodejs package, https://github.com/nodesource/distributions) and run make test again" >&2
+  exit 1
+fi
+
 if [ -f package-lock.json ]; then
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "install-test-deps: npm ci"
