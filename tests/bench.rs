@@ -38,10 +38,7 @@ fn assert_well_formed_xml(text: &str) {
 #[test]
 fn a_tiny_ladder_writes_the_table_csv_markdown_and_a_valid_svg() {
     let server = Server::start(&["--source", "tone:"]);
-    let dir = repo_root()
-        .join("target/test-tmp")
-        .join(format!("bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("bench");
     let (csv, svg, md) = (dir.join("b.csv"), dir.join("b.svg"), dir.join("b.md"));
     let (code, stdout, stderr) = run_earshot(&[
         "bench",

@@ -5,7 +5,6 @@
 mod support;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -227,7 +226,7 @@ fn with_on_pipe_end_wait_the_end_of_stdin_is_reported_and_the_server_stays_up() 
 #[test]
 fn a_named_pipe_waits_for_its_next_writer_and_the_stream_resumes() {
     let dir = TempDir::new("fifo");
-    let fifo = dir.path.join("audio.fifo");
+    let fifo = dir.join("audio.fifo");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -332,28 +331,4 @@ fn write_to_fifo(fifo: &std::path::Path, samples: &[i16]) {
         .open(fifo)
         .expect("open fifo for writing");
     writer.write_all(&s16_bytes(samples)).unwrap();
-}
-
-/// A directory under the system's temporary directory, removed when dropped.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "earshot-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir { path }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
 }

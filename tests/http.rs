@@ -7,13 +7,6 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::*;
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
 #[test]
 fn page_assets_are_served_with_their_content_types() {
     let server = Server::start(&["--source", "tone:"]);

@@ -9,18 +9,10 @@ use std::time::{Duration, Instant};
 use support::listen::ListenProcess;
 use support::*;
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = repo_root()
-        .join("target/test-tmp")
-        .join(format!("{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn the_wav_has_the_stream_format_and_exactly_the_requested_duration() {
     let server = Server::start(&["--source", "tone:?rate=48000&channels=1"]);
-    let dir = temp_dir("listen-wav");
+    let dir = TempDir::new("listen-wav");
     let wav = dir.join("out.wav");
     let (code, stdout, stderr) = run_earshot(&[
         "listen",
@@ -80,7 +72,7 @@ fn json_lines_parse_and_end_with_a_summary() {
 fn a_server_restart_with_reconnect_is_one_interruption_of_about_its_length() {
     let first = Server::start(&["--source", "tone:", "--instance-id", "before"]);
     let addr = first.addr.to_string();
-    let dir = temp_dir("listen-restart");
+    let dir = TempDir::new("listen-restart");
     let wav = dir.join("restart.wav");
     let mut listener = ListenProcess::start(&[
         &first.ws_url(),
@@ -199,7 +191,7 @@ fn play_goes_through_alsa_when_built_with_it() {
 #[test]
 fn sigint_ends_the_run_cleanly_with_a_finished_wav() {
     let server = Server::start(&["--source", "tone:"]);
-    let dir = temp_dir("listen-sigint");
+    let dir = TempDir::new("listen-sigint");
     let wav = dir.join("interrupted.wav");
     let listener = ListenProcess::start(&[&server.ws_url(), "--out", wav.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(1500));
