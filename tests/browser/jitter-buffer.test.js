@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 
 import { JitterBuffer } from '../../www/worklet.js';
-import { dominantFrequency } from './support/audio.js';
+import { dominantFrequency, maxStep, sineStepBound } from './support/audio.js';
 
 const QUANTUM = 128;
 
@@ -73,15 +73,8 @@ function simulate({
   return { buffer, out, events };
 }
 
-/** Largest jump between neighbouring samples; a click is a jump far above the signal's own. */
-function maxStep(samples, from = 0, to = samples.length) {
-  let max = 0;
-  for (let i = from + 1; i < to; i++) max = Math.max(max, Math.abs(samples[i] - samples[i - 1]));
-  return max;
-}
-
 /** The steepest a sine of this frequency and amplitude moves between samples, with 10% room. */
-const sineStep = (freq, amplitude, rate) => 1.1 * amplitude * 2 * Math.sin((Math.PI * freq) / rate);
+const sineStep = (freq, amplitude, rate) => 1.1 * sineStepBound([{ amplitude, hz: freq }], rate);
 
 test('playback starts once the buffer reaches its target and then never runs dry', () => {
   const { buffer, out } = simulate({ seconds: 5 });

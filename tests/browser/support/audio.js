@@ -115,10 +115,10 @@ export function wavBytes(channels, rate) {
   return out;
 }
 
-/** Largest jump between neighbouring samples: a click is a jump far above the signal's own. */
-export function maxStep(samples) {
+/** Largest jump between neighbouring samples (of `samples[from..to]`): a click is a jump far above the signal's own. */
+export function maxStep(samples, from = 0, to = samples.length) {
   let max = 0;
-  for (let i = 1; i < samples.length; i++) max = Math.max(max, Math.abs(samples[i] - samples[i - 1]));
+  for (let i = from + 1; i < to; i++) max = Math.max(max, Math.abs(samples[i] - samples[i - 1]));
   return max;
 }
 
