@@ -62,6 +62,7 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     // sequence numbers keep counting in real time across restarts.
     let mut anchor = Anchor::now();
     let mut seq = clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch);
+    stream.ring.expect_first(seq);
     if aligned {
         if let Err(e) = source.seek_to(clock.first_frame(seq)) {
             crate::log!(

@@ -11,7 +11,7 @@
 //! late. A reader that asks for several chunks at once (coalescing) wakes that many times less.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -40,8 +40,11 @@ pub struct Ring {
     chunks: RwLock<VecDeque<Chunk>>,
     capacity: usize,
     period: Duration,
-    /// The sequence number the next pushed chunk will have (0 before the first one).
+    /// The sequence number the next pushed chunk will have (before the first one: what
+    /// [`Ring::expect_first`] said, or 0).
     next_seq: AtomicU64,
+    /// Whether `next_seq` means something: a chunk was pushed, or the first one announced.
+    next_known: AtomicBool,
     /// Nanoseconds after `epoch` at which the newest chunk was pushed (0: never), read without a
     /// lock by every session on every wake-up to predict the next chunk.
     last_push_ns: AtomicU64,
@@ -63,6 +66,7 @@ impl Ring {
             capacity,
             period,
             next_seq: AtomicU64::new(0),
+            next_known: AtomicBool::new(false),
             last_push_ns: AtomicU64::new(0),
             epoch: Instant::now(),
             late: Mutex::new(()),
@@ -91,14 +95,28 @@ impl Ring {
         let guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
         self.last_push_ns.store(since_epoch, Ordering::Release);
         self.next_seq.store(next, Ordering::Release);
+        self.next_known.store(true, Ordering::Release);
         drop(guard);
         self.pushed.notify_all();
     }
 
-    /// The sequence number the next chunk will carry; `None` before the first chunk.
+    /// Says which sequence number the first chunk will carry, before it exists, so a reader that
+    /// joins an empty ring starts there: sequence numbers follow the clock, and 0 is decades
+    /// back. Ignored once a chunk was pushed.
+    pub fn expect_first(&self, seq: u64) {
+        let _guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
+        if self.last_push_ns.load(Ordering::Acquire) == 0 {
+            self.next_seq.store(seq, Ordering::Release);
+            self.next_known.store(true, Ordering::Release);
+        }
+    }
+
+    /// The sequence number the next chunk will carry; `None` before the first chunk is pushed
+    /// or announced.
     pub fn next_seq(&self) -> Option<u64> {
-        let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
-        chunks.back().map(|c| c.seq.wrapping_add(1))
+        self.next_known
+            .load(Ordering::Acquire)
+            .then(|| self.next_seq.load(Ordering::Acquire))
     }
 
     /// Where a new reader starts: `burst` chunks back from the live edge (or the oldest chunk).
@@ -214,6 +232,22 @@ mod tests {
             produced_us: 0,
             payload: Bytes::from(seq.to_le_bytes().to_vec()),
         }
+    }
+
+    #[test]
+    fn an_announced_first_chunk_is_known_before_it_exists_and_then_the_pushes_rule() {
+        let ring = Ring::new(4, Duration::from_millis(20));
+        assert_eq!(ring.next_seq(), None);
+        ring.expect_first(90_000_000_000);
+        assert_eq!(ring.next_seq(), Some(90_000_000_000));
+        assert!(!ring.has(90_000_000_000));
+        ring.push(chunk(90_000_000_000));
+        ring.expect_first(5);
+        assert_eq!(
+            ring.next_seq(),
+            Some(90_000_000_001),
+            "ignored once a chunk exists"
+        );
     }
 
     #[test]

@@ -173,17 +173,18 @@ impl ListenerSession<'_> {
         self.cursor = match stream.ring.burst_start(burst) {
             Some(seq) => seq,
             None => {
-                // A source that has not produced yet: start with its first chunk.
-                let deadline = Instant::now() + FIRST_CHUNK_WAIT;
-                while !stream.ring.has(0)
-                    && stream.ring.next_seq().is_none()
-                    && Instant::now() < deadline
+                // A source that has not produced yet (a pipe without a writer, a device that is
+                // slow to start): wait a little for its first chunks, which are this listener's
+                // burst, else start at the chunk the producer announced it will push first.
+                stream.ring.wait_first(Instant::now() + FIRST_CHUNK_WAIT);
+                match stream
+                    .ring
+                    .burst_start(burst)
+                    .or_else(|| stream.ring.next_seq())
                 {
-                    stream.ring.wait_for(0, deadline);
+                    Some(seq) => seq,
+                    None => return self.close(CloseCode::Again, "the source has not started"),
                 }
-                // The burst, as for any listener: a capture device or a pipe may have
-                // delivered several chunks at once, and all of them are this listener's.
-                stream.ring.burst_start(burst).unwrap_or(0)
             }
         };
         let hello = ServerMessage::hello(

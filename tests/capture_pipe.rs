@@ -276,6 +276,35 @@ fn a_named_pipe_waits_for_its_next_writer_and_the_stream_resumes() {
 }
 
 #[test]
+fn a_listener_waiting_long_for_the_first_writer_starts_at_its_first_chunk() {
+    // The session waits 5 s for a source's first chunk before it says hello; a writer that comes
+    // later still starts at the sequence number hello gave (sequence numbers follow the clock:
+    // starting anywhere else, such as 0, would be a skip of decades).
+    let dir = TempDir::new("late-writer");
+    let fifo = dir.join("audio.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo")
+            .success()
+    );
+    let uri = format!("pipe:{}", fifo.display());
+    let server = Server::start(&["--source", &uri]);
+    let mut ws = connect(server.addr);
+    let hello = read_json(&mut ws);
+    assert_eq!(hello["type"], "hello");
+    assert!(hello["seq"].as_u64().unwrap() > 1_000_000_000, "{hello}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let samples = test_samples(CHUNK * 2 * 2, 21);
+    write_to_fifo(&fifo, &samples);
+    match next_message(&mut ws) {
+        Incoming::Audio(a) => assert_eq!(Some(a.seq), hello["seq"].as_u64()),
+        other => panic!("expected the first chunk, got {other:?}"),
+    }
+}
+
+#[test]
 fn pipe_sources_refuse_what_cannot_work_before_the_port_opens() {
     let (code, out, err) = run_earshot(&["serve", "--source", "pipe:", "--channels", "3"]);
     assert_eq!(code, 2, "{err}");
