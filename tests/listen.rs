@@ -155,6 +155,29 @@ fn nothing_to_connect_to_is_a_lost_stream_with_the_reason() {
 }
 
 #[test]
+fn connect_timeout_bounds_a_server_that_accepts_but_never_answers() {
+    // The kernel completes the TCP handshake for a listening socket nobody accepts from; the
+    // upgrade then gets no answer. --connect-timeout-ms, not a built-in 10 s, ends the attempt.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/ws", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let (code, _, stderr) = run_earshot(&[
+        "listen",
+        &url,
+        "--duration",
+        "1",
+        "--connect-timeout-ms",
+        "300",
+    ]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}: {stderr}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn a_url_without_a_path_is_the_stream_and_a_page_url_is_refused_at_once() {
     let server = Server::start(&["--source", "tone:"]);
     let bare = format!("ws://{}", server.addr);

@@ -145,7 +145,8 @@ impl Connection {
         }
         let sent_us = unix_us();
         let wsclient::Connection { mut ws, token } =
-            wsclient::connect(&url, ca_file, credentials).map_err(|e| connect_error(&url, e))?;
+            wsclient::connect_within(&url, ca_file, credentials, options.timeout)
+                .map_err(|e| connect_error(&url, e))?;
         let tcp = ws.get_ref().tcp();
         tcp.set_read_timeout(Some(options.timeout))
             .and_then(|()| tcp.set_write_timeout(Some(options.timeout)))
