@@ -117,10 +117,6 @@ impl TokenStore {
         }
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Issues a token valid for the store's TTL from `now`.
     pub fn issue(&self, now: Instant) -> Result<Secret, getrandom::Error> {
         let token = new_token()?;

@@ -416,7 +416,6 @@ fn warn_if_others_can_read(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_others_can_read(_: &Path) {}
 
-/// A duration flag: a whole number with a unit (`90s`, `30m`, `24h`, `7d`; bare is seconds).
 /// A `…-ms` flag: whole milliseconds within `range`, or `default`.
 fn millis(
     raw: &flags::RawArgs,
@@ -427,6 +426,7 @@ fn millis(
     raw.number(name, default, range).map(Duration::from_millis)
 }
 
+/// A duration flag: a whole number with a unit (`90s`, `30m`, `24h`, `7d`; bare is seconds).
 fn duration(raw: &flags::RawArgs, name: &str, default: Duration) -> Result<Duration> {
     let Some(text) = raw.str(name) else {
         return Ok(default);

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use crate::server::Server;
 
-/// Starts a drain unless one is under way; returns whether this call started it.
-pub fn start(server: &Arc<Server>, why: &str) -> bool {
+/// Starts a drain unless one is under way.
+pub fn start(server: &Arc<Server>, why: &str) {
     if !server.begin_drain() {
-        return false;
+        return;
     }
     let grace = server.config.drain_grace;
     crate::log!(
@@ -23,17 +23,16 @@ pub fn start(server: &Arc<Server>, why: &str) -> bool {
         server.listener_count(),
         grace.as_millis()
     );
-    let server = server.clone();
+    let timer = server.clone();
     let spawned = std::thread::Builder::new()
         .name("drain".into())
         .spawn(move || {
             std::thread::sleep(grace);
-            shut_down(&server, "drain grace period over");
+            shut_down(&timer, "drain grace period over");
         });
     if spawned.is_err() {
-        crate::log!("cannot start the drain timer; shutting down now");
+        shut_down(server, "cannot start the drain timer, so no grace period");
     }
-    true
 }
 
 /// Stops accepting and closes every listener with `bye`; the accept loop then exits.

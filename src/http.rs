@@ -346,12 +346,7 @@ pub fn route(server: &Server, request: &Request) -> Reply {
 
 /// `POST /api/drain`: an administrator's planned drain (see `drain.rs`).
 fn drain(server: &Server, request: &Request) -> Result<Reply, HttpError> {
-    if request.method != "POST" {
-        return Err(
-            HttpError::new(405, format!("method {} not allowed here", request.method))
-                .with_header("Allow", "POST"),
-        );
-    }
+    only_post(request)?;
     // A reverse proxy on this machine connects from loopback too: a request it relays (it says
     // so in a forwarding header) comes from somewhere else, and is refused like one would be.
     let relayed = request.headers.iter().any(|(name, _)| {

@@ -74,10 +74,6 @@ impl Ring {
         }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Appends a chunk, dropping the oldest one when full. Never blocks on a reader.
     ///
     /// Sequence numbers must increase by one per chunk; the first one may be any number.
