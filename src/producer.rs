@@ -57,7 +57,8 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     let mut samples = vec![0i16; stream.chunk_frames * channels];
     let clock = StreamClock::new(stream.format.sample_rate, stream.chunk_frames);
     let paced_by_clock = source.pacing() == Pacing::Clock;
-    let mut aligned = stream.aligned && paced_by_clock;
+    // The server decided (`--align clock` and a clock-paced source); a failed seek undoes it.
+    let mut aligned = stream.aligned();
     // Where pacing starts: the next chunk boundary of the wall clock, aligned or not, so that
     // sequence numbers keep counting in real time across restarts.
     let mut anchor = Anchor::now();
@@ -70,6 +71,7 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 source.describe()
             );
             aligned = false;
+            stream.stop_aligning();
         }
     }
     let mut start = Instant::now();
@@ -77,7 +79,6 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     let mut follow = Follow::new(source.pacing(), stream.format);
     let mut outage: Option<Outage> = None;
     stream.set_source_stats(source.stats());
-    stream.set_state(SourceState::Live);
     while !stop.load(Ordering::Relaxed) {
         match fill(source, &mut samples) {
             Fill::Full => {}

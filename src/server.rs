@@ -162,7 +162,7 @@ impl Server {
                 "chunk_frames": s.chunk_frames,
                 "buffer_ms": self.config.buffer_ms,
                 "burst_ms": self.config.burst_ms,
-                "align": if s.aligned { "clock" } else { "none" },
+                "align": if s.aligned() { "clock" } else { "none" },
             },
             "source": {
                 "uri": s.source,

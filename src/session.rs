@@ -191,7 +191,7 @@ impl ListenerSession<'_> {
             stream.format,
             stream.chunk_ms,
             stream.chunk_frames,
-            stream.aligned,
+            stream.aligned(),
             &stream.name,
             &self.server.config.instance_id,
             self.cursor,

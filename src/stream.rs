@@ -53,8 +53,9 @@ pub struct Stream {
     pub chunk_ms: u32,
     pub chunk_frames: usize,
     pub source: String,
-    /// Whether chunk sequence numbers and source positions follow the wall clock (`--align clock`).
-    pub aligned: bool,
+    /// Whether chunk sequence numbers and source positions follow the wall clock (`--align
+    /// clock` on a clock-paced source), until the producer finds the source cannot seek.
+    aligned: AtomicBool,
     pub ring: Ring,
     pub counters: Counters,
     state: Mutex<SourceState>,
@@ -83,7 +84,7 @@ impl Stream {
             chunk_ms,
             chunk_frames,
             source,
-            aligned,
+            aligned: AtomicBool::new(aligned),
             ring: Ring::new(capacity, period),
             counters: Counters::default(),
             state: Mutex::new(SourceState::Starting),
@@ -91,6 +92,16 @@ impl Stream {
             ended: AtomicBool::new(false),
             source_stats: Mutex::new(SourceStats::default()),
         }
+    }
+
+    /// Whether positions follow the wall clock, as `hello` and `/api/status` report it.
+    pub fn aligned(&self) -> bool {
+        self.aligned.load(Ordering::Relaxed)
+    }
+
+    /// The source could not be positioned on the clock: it plays from its start instead.
+    pub fn stop_aligning(&self) {
+        self.aligned.store(false, Ordering::Relaxed);
     }
 
     /// How long one chunk lasts, exactly (frames / rate).
