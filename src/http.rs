@@ -3,6 +3,7 @@
 
 use std::io::{Cursor, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -305,7 +306,7 @@ fn parse_head(head: &[u8], peer: SocketAddr) -> Result<Request, HttpError> {
 }
 
 /// Answers a plain (non-WebSocket) request.
-pub fn route(server: &Server, request: &Request) -> Reply {
+pub fn route(server: &Arc<Server>, request: &Request) -> Reply {
     let result = match request.path.as_str() {
         // Open even with a password: load balancers poll it.
         "/healthz" => only_get(request).map(|_| healthz(server)),
@@ -345,7 +346,7 @@ pub fn route(server: &Server, request: &Request) -> Reply {
 }
 
 /// `POST /api/drain`: an administrator's planned drain (see `drain.rs`).
-fn drain(server: &Server, request: &Request) -> Result<Reply, HttpError> {
+fn drain(server: &Arc<Server>, request: &Request) -> Result<Reply, HttpError> {
     only_post(request)?;
     // A reverse proxy on this machine connects from loopback too: a request it relays (it says
     // so in a forwarding header) comes from somewhere else, and is refused like one would be.
@@ -361,12 +362,7 @@ fn drain(server: &Server, request: &Request) -> Result<Reply, HttpError> {
         ));
     }
     let grace_ms = server.config.drain_grace.as_millis() as u64;
-    match server.self_arc() {
-        Some(me) => {
-            crate::drain::start(&me, &format!("POST /api/drain from {}", request.peer));
-        }
-        None => return Err(HttpError::new(503, "server is shutting down")),
-    }
+    crate::drain::start(server, &format!("POST /api/drain from {}", request.peer));
     Ok(json_reply(
         202,
         &json!({ "status": "draining", "grace_ms": grace_ms }),

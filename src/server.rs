@@ -8,8 +8,8 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -49,8 +49,6 @@ pub struct Server {
     listeners: AtomicUsize,
     draining: AtomicBool,
     shutting_down: AtomicBool,
-    /// The `Arc` this server lives in, for request handlers that start background work.
-    me: Weak<Server>,
 }
 
 impl Server {
@@ -60,10 +58,6 @@ impl Server {
 
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
-    }
-
-    pub fn self_arc(&self) -> Option<Arc<Server>> {
-        self.me.upgrade()
     }
 
     pub fn draining(&self) -> bool {
@@ -224,7 +218,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         .password
         .as_ref()
         .map(|p| Auth::new(p, config.token_ttl));
-    let server = Arc::new_cyclic(|me| Server {
+    let server = Arc::new(Server {
         assets: Assets::new(config.www.clone()),
         auth,
         logins: LoginLimiter::default(),
@@ -236,7 +230,6 @@ pub fn run(config: ServeConfig) -> Result<()> {
         listeners: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
         shutting_down: AtomicBool::new(false),
-        me: me.clone(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let producer = producer::spawn(source, stream.clone(), stop.clone())
@@ -386,7 +379,9 @@ fn admit_connection(server: &Server, stream: &TcpStream) -> Permit {
 }
 
 /// Serves one TCP connection: HTTP requests (keep-alive) until it closes or upgrades.
-fn serve_connection(server: &Server, mut stream: TcpStream, permit: Permit) {
+/// Serves one connection; `server` is an `Arc` because a request may start background work
+/// that outlives it (a drain's timer).
+fn serve_connection(server: &Arc<Server>, mut stream: TcpStream, permit: Permit) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_nodelay(true);
     let Ok(_permit) = permit else {
