@@ -466,10 +466,9 @@ impl ListenerSession<'_> {
             if self.set_read_timeout(deadline - Instant::now()).is_err() {
                 break;
             }
-            match self.ws.read() {
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) => break,
-                Err(_) => break,
+            // Until the client's close frame ends the handshake (an error), or time runs out.
+            if self.ws.read().is_err() {
+                break;
             }
         }
     }
