@@ -259,7 +259,8 @@ fn timeout_error(buf: &[u8]) -> ReadError {
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+/// The length of the HTTP head at the start of `buf`, through its blank line, once it is all there.
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 

@@ -161,7 +161,7 @@ fn print_preamble(config: &BenchConfig, stream: &StreamInfo, server_pid: Option<
         "server pid {pid}; {} generator threads, {} cores; {:.1} s per step after {:.1} s settling; \
          on time = within {} ms of production",
         config.threads,
-        cores(),
+        procstat::cores(),
         config.duration.as_secs_f64(),
         config.settle.as_secs_f64(),
         config.on_time.as_millis()
@@ -351,7 +351,7 @@ fn summarise(
         // Against wall-clock time: a virtual machine's tick counters stall while the host
         // runs someone else, so their own total would understate how busy it was.
         machine_busy_pct: match (before.machine_busy_s, after.machine_busy_s) {
-            (Some(b0), Some(b1)) => Some((b1 - b0) / (window_s * cores() as f64) * 100.0),
+            (Some(b0), Some(b1)) => Some((b1 - b0) / (window_s * procstat::cores() as f64) * 100.0),
             _ => None,
         },
         lag_p99_ms: report.lag.percentile(0.99).map(ms),
@@ -392,17 +392,13 @@ fn write_outputs(config: &BenchConfig, steps: &[StepResult], stream: &StreamInfo
         };
         let subtitle = format!(
             "{} cores; {measure}; measured {}",
-            cores(),
+            procstat::cores(),
             crate::log::utc_timestamp(std::time::SystemTime::now())
         );
         let on_time_ms = config.on_time.as_secs_f64() * 1000.0;
         write(path, chart::render(&title, &subtitle, steps, on_time_ms))?;
     }
     Ok(())
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Which steps met the targets and which missed them, and why: on a shared machine one step can

@@ -358,7 +358,7 @@ impl BenchConfig {
         }
         let clients =
             parse_ladder(&raw.string_or("clients", "1,5,10,20,35,50,100,200,500,1000,2000"))?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = crate::client::procstat::cores();
         let label = raw.string_or("label", "earshot");
         if label.is_empty() || label.contains([',', '"', '\n']) {
             return Err(Error::usage(

@@ -231,11 +231,6 @@ impl Connection {
         }
     }
 
-    /// The silence after which this connection counts as stalled (while audio is due).
-    pub fn stall(&self) -> Duration {
-        self.stall
-    }
-
     fn on_message(&mut self, message: Message) -> Option<Event> {
         match message {
             Message::Binary(payload) => {

@@ -55,8 +55,8 @@ pub fn open(config: &LoadConfig) -> Result<(TcpStream, Vec<u8>), String> {
             return Err("connection closed during the handshake".into());
         }
         len += n;
-        if let Some(end) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
+        if let Some(end) = crate::http::find_head_end(&buf[..len]) {
+            break end;
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; 32];

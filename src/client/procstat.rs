@@ -130,6 +130,11 @@ pub fn machine_busy_s() -> Option<f64> {
     Some(busy as f64 / USER_HZ)
 }
 
+/// This machine's cores (1 when std cannot tell).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The soft limit on open files of this process (`ulimit -n`).
 pub fn open_file_limit() -> Option<u64> {
     let limits = fs::read_to_string("/proc/self/limits").ok()?;

@@ -60,7 +60,7 @@ impl StepResult {
     /// CPU used by everything else on the machine during the step, in % of one core: what the
     /// benchmark had to share the cores with.
     pub fn others_cpu_pct(&self) -> Option<f64> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = crate::client::procstat::cores() as f64;
         let total = self.machine_busy_pct? * cores;
         Some((total - self.server_cpu_pct.unwrap_or(0.0) - self.gen_cpu_pct?).max(0.0))
     }

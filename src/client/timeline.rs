@@ -193,11 +193,6 @@ impl Timeline {
         self.next_seq
     }
 
-    /// Frames in `chunks` chunks.
-    pub fn frames_of(&self, chunks: u64) -> u64 {
-        chunks * self.chunk_frames
-    }
-
     /// Milliseconds of audio in `chunks` chunks.
     pub fn ms_of(&self, chunks: u64) -> f64 {
         chunks as f64 * self.chunk_us / 1000.0
