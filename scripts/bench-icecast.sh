@@ -32,21 +32,7 @@ mkdir -p "$LOGS" benchmarks
 trap bench_cleanup EXIT
 
 # --- what is needed -------------------------------------------------------------------------
-missing=()
-command -v icecast2 >/dev/null || missing+=(icecast2)
-command -v ffmpeg >/dev/null || missing+=(ffmpeg)
-command -v curl >/dev/null || missing+=(curl)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "bench-icecast: installing ${missing[*]}"
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "bench-icecast: need root or sudo to install ${missing[*]}" >&2; exit 1; }
-    sudo=sudo
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bench_need icecast2:icecast2 ffmpeg:ffmpeg curl:curl
 
 cargo build --release -q
 bin=target/release/earshot

@@ -1,6 +1,7 @@
-# Shared by scripts/bench.sh and scripts/bench-icecast.sh (sourced, not run): the open-file
-# limit, starting earshot, stopping what a benchmark starts (by pid, nothing else), waiting for
-# a port, describing the machine, and rewriting a marked section of BENCHMARKS.md.
+# Shared by scripts/bench.sh, scripts/bench-icecast.sh and scripts/lbtest.sh (sourced, not run):
+# the open-file limit, installing missing tools, starting earshot, stopping what a benchmark
+# starts (by pid, nothing else), waiting for a port, describing the machine, and rewriting a
+# marked section of BENCHMARKS.md.
 
 # Pids this script started; `bench_cleanup` stops exactly these.
 BENCH_PIDS=()
@@ -46,6 +47,24 @@ bench_wait_http() {
   done
   echo "bench: nothing answers at $url after $seconds s" >&2
   return 1
+}
+
+# Installs the Debian packages of the commands not found: "$@" are COMMAND:PACKAGE pairs
+# (as root, or through sudo). Exits with a message when neither is possible.
+bench_need() {
+  local pair missing=() sudo=""
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "bench: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "bench: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # Starts the release earshot on 127.0.0.1:$1 streaming $2 for up to $3 listeners in 20 ms

@@ -22,6 +22,7 @@ RECORD=${RECORD:-1}
 LOGS=target/bench
 mkdir -p "$LOGS" benchmarks
 trap bench_cleanup EXIT
+bench_need curl:curl
 
 cargo build --release -q
 bin=target/release/earshot

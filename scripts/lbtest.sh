@@ -12,12 +12,7 @@ cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
 RECORD=${RECORD:-1}
 
-if ! command -v haproxy >/dev/null; then
-  echo "lbtest: installing haproxy"
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends haproxy >/dev/null
-fi
+bench_need haproxy:haproxy
 
 mkdir -p target/lbtest
 table=target/lbtest/table.md
