@@ -12,7 +12,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
-/// Reads until `goaway`, checking audio keeps flowing meanwhile; returns the message.
+/// Reads until `goaway`; returns the message.
 fn wait_goaway(ws: &mut Ws) -> serde_json::Value {
     loop {
         match next_message(ws) {
@@ -23,18 +23,40 @@ fn wait_goaway(ws: &mut Ws) -> serde_json::Value {
     }
 }
 
-/// Reads to the close frame; returns its code and the `bye` reason seen before it.
-fn wait_close(ws: &mut Ws) -> (Option<CloseCode>, Option<String>) {
+/// What a listener saw up to the server's close frame.
+struct Closing {
+    code: Option<CloseCode>,
+    bye: Option<String>,
+    /// Audio messages before the close, and how long before it the last one came.
+    chunks: usize,
+    last_chunk_before_close: Option<Duration>,
+}
+
+/// Reads to the close frame, counting the audio on the way.
+fn wait_close(ws: &mut Ws) -> Closing {
     let mut bye = None;
+    let mut chunks = 0;
+    let mut last_chunk = None;
     loop {
         match ws.read() {
+            Ok(Message::Binary(_)) => {
+                chunks += 1;
+                last_chunk = Some(Instant::now());
+            }
             Ok(Message::Text(t)) => {
                 let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
                 if v["type"] == "bye" {
                     bye = v["reason"].as_str().map(str::to_string);
                 }
             }
-            Ok(Message::Close(f)) => return (f.map(|f| f.code), bye),
+            Ok(Message::Close(f)) => {
+                return Closing {
+                    code: f.map(|f| f.code),
+                    bye,
+                    chunks,
+                    last_chunk_before_close: last_chunk.map(|t| t.elapsed()),
+                };
+            }
             Ok(_) => {}
             Err(e) => panic!("no close frame: {e}"),
         }
@@ -59,11 +81,23 @@ fn sigusr1_drains_then_exits_0_after_the_grace_period() {
     let (status, head, _) = raw_http(server.addr, UPGRADE.as_bytes());
     assert_eq!(status, 503);
     assert!(head.contains("Retry-After: 0"), "{head}");
-    // The listener that stayed keeps getting audio until the grace period ends.
-    next_audio(&mut ws);
-    let (code, bye) = wait_close(&mut ws);
-    assert_eq!(code, Some(CloseCode::Away));
-    assert_eq!(bye.as_deref(), Some("drained"));
+    // The listener that stayed keeps getting audio until the grace period ends: about 70 chunks
+    // of 20 ms in what is left of the 1.5 s, the last one just before the close.
+    let closing = wait_close(&mut ws);
+    assert_eq!(closing.code, Some(CloseCode::Away));
+    assert_eq!(closing.bye.as_deref(), Some("drained"));
+    assert!(
+        closing.chunks >= 40,
+        "{} chunks during the grace",
+        closing.chunks
+    );
+    let quiet = closing
+        .last_chunk_before_close
+        .expect("audio during the grace");
+    assert!(
+        quiet < Duration::from_millis(250),
+        "audio stopped {quiet:?} before the close"
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(1400),
         "closed before the grace period"
@@ -106,9 +140,9 @@ fn sigterm_drains_instead_of_closing_with_drain_on_sigterm() {
     read_json(&mut ws);
     server.signal("TERM");
     wait_goaway(&mut ws);
-    let (code, bye) = wait_close(&mut ws);
+    let closing = wait_close(&mut ws);
     assert_eq!(
-        (code, bye.as_deref()),
+        (closing.code, closing.bye.as_deref()),
         (Some(CloseCode::Away), Some("drained"))
     );
     assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(0));
