@@ -103,7 +103,9 @@ export class JitterBuffer {
       this.readPos += overflow;
       this.stats.overflowFrames += overflow;
     }
-    const fadeJoin = discontinuity && this.playing && this.fill > 2 * FADE_FRAMES + LOOKAHEAD;
+    // Fade whatever is left of the old audio, however little: a join that arrives as the buffer
+    // runs low (often during the underrun's own fade-out) would otherwise play unfaded.
+    const fadeJoin = discontinuity && this.playing && this.fill > LOOKAHEAD + 1;
     if (fadeJoin) this.fadeTail(Math.min(FADE_FRAMES, Math.floor(this.fill - LOOKAHEAD - 1)));
     for (let c = 0; c < channels; c++) {
       const ring = this.ring[c];

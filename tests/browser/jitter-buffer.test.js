@@ -25,7 +25,8 @@ function simulate({
   targetMs = 80,
   producerSpeed = 1,
   batch = 1, // chunks the server sends together (`--batch-ms` / 20 ms): they arrive in groups
-  pause = null, // { atS, forMs }: chunks held back, then delivered late all at once
+  pause = null, // { atS, forMs, jump }: chunks held back, then delivered late all at once (with
+  // `jump`, the first of them does not follow what came before: a new connection's audio)
   jump = null, // { atS }: a chunk whose audio does not follow the previous one
   actions = [], // [{ atS, run(buffer) }]: what a person does meanwhile
 }) {
@@ -45,6 +46,11 @@ function simulate({
     while (!paused && produced / chunkFrames < due) {
       const chunkStartS = produced / (streamRate * producerSpeed);
       let discontinuity = false;
+      if (pause?.jump && nowS >= pause.atS && !pause.jumped) {
+        pause.jumped = true;
+        discontinuity = true;
+        phase += Math.PI / 2;
+      }
       if (jump && chunkStartS >= jump.atS && !jump.done) {
         jump.done = true;
         discontinuity = true;
@@ -117,6 +123,20 @@ test('lost audio is joined with a fade, not a click', () => {
   const { out } = simulate({ seconds: 3, jump: { atS: 1.5 } });
   const step = maxStep(out[0], 44100);
   assert.ok(step <= 0.25 / 64 + sineStep(440, 0.25, 44100), `max step ${step}`);
+});
+
+test('a join that arrives just as the buffer runs low is faded too, not clicked', () => {
+  // A move to another instance: the old connection goes quiet, and the new one's first audio
+  // (which does not follow the old) comes when the buffer is almost empty, often while the
+  // underrun's own fade-out is playing. Swept across that moment, one output quantum at a time.
+  const bound = 0.25 / 64 + sineStep(440, 0.25, 44100);
+  const clicks = [];
+  for (let quietMs = 40; quietMs <= 90; quietMs += 1) {
+    const { out } = simulate({ seconds: 1.6, pause: { atS: 1, forMs: quietMs, jump: true } });
+    const step = maxStep(out[0], 44100 / 2);
+    if (step > bound) clicks.push(`${quietMs} ms quiet: step ${step.toFixed(3)}`);
+  }
+  assert.deepEqual(clicks, [], `bound ${bound.toFixed(4)}`);
 });
 
 test('chunks arriving 60 ms at a time (a batching server) play at the default target, unbroken', () => {
