@@ -328,7 +328,8 @@ function renderStats() {
   set(
     'output',
     s.output
-      ? `${(s.output.sampleRate / 1000).toFixed(1)} kHz, ${ms(s.output.baseLatencyMs + s.output.outputLatencyMs)} output latency (${s.output.state})`
+      ? `${(s.output.sampleRate / 1000).toFixed(1)} kHz, ${ms(s.output.baseLatencyMs + s.output.outputLatencyMs)} output latency (${s.output.state})` +
+          (s.output.glitches ? `, ${s.output.glitches} browser glitches (${ms(s.output.glitchMs)})` : '')
       : '–',
   );
 }

@@ -130,11 +130,17 @@ export class Player extends EventTarget {
   /** Output side facts for the stats panel. */
   get output() {
     if (!this.ctx) return null;
+    // The browser's own count of times it could not hand the sound card audio in time (the
+    // machine too busy to run the audio thread): heard as clicks that are not the stream's.
+    // Chromium has it; elsewhere it is null.
+    const playback = this.ctx.playbackStats;
     return {
       state: this.ctx.state,
       sampleRate: this.ctx.sampleRate,
       baseLatencyMs: 1000 * (this.ctx.baseLatency || 0),
       outputLatencyMs: 1000 * (this.ctx.outputLatency || 0),
+      glitches: playback ? playback.underrunEvents : null,
+      glitchMs: playback ? 1000 * playback.underrunDuration : null,
     };
   }
 

@@ -163,6 +163,18 @@ test('volume at 50% lowers the output by 12 dB, mute silences it, unmute restore
   assert.equal((await stats(page)).underruns, 0, 'volume changes never disturb the stream');
 });
 
+test('a browser too busy to feed the sound card shows its own glitches, apart from the stream', async () => {
+  const before = (await stats(page)).output;
+  assert.equal(before.glitches, 0, 'Chromium reports playbackStats, and nothing went wrong so far');
+  await browser.freezeRenderers(150);
+  await page.waitForTimeout(1500);
+  const s = await stats(page);
+  assert.ok(s.output.glitches > 0, `browser glitches ${s.output.glitches}`);
+  assert.ok(s.output.glitchMs > 0, `browser glitch time ${s.output.glitchMs} ms`);
+  assert.match(await page.locator('[data-stat=output]').innerText(), /, \d+ browser glitches \(\d+ ms\)$/);
+  assert.equal(s.gaps, 0, 'the stream itself lost nothing');
+});
+
 test('Stop stops: the button says Start, the sound card goes silent, and nothing reconnects', async () => {
   const before = await getJson(server, '/api/status');
   assert.equal(before.listeners.current, 1);

@@ -3,13 +3,14 @@
 // get exact zeros while every counter looked perfect), and every console message kept so tests
 // can insist there are no errors.
 
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { keepChildrenPrioritized } from './priority.js';
+import { children, keepChildrenPrioritized } from './priority.js';
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -56,6 +57,22 @@ export async function launchBrowser({ sink, args = [] } = {}) {
       return messages.filter(
         (m) => ['error', 'warning', 'pageerror'].includes(m.type) && !allowed.some((re) => re.test(m.text)),
       );
+    },
+    /** Stops Chromium's renderers (SIGSTOP) for `ms`: a page whose machine is too busy to run
+     * its audio thread in time, as a browser on a loaded Pi is. */
+    async freezeRenderers(ms) {
+      const renderers = [...children()].filter((pid) => {
+        try {
+          // Chromium rewrites its command line as one string, so not split at NULs.
+          return fsSync.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=renderer');
+        } catch {
+          return false;
+        }
+      });
+      if (renderers.length === 0) throw new Error('no Chromium renderer process found');
+      for (const pid of renderers) process.kill(pid, 'SIGSTOP');
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      for (const pid of renderers) process.kill(pid, 'SIGCONT');
     },
     async close() {
       stopPrioritizing();

@@ -11,7 +11,8 @@ import os from 'node:os';
 
 const NICE = -10;
 
-function children() {
+/** Every process descended from this one (Chromium's, the servers', parec). */
+export function children() {
   const parentOf = new Map();
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
