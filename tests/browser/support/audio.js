@@ -117,9 +117,18 @@ export function wavBytes(channels, rate) {
 
 /** Largest jump between neighbouring samples (of `samples[from..to]`): a click is a jump far above the signal's own. */
 export function maxStep(samples, from = 0, to = samples.length) {
-  let max = 0;
-  for (let i = from + 1; i < to; i++) max = Math.max(max, Math.abs(samples[i] - samples[i - 1]));
-  return max;
+  return steepest(samples, from, to).step;
+}
+
+/** The largest jump between neighbouring samples and the index of the sample it lands on. */
+export function steepest(samples, from = 0, to = samples.length) {
+  let step = 0;
+  let index = from;
+  for (let i = from + 1; i < to; i++) {
+    const d = Math.abs(samples[i] - samples[i - 1]);
+    if (d > step) [step, index] = [d, i];
+  }
+  return { step, index };
 }
 
 /** The steepest a sum of sines (peak amplitudes and frequencies) can move between samples. */
