@@ -17,6 +17,9 @@ pub enum Error {
     Source { what: String, reason: String },
     /// An I/O operation failed; `context` says which one and on what.
     Io { context: String, source: io::Error },
+    /// A client could not set up TLS with a server: a CA file it cannot use, or a certificate it
+    /// does not trust. `what` is the URL.
+    Tls { what: String, reason: String },
     /// A server refused a client's connection: `status` is the HTTP answer to the upgrade (401
     /// no or bad credentials, 403 origin, 429 too many attempts, 503 full or shutting down), or
     /// 401 for a password the server turned down after the upgrade. `what` is the URL.
@@ -53,10 +56,11 @@ impl Error {
     /// Whether the same attempt could succeed later: a lost or refused connection, a server
     /// that is full, draining or restarting behind a proxy (408, 429, 5xx). Not a malformed
     /// command line, nor any other refusal: credentials or an origin turned down (401, 403), or
-    /// a URL that is not a stream (200 for the page, 404), which need a change first.
+    /// a URL that is not a stream (200 for the page, 404), nor TLS refusing the server's
+    /// certificate, which need a change first.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Usage(_) => false,
+            Error::Usage(_) | Error::Tls { .. } => false,
             Error::Refused { status, .. } => matches!(status, 408 | 429 | 500..=599),
             _ => true,
         }
@@ -84,6 +88,7 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(msg) => write!(f, "{msg}"),
             Error::Source { what, reason } => write!(f, "{what}: {reason}"),
+            Error::Tls { what, reason } => write!(f, "{what}: tls: {reason}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Refused {
                 what,
@@ -126,6 +131,11 @@ mod tests {
             assert!(!refused(status).is_retryable(), "{status}");
         }
         assert!(!Error::usage("bad flag").is_retryable());
+        let untrusted = Error::Tls {
+            what: "wss://proxy/ws".into(),
+            reason: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        assert!(!untrusted.is_retryable());
         let lost = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
         assert!(Error::io("connect", lost).is_retryable());
     }

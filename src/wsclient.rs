@@ -101,7 +101,8 @@ pub enum ConnectError {
     Url(String),
     /// Resolving or connecting failed.
     Io { context: String, source: io::Error },
-    /// The CA file could not be read, or the TLS handshake failed (an untrusted certificate).
+    /// The CA file could not be read, or TLS refused the server (an untrusted certificate, a
+    /// protocol alert). A connection lost during the handshake is `Io`.
     Tls(String),
     /// The server answered the upgrade with an HTTP error: 401 (no or bad token), 403 (origin),
     /// 429 (too many failed logins or connections), 503 (full or shutting down).
@@ -211,12 +212,20 @@ fn open_stream_within(
     let session =
         ClientConnection::new(config, name).map_err(|e| ConnectError::Tls(e.to_string()))?;
     let mut stream = StreamOwned::new(session, tcp);
-    // Complete the TLS handshake now, so a bad certificate is reported as such.
+    // Complete the TLS handshake now, so a bad certificate is reported as such. rustls reports
+    // what TLS itself refused (a certificate, an alert) as InvalidData; anything else is the
+    // connection failing underneath, as when a restarting proxy cuts it, which may pass.
     while stream.conn.is_handshaking() {
         stream
             .conn
             .complete_io(&mut stream.sock)
-            .map_err(|e| ConnectError::Tls(format!("{host}:{port}: {e}")))?;
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => ConnectError::Tls(format!("{host}:{port}: {e}")),
+                _ => ConnectError::Io {
+                    context: format!("tls handshake with {host}:{port}"),
+                    source: e,
+                },
+            })?;
     }
     Ok(ClientStream::Tls(Box::new(stream)))
 }

@@ -456,6 +456,41 @@ fn a_certificate_from_another_ca_is_refused_by_the_client() {
 }
 
 #[test]
+fn listen_with_reconnect_gives_up_at_once_on_an_untrusted_certificate() {
+    let dir = TempDir::new("untrusted-listen");
+    let certs = make_certs(&dir.0);
+    let other = TempDir::new("other-ca-listen");
+    let other_ca = make_certs(&other.0).ca;
+    let server = start_earshot(&dir);
+    let proxy = start_nginx(&dir.0, &certs, server.addr);
+    let started = Instant::now();
+    let (code, stdout, stderr) = run_earshot(&[
+        "listen",
+        &proxy.wss_url(),
+        "--ca-file",
+        other_ca.to_str().unwrap(),
+        "--reconnect",
+        "--duration",
+        "20",
+        "--json",
+    ]);
+    // Retrying cannot make the certificate trusted: one attempt, then exit 1 with the reason.
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "gave up after {:?}, not at once",
+        started.elapsed()
+    );
+    let url = proxy.wss_url();
+    assert!(
+        stderr.contains(&format!("earshot: {url}: tls: 127.0.0.1:"))
+            && stderr.contains("certificate"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("\"disconnected\""), "no retry: {stdout}");
+}
+
+#[test]
 fn earshot_listen_logs_in_and_plays_wss_through_the_shipped_haproxy_config() {
     let dir = TempDir::new("haproxy-listen");
     let certs = make_certs(&dir.0);
@@ -474,7 +509,8 @@ fn earshot_listen_logs_in_and_plays_wss_through_the_shipped_haproxy_config() {
     ]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains(r#""outcome":"continuous""#), "{stdout}");
-    // Without the CA file the proxy's certificate is not trusted, and that is said.
+    // Without the CA file the proxy's certificate is not trusted, and that is said: an error
+    // that needs a change (exit 1, as for a wrong password), not a lost stream (4).
     let (code, _, stderr) = run_earshot(&[
         "listen",
         &proxy.wss_url(),
@@ -483,6 +519,9 @@ fn earshot_listen_logs_in_and_plays_wss_through_the_shipped_haproxy_config() {
         "--duration",
         "1",
     ]);
-    assert_eq!(code, 4, "{stderr}");
-    assert!(stderr.contains("tls"), "{stderr}");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(": tls: ") && stderr.contains("certificate"),
+        "{stderr}"
+    );
 }

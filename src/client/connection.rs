@@ -398,6 +398,10 @@ fn connect_error(url: &str, e: ConnectError) -> Error {
             reason,
             retry_after: retry_after.map(Duration::from_secs),
         },
+        ConnectError::Tls(reason) => Error::Tls {
+            what: url.to_string(),
+            reason,
+        },
         ConnectError::Login(reason) => Error::Refused {
             what: url.to_string(),
             status: 401,
