@@ -67,7 +67,7 @@ static:
 # on nightly (installed when missing). Not part of `make test`. A crash is saved under
 # fuzz/artifacts/TARGET/; keep it in tests/fuzz-regressions/TARGET/ so every test run replays it.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := http_request upgrade credentials login_body client_message ws_frames source_file
+FUZZ_TARGETS := http_request upgrade credentials login_body client_message ws_frames server_frames source_file
 fuzz:
 	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	@set -e; for t in $(FUZZ_TARGETS); do \

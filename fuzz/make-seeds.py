@@ -56,6 +56,25 @@ write(
     frame(1, 1, b'{"type":"ping","id":1}') + frame(1, 9, b"hi") + frame(1, 8, b"\x03\xe8bye"),
 )
 write("ws_frames", "fragmented-text", frame(0, 1, b'{"type":') + frame(1, 0, b'"ping"}'))
+
+
+def server_frame(fin, opcode, payload):
+    """An unmasked server frame."""
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    return head + (bytes([n]) if n < 126 else bytes([126]) + struct.pack(">H", n)) + payload
+
+
+chunk = struct.pack("<QQ", 89765358081, 1795308454909833) + b"\x01\x00\xff\xff" * 60
+write(
+    "server_frames",
+    "hello-chunk-ping-close",
+    server_frame(1, 1, b'{"type":"hello","codec":"pcm_s16le","seq":89765358081}')
+    + server_frame(1, 2, chunk)
+    + server_frame(1, 9, b"")
+    + server_frame(1, 8, b"\x03\xe8bye"),
+)
+write("server_frames", "fragmented-text", server_frame(0, 1, b'{"type":') + server_frame(1, 0, b'"pong"}'))
 samples = [0, 1000, -1000, 32767, -32768, 5, -5, 0, 1, -1]
 data = b"".join(struct.pack("<h", s) for s in samples)
 fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)

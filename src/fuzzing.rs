@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tungstenite::WebSocket;
 use tungstenite::protocol::Role;
 
+use crate::client::wsframe::FrameReader;
 use crate::{auth, http, protocol, source, ws};
 
 /// A fuzz entry point: any bytes in, no panic.
@@ -24,6 +25,7 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("login_body", login_body),
     ("client_message", client_message),
     ("ws_frames", ws_frames),
+    ("server_frames", server_frames),
     ("source_file", source_file),
 ];
 
@@ -104,6 +106,19 @@ pub fn ws_frames(data: &[u8]) {
         }
     }
     let _ = socket.flush();
+}
+
+/// What a listener reads from a server with the load generator's `FrameReader`: any bytes give
+/// the same frames whether they arrive whole or a byte at a time, as TCP may deliver them.
+pub fn server_frames(data: &[u8]) {
+    let mut whole = Vec::new();
+    FrameReader::new().feed(data, |item| whole.push(item));
+    let mut trickled = Vec::new();
+    let mut reader = FrameReader::new();
+    for byte in data.chunks(1) {
+        reader.feed(byte, |item| trickled.push(item));
+    }
+    assert_eq!(whole, trickled, "frames depend on how the bytes were split");
 }
 
 /// MP3 and WAV decoding through `source::open_file`, as `--source` would open the bytes.
