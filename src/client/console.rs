@@ -67,6 +67,13 @@ pub struct Interruption {
     pub planned: bool,
 }
 
+impl Interruption {
+    /// Whether it cost audio: a planned move that spliced seamlessly did not.
+    pub fn audible(&self) -> bool {
+        !self.planned || self.lost_ms > 0.0
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub elapsed_s: f64,
@@ -344,7 +351,7 @@ pub fn totals_json(t: &Totals) -> Value {
     })
 }
 
-fn round(v: f64, digits: i32) -> f64 {
+pub(crate) fn round(v: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (v * f).round() / f
 }

@@ -100,10 +100,7 @@ impl InterruptionLog {
 
     /// Interruptions that lost audio (a planned move that spliced seamlessly did not).
     pub fn audible(&self) -> usize {
-        self.done
-            .iter()
-            .filter(|i| !i.planned || i.lost_ms > 0.0)
-            .count()
+        self.done.iter().filter(|i| i.audible()).count()
     }
 
     /// Completed interruptions, oldest first.

@@ -30,18 +30,14 @@ pub struct Report<'a> {
 impl Report<'_> {
     pub fn to_json(&self) -> Value {
         let s = self.summary;
-        let lost: Vec<&Interruption> = self
-            .interruptions
-            .iter()
-            .filter(|i| !i.planned || i.lost_ms > 0.0)
-            .collect();
+        let lost: Vec<&Interruption> = self.interruptions.iter().filter(|i| i.audible()).collect();
         json!({
             "report": "earshot listen failover report",
             "version": 1,
             "url": self.url,
             "started_t": self.started_unix_ms,
             "ended_t": crate::audio::unix_millis_now(),
-            "elapsed_s": (s.elapsed_s * 1000.0).round() / 1000.0,
+            "elapsed_s": console::round(s.elapsed_s, 3),
             "outcome": s.outcome,
             "exit_code": s.exit_code,
             "instances": self.served.iter().map(|c| json!({
@@ -54,7 +50,7 @@ impl Report<'_> {
                 .count(),
             "planned_moves": self.interruptions.iter().filter(|i| i.planned).count(),
             "interruptions_with_loss": lost.len(),
-            "lost_ms_total": (lost.iter().map(|i| i.lost_ms).sum::<f64>() * 10.0).round() / 10.0,
+            "lost_ms_total": console::round(lost.iter().map(|i| i.lost_ms).sum(), 1),
             "lost_ms_max": lost.iter().map(|i| i.lost_ms).fold(0.0, f64::max),
             "interruptions": self.interruptions.iter()
                 .map(console::interruption_json)
