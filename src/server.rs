@@ -378,9 +378,8 @@ fn admit_connection(server: &Server, stream: &TcpStream) -> Permit {
     }
 }
 
-/// Serves one TCP connection: HTTP requests (keep-alive) until it closes or upgrades.
-/// Serves one connection; `server` is an `Arc` because a request may start background work
-/// that outlives it (a drain's timer).
+/// Serves one TCP connection: HTTP requests (keep-alive) until it closes or upgrades. `server`
+/// is an `Arc` because a request may start background work that outlives it (a drain's timer).
 fn serve_connection(server: &Arc<Server>, mut stream: TcpStream, permit: Permit) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_nodelay(true);
@@ -393,6 +392,7 @@ fn serve_connection(server: &Arc<Server>, mut stream: TcpStream, permit: Permit)
                 format!("too many connections from {} (limit {limit})", peer.ip()),
             )
             .with_header("Retry-After", "5"),
+            1,
         );
     };
     let timeouts = http::Timeouts {
@@ -407,7 +407,7 @@ fn serve_connection(server: &Arc<Server>, mut stream: TcpStream, permit: Permit)
         let request = match http::read_request(&mut stream, &mut buf, peer, timeouts) {
             Ok(r) => r,
             Err(ReadError::Closed) => return,
-            Err(ReadError::Bad(err)) => return refuse_connection(stream, err),
+            Err(ReadError::Bad(err)) => return refuse_connection(stream, err, 1),
         };
         if request.path == "/ws" && request.header("Upgrade").is_some() {
             upgrade(server, stream, request, buf);
@@ -423,8 +423,8 @@ fn serve_connection(server: &Arc<Server>, mut stream: TcpStream, permit: Permit)
 }
 
 /// Answers a connection with an error, then closes it without losing the answer to a reset.
-fn refuse_connection(mut stream: TcpStream, err: HttpError) {
-    if http::write_reply(&mut stream, err.into_reply(), 1, false).is_ok() {
+fn refuse_connection(mut stream: TcpStream, err: HttpError, minor_version: u8) {
+    if http::write_reply(&mut stream, err.into_reply(), minor_version, false).is_ok() {
         lingering_close(&mut stream, REFUSAL_LINGER);
     }
 }
@@ -473,22 +473,22 @@ fn admit(server: &Server, request: &http::Request) -> std::result::Result<Admiss
     Ok(Admission::LoginByMessage(client))
 }
 
-fn upgrade(server: &Server, mut stream: TcpStream, request: http::Request, leftover: Vec<u8>) {
-    let refuse = |stream: &mut TcpStream, err: HttpError| {
-        let _ = http::write_reply(stream, err.into_reply(), request.minor_version, false);
+fn upgrade(server: &Server, stream: TcpStream, request: http::Request, leftover: Vec<u8>) {
+    let refuse = |stream: TcpStream, err: HttpError| {
+        refuse_connection(stream, err, request.minor_version);
     };
     let accept_key = match ws::check_upgrade(&request) {
         Ok(key) => key,
-        Err(err) => return refuse(&mut stream, err),
+        Err(err) => return refuse(stream, err),
     };
     let admission = match admit(server, &request) {
         Ok(a) => a,
-        Err(err) => return refuse(&mut stream, err),
+        Err(err) => return refuse(stream, err),
     };
     if server.shutting_down() || server.draining() {
         // 503 before the upgrade lets a load balancer retry the request on another instance.
         return refuse(
-            &mut stream,
+            stream,
             HttpError::new(
                 503,
                 "server is draining; connect again to reach another instance",
@@ -498,7 +498,7 @@ fn upgrade(server: &Server, mut stream: TcpStream, request: http::Request, lefto
     }
     let Some(slot) = server.join_listener() else {
         return refuse(
-            &mut stream,
+            stream,
             HttpError::new(
                 503,
                 format!("listener limit reached ({})", server.config.max_listeners),

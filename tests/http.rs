@@ -218,6 +218,41 @@ fn bad_websocket_upgrades_get_400_with_a_reason() {
 }
 
 #[test]
+fn a_refused_upgrade_reaches_a_client_that_kept_sending() {
+    // A client that sends a large first WebSocket frame right behind the upgrade (without
+    // waiting for 101) while the server refuses it: the refusal must not be lost to the reset
+    // that closing a socket with unread data sends.
+    let server = Server::start(&[
+        "--source",
+        "tone:",
+        "--allowed-origin",
+        "https://radio.example.org",
+    ]);
+    let request = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Origin: https://evil.example\r\n\r\n";
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    // More than the server reads with a request: still unread when it refuses and closes.
+    let frame = [0x82, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4];
+    let mut pending = frame.to_vec();
+    pending.resize(128 * 1024, 0);
+    let _ = stream.write_all(&pending);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 403"), "{read:?}: {text}");
+    assert!(text.contains("origin"), "{text}");
+}
+
+#[test]
 fn firefox_style_connection_header_upgrades() {
     let server = Server::start(&["--source", "tone:"]);
     let request = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
