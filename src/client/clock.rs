@@ -6,6 +6,12 @@
 //! `hello` gives a first, rougher estimate (its round trip is the whole handshake) so that the
 //! first chunks are already corrected.
 
+/// Now on this client's clock, µs since the epoch: what `listen` and the load generator time
+/// arrivals with.
+pub fn unix_us() -> u64 {
+    crate::audio::unix_micros(std::time::SystemTime::now())
+}
+
 /// Half a millisecond: `server_time_ms` is truncated to whole milliseconds, so on average the
 /// server's clock read half a millisecond later than it says.
 const TRUNCATION_US: i64 = 500;

@@ -15,7 +15,7 @@ use tungstenite::{Bytes, Message, WebSocket};
 
 use crate::audio::{self, Format};
 use crate::auth::Secret;
-use crate::client::clock::ClockOffset;
+use crate::client::clock::{ClockOffset, unix_us};
 use crate::client::endpoint::{Endpoint, Scheme};
 use crate::error::{Error, Result};
 use crate::protocol::{self, ServerMessage};
@@ -419,9 +419,4 @@ fn is_timeout(e: &WsError) -> bool {
         io.kind(),
         ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
     ))
-}
-
-/// Now on this client's clock, µs since the epoch.
-pub fn unix_us() -> u64 {
-    audio::unix_micros(std::time::SystemTime::now())
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::client::connection::unix_us;
+use crate::client::clock::unix_us;
 use crate::client::endpoint::{Endpoint, Scheme};
 use crate::client::handshake;
 use crate::client::stats::Histogram;

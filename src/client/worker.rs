@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::client::clock;
-use crate::client::connection::unix_us;
+use crate::client::clock::{self, unix_us};
 use crate::client::loadgen::{ListenerReport, LoadConfig, WindowReport};
 use crate::client::stats::Jitter;
 use crate::client::wsframe::{self, FrameReader, Item};
+use crate::protocol::ServerMessage;
 
 /// Read buffer per worker; a read that fills it is followed by another at once.
 const SCRATCH: usize = 64 * 1024;
@@ -98,6 +98,9 @@ pub struct Worker {
     listeners: Vec<Listener>,
     scratch: Vec<u8>,
     window: Window,
+    /// The newest chunk this worker last put into `shared.newest`, so the shared lock is only
+    /// taken when a newer one arrived.
+    published: Option<(u64, u64)>,
 }
 
 impl Worker {
@@ -113,6 +116,7 @@ impl Worker {
             listeners: Vec::new(),
             scratch: vec![0; SCRATCH],
             window: Window::default(),
+            published: None,
         }
     }
 
@@ -312,13 +316,15 @@ impl Worker {
         }
     }
 
-    fn publish_newest(&self) {
+    fn publish_newest(&mut self) {
         let newest = self.listeners.iter().filter_map(|l| l.newest).max();
-        if let Some(newest) = newest {
-            if let Ok(mut shared) = self.shared.newest.lock() {
-                if shared.is_none_or(|s| s.0 < newest.0) {
-                    *shared = Some(newest);
-                }
+        let Some(newest) = newest.filter(|n| self.published.is_none_or(|p| p.0 < n.0)) else {
+            return;
+        };
+        self.published = Some(newest);
+        if let Ok(mut shared) = self.shared.newest.lock() {
+            if shared.is_none_or(|s| s.0 < newest.0) {
+                *shared = Some(newest);
             }
         }
     }
@@ -388,19 +394,12 @@ impl Listener {
     }
 
     fn on_text(&mut self, text: &str, window: &mut Window) {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else {
-            return;
-        };
-        match message["type"].as_str() {
-            Some("hello") => {
-                self.live_from_us = message["server_time_ms"]
-                    .as_u64()
-                    .unwrap_or(0)
-                    .saturating_mul(1000);
+        // Other messages, and types this build does not know, are not measured.
+        match serde_json::from_str::<ServerMessage>(text) {
+            Ok(ServerMessage::Hello { server_time_ms, .. }) => {
+                self.live_from_us = server_time_ms.saturating_mul(1000);
             }
-            Some("skipped") => {
-                let from = message["from"].as_u64().unwrap_or(0);
-                let to = message["to"].as_u64().unwrap_or(0);
+            Ok(ServerMessage::Skipped { from, to }) => {
                 self.announced_skip_to = Some(to);
                 if window.active {
                     window.report.skips += 1;
@@ -416,5 +415,55 @@ impl Listener {
             jitter_ms: self.jitter.ms(),
             ..self.report
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn listener() -> Listener {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        Listener::new(stream, Vec::new(), true)
+    }
+
+    #[test]
+    fn hello_marks_the_burst_and_skips_count_only_while_measuring() {
+        let mut l = listener();
+        let mut window = Window::default();
+        let hello = ServerMessage::Hello {
+            version: 1,
+            codec: "pcm_s16le".into(),
+            sample_rate: 44_100,
+            channels: 2,
+            chunk_ms: 20,
+            chunk_frames: 882,
+            align: "clock".into(),
+            stream: "main".into(),
+            instance: "A".into(),
+            seq: 10,
+            server_time_ms: 1_700_000_000_123,
+        };
+        l.on_text(&hello.to_json(), &mut window);
+        assert_eq!(l.live_from_us, 1_700_000_000_123_000);
+
+        let skipped = ServerMessage::Skipped { from: 10, to: 15 }.to_json();
+        l.on_text(&skipped, &mut window);
+        assert_eq!(l.announced_skip_to, Some(15));
+        assert_eq!(window.report.skips, 0, "not measuring yet");
+        window.active = true;
+        l.on_text(&skipped, &mut window);
+        assert_eq!((window.report.skips, window.report.skipped_chunks), (1, 5));
+
+        // What this build does not know, or cannot parse, changes nothing.
+        l.on_text(r#"{"type":"future","x":1}"#, &mut window);
+        l.on_text("not json", &mut window);
+        assert_eq!(
+            (window.report.skips, l.live_from_us),
+            (1, 1_700_000_000_123_000)
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! header, so one listener costs a few dozen bytes instead of a tungstenite `WebSocket` with its
 //! buffers. `earshot listen`, which needs the samples, uses tungstenite instead.
 
-use crate::protocol::CHUNK_HEADER_LEN;
+use crate::protocol::{CHUNK_HEADER_LEN, decode_chunk};
 
 /// Text messages longer than this are skipped instead of collected (the server's are tiny).
 const MAX_TEXT: usize = 16 * 1024;
@@ -153,13 +153,10 @@ impl FrameReader {
             return None;
         }
         match self.opcode {
-            0x2 if self.chunk_len as usize == CHUNK_HEADER_LEN => {
-                let seq = u64::from_le_bytes(self.chunk[0..8].try_into().unwrap_or_default());
-                let produced_us =
-                    u64::from_le_bytes(self.chunk[8..16].try_into().unwrap_or_default());
-                Some(Item::Chunk { seq, produced_us })
-            }
-            0x2 => Some(Item::Invalid("audio message shorter than its header")),
+            0x2 => match decode_chunk(&self.chunk[..usize::from(self.chunk_len)]) {
+                Some((seq, produced_us, _)) => Some(Item::Chunk { seq, produced_us }),
+                None => Some(Item::Invalid("audio message shorter than its header")),
+            },
             0x1 => Some(Item::Text(String::from_utf8_lossy(&self.text).into_owned())),
             0x8 => Some(Item::Close),
             _ => None,
