@@ -21,10 +21,11 @@ const TONE_PARTS = [
  * server's resampler: a click jumps well past it. */
 export const clickBound = (rate) => 1.15 * sineStepBound(TONE_PARTS, rate);
 
-/** The tone at its pitch (±1%) and level (±1.5 dB); with `holes: false`, no silent block either. */
-export function assertTone(samples, rate, what, { holes = true } = {}) {
+/** The tone at its pitch (±1%; `hz` for `tone:?freq=HZ`) and level (±1.5 dB); with
+ * `holes: false`, no silent block either. */
+export function assertTone(samples, rate, what, { holes = true, hz = TONE_HZ } = {}) {
   const freq = dominantFrequency(samples, rate);
-  assert.ok(Math.abs(freq - TONE_HZ) <= TONE_HZ * 0.01, `${what}: dominant ${freq.toFixed(1)} Hz`);
+  assert.ok(Math.abs(freq - hz) <= hz * 0.01, `${what}: dominant ${freq.toFixed(1)} Hz`);
   const levels = blockLevels(samples, rate, BLOCK_MS);
   const level = median(levels);
   assert.ok(Math.abs(level - TONE_RMS_DB) <= 1.5, `${what}: level ${level.toFixed(1)} dBFS`);
