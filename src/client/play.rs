@@ -8,7 +8,7 @@
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 
-use alsa::pcm::{Access, Format as PcmFormat, HwParams, PCM};
+use alsa::pcm::{Access, Format as PcmFormat, Frames, HwParams, PCM};
 use alsa::{Direction, ValueOr};
 
 use crate::audio::Format;
@@ -46,8 +46,10 @@ impl Player {
                 .map_err(fail)?;
             pcm.hw_params(&hw).map_err(fail)?;
             let sw = pcm.sw_params_current().map_err(fail)?;
-            let start = i64::from(format.sample_rate * START_FRAMES_MS / 1000);
-            sw.set_start_threshold(start).map_err(fail)?;
+            // Frames is a C long, 32 bits on a 32-bit Pi; 60 ms is at most 11,520 frames.
+            let start =
+                u16::try_from(format.sample_rate * START_FRAMES_MS / 1000).unwrap_or(u16::MAX);
+            sw.set_start_threshold(Frames::from(start)).map_err(fail)?;
             pcm.sw_params(&sw).map_err(fail)?;
         }
         let (queue, samples) = mpsc::sync_channel(QUEUE_CHUNKS);
