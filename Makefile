@@ -8,7 +8,7 @@ STATIC_TARGET ?= x86_64-unknown-linux-gnu
 # Cross-compiler for the Raspberry Pi targets: https://github.com/cross-rs/cross (Docker/Podman).
 CROSS      ?= cross
 
-.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast lbtest clean
+.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test-pi test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast lbtest clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -36,6 +36,12 @@ pi-aarch64:   # aarch64: Pi 3, 4, 5, Zero 2 W with a 64-bit OS
 check-pi:
 	CRATE_CC_NO_DEFAULTS=1 CC_armv7_unknown_linux_gnueabihf=cc PKG_CONFIG_ALLOW_CROSS=1 \
 		$(CARGO) clippy --all-targets --features alsa --target armv7-unknown-linux-gnueabihf -- -D warnings
+
+# Builds the armv7 Pi binary (with ALSA) and runs the Rust integration tests against it under
+# qemu-arm; installs the cross compiler, qemu-user and armhf libasound when missing. Not part of
+# `make test`: it adds Debian's armhf architecture to the machine (see the README).
+test-pi:
+	./scripts/pi-emulated.sh
 
 # $(1): Rust target; $(2): the Debian multiarch triplet whose libasound pkg-config file to use.
 define pi-build
@@ -100,6 +106,7 @@ fmt:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --features alsa -- -D warnings
+	$(MAKE) --no-print-directory check-pi
 
 clean:
 	$(CARGO) clean
