@@ -223,7 +223,7 @@ fn a_device_with_more_channels_streams_its_first_two() {
 #[test]
 fn a_device_that_does_not_exist_is_a_clear_startup_error() {
     let rig = AlsaRig::new("missing", &[0; 64]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_earshot"))
+    let out = earshot()
         .args([
             "serve",
             "--listen",

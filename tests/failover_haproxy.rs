@@ -130,7 +130,7 @@ struct Listener {
 
 impl Listener {
     fn start(url: &str, report: &Path) -> Listener {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        let mut child = earshot()
             .args(["listen", url, "--reconnect", "--json", "--report"])
             .arg(report)
             .stdin(Stdio::null())

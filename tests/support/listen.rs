@@ -2,7 +2,7 @@
 //! while the test changes the world around it, then waited for with everything it printed.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Stdio};
 use std::thread::JoinHandle;
 
 /// A running `earshot listen`, killed when dropped.
@@ -25,7 +25,7 @@ pub struct ListenOutput {
 impl ListenProcess {
     /// Starts `earshot listen ARGS`.
     pub fn start(args: &[&str]) -> ListenProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_earshot"))
+        let mut child = super::earshot()
             .arg("listen")
             .args(args)
             .stdout(Stdio::piped())

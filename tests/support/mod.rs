@@ -17,6 +17,16 @@ pub mod proxy;
 
 pub type Ws = WebSocket<TcpStream>;
 
+/// A command that runs the earshot binary under test: the one cargo built for this machine, or
+/// `EARSHOT_TEST_BINARY` when set (`scripts/pi-emulated.sh` points it at the Pi build run
+/// through qemu-arm, so the same tests exercise the ARM binary).
+pub fn earshot() -> Command {
+    match std::env::var_os("EARSHOT_TEST_BINARY") {
+        Some(binary) => Command::new(binary),
+        None => Command::new(env!("CARGO_BIN_EXE_earshot")),
+    }
+}
+
 /// The repository root, where `audio/` and `tests/fixtures/` are.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -121,7 +131,7 @@ impl Server {
     }
 
     fn launch(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_earshot"));
+        let mut cmd = earshot();
         cmd.arg("serve");
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
@@ -233,7 +243,7 @@ impl Drop for Server {
 
 /// Runs `earshot ARGS` to completion and returns (exit code, stdout, stderr).
 pub fn run_earshot(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_earshot"))
+    let out = earshot()
         .args(args)
         .current_dir(repo_root())
         .stdin(Stdio::null())
