@@ -32,8 +32,9 @@ pi-aarch64:   # aarch64: Pi 3, 4, 5, Zero 2 W with a 64-bit OS
 	$(call pi-build,aarch64-unknown-linux-gnu,aarch64-linux-gnu)
 
 # Type-checks the 32-bit Pi build here, without an ARM C compiler or libasound (ALSA's frame
-# counts are 32 bits there). Needs `rustup target add armv7-unknown-linux-gnueabihf` once.
+# counts are 32 bits there). Adds the armv7 Rust target through rustup when it is missing.
 check-pi:
+	@rustup target list --installed | grep -qx armv7-unknown-linux-gnueabihf || rustup target add armv7-unknown-linux-gnueabihf
 	CRATE_CC_NO_DEFAULTS=1 CC_armv7_unknown_linux_gnueabihf=cc PKG_CONFIG_ALLOW_CROSS=1 \
 		$(CARGO) clippy --all-targets --features alsa --target armv7-unknown-linux-gnueabihf -- -D warnings
 

@@ -24,12 +24,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# `make lint` also type-checks the 32-bit Pi build (`make check-pi`), which needs its Rust target.
-if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx armv7-unknown-linux-gnueabihf; then
-  echo "install-test-deps: rustup target add armv7-unknown-linux-gnueabihf"
-  rustup target add armv7-unknown-linux-gnueabihf
-fi
-
 # Debian 12's own nodejs is 18 and comes without npm; the browser tests need 20.10 or newer.
 if ! command -v npm >/dev/null; then
   echo "install-test-deps: npm is missing: install Node.js 20 or newer with npm (NodeSource's" \
