@@ -372,6 +372,51 @@ mod tests {
     const CHUNK: u64 = 960;
     const CHUNK_TIME: Duration = Duration::from_millis(20);
 
+    /// A clock-paced source of silence that cannot be positioned, as a file that vanished
+    /// between opening and the first seek would be.
+    struct Unseekable;
+
+    impl Source for Unseekable {
+        fn format(&self) -> Format {
+            CD
+        }
+        fn read(&mut self, out: &mut [i16]) -> crate::error::Result<usize> {
+            out.fill(0);
+            Ok(out.len())
+        }
+        fn describe(&self) -> String {
+            "unseekable:".into()
+        }
+        fn seek_to(&mut self, _frame: u64) -> crate::error::Result<()> {
+            Err(Error::source("unseekable:", "gone"))
+        }
+    }
+
+    #[test]
+    fn a_source_that_cannot_seek_plays_from_its_start_and_says_it_is_not_aligned() {
+        let stream = Arc::new(Stream::new(
+            "main",
+            "unseekable:".into(),
+            CD,
+            20,
+            1000,
+            true,
+        ));
+        assert!(stream.aligned());
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = spawn(Box::new(Unseekable), stream.clone(), stop.clone()).unwrap();
+        let produced = stream
+            .ring
+            .wait_first(Instant::now() + Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        producer.join().unwrap();
+        assert!(produced, "audio flows anyway");
+        assert!(
+            !stream.aligned(),
+            "hello and /api/status must not claim clock alignment"
+        );
+    }
+
     #[test]
     fn retries_back_off_from_a_quarter_second_to_five_seconds() {
         let mut delay = RETRY_FIRST;
