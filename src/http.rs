@@ -139,10 +139,19 @@ pub fn read_request(
 ) -> Result<Request, ReadError> {
     let idle_deadline = Instant::now() + timeouts.idle;
     let mut head_deadline = (!buf.is_empty()).then(|| Instant::now() + timeouts.head);
+    // The bytes of `buf` already searched for the end of the head, so that a head trickled in
+    // a few bytes at a time is searched once, not once per read.
+    let mut searched: usize = 0;
     loop {
-        if let Some((request, used)) = parse_request(buf, peer).map_err(ReadError::Bad)? {
-            buf.drain(..used);
-            return Ok(request);
+        let head_may_be_complete = buf.len() >= MAX_HEAD_BYTES
+            || find_head_end(&buf[searched.saturating_sub(3)..]).is_some();
+        if head_may_be_complete {
+            if let Some((request, used)) = parse_request(buf, peer).map_err(ReadError::Bad)? {
+                buf.drain(..used);
+                return Ok(request);
+            }
+        } else {
+            searched = buf.len();
         }
         let deadline = head_deadline.unwrap_or(idle_deadline);
         let got_some = !buf.is_empty();

@@ -273,6 +273,25 @@ fn firefox_style_connection_header_upgrades() {
 }
 
 #[test]
+fn a_head_that_arrives_a_byte_at_a_time_is_answered() {
+    // Each byte its own segment, so the end of the head is found across reads, including the
+    // read that completes the blank line.
+    let server = Server::start(&["--source", "tone:"]);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" {
+        stream.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[test]
 fn a_client_that_trickles_its_request_head_is_cut_off_while_others_are_served() {
     let server = Server::start(&["--source", "tone:"]);
     let mut slow = TcpStream::connect(server.addr).unwrap();
