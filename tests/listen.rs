@@ -155,6 +155,27 @@ fn nothing_to_connect_to_is_a_lost_stream_with_the_reason() {
 }
 
 #[test]
+fn a_tls_handshake_cut_off_is_retried_with_reconnect() {
+    // A proxy restarting drops connections mid-handshake: unlike a certificate TLS refuses,
+    // that may pass, so --reconnect keeps trying until its duration is over.
+    let dropper = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("wss://{}/ws", dropper.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in dropper.incoming() {
+            drop(stream);
+        }
+    });
+    let (code, stdout, stderr) =
+        run_earshot(&["listen", &url, "--reconnect", "--duration", "2", "--json"]);
+    assert_eq!(
+        code, 4,
+        "lost, not an error that needs a change\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("\"disconnected\""), "{stdout}");
+    assert!(stdout.contains("tls handshake with 127.0.0.1:"), "{stdout}");
+}
+
+#[test]
 fn connect_timeout_bounds_a_server_that_accepts_but_never_answers() {
     // The kernel completes the TCP handshake for a listening socket nobody accepts from; the
     // upgrade then gets no answer. --connect-timeout-ms, not a built-in 10 s, ends the attempt.
