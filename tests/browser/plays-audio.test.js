@@ -12,7 +12,6 @@ import { createSink, record } from './support/pulse.js';
 import { getJson, startServer } from './support/server.js';
 import { TONE_RMS_DB, assertNoClick, assertTone } from './support/tone.js';
 
-
 let server;
 let sink;
 let browser;
