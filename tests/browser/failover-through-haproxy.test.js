@@ -10,12 +10,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 
-import { blockLevels, silentRuns } from './support/audio.js';
 import { saveRecording } from './support/artifacts.js';
 import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
 import { startBalancer, waitFor } from './support/haproxy.js';
 import { createSink, record } from './support/pulse.js';
-import { BLOCK_MS, SILENT_DB, assertNoClick, assertTone } from './support/tone.js';
+import { BLOCK_MS, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
 
 const CHUNK_MS = 20;
 const GRACE_MS = 3000;
@@ -103,9 +102,9 @@ test('a drained instance hands the page to another through HAProxy: instance cha
   assert.equal(s.underruns, before.underruns, 'the player never ran dry');
 
   // The sound card: the tone all through, no silent block and no click at the switch.
-  const { channels, rate } = recording;
-  assertTone(channels[0], rate, `across the drain (${why})`, { holes: false });
-  assertNoClick(channels[0], rate, why, { since: 'the drain', sinceMs: recording.startMs - drainAt });
+  const whole = part(recording);
+  assertTone(whole, `across the drain (${why})`, { holes: false });
+  assertNoClick(whole, why, { since: 'the drain', sinceMs: recording.startMs - drainAt });
 
   // What a person sees.
   const cell = page.locator('#log tbody tr').first().locator('td.instance');
@@ -171,15 +170,16 @@ test('a frozen instance is noticed as a stall within the threshold, left at once
   assert.equal(s.handovers, 2);
 
   // The sound card: the quiet the page lived through, not the 2 s the server was frozen.
-  const { channels, rate, startMs } = recording;
-  const holes = silentRuns(blockLevels(channels[0], rate, BLOCK_MS), SILENT_DB);
+  const { rate, startMs } = recording;
+  const whole = part(recording);
+  const holes = holesIn(whole);
   const longest = Math.max(0, ...holes.map((h) => h.length * BLOCK_MS));
   assert.ok(longest <= row.durationMs + 300, `a ${longest} ms hole for ${Math.round(row.durationMs)} ms without audio`);
   const why = glitches(before, s);
-  assertNoClick(channels[0], rate, why, { since: 'the freeze', sinceMs: startMs - stopAt });
+  assertNoClick(whole, why, { since: 'the freeze', sinceMs: startMs - stopAt });
   const at = (ms) => Math.round(((ms - startMs) * rate) / 1000);
-  assertTone(channels[0].subarray(0, at(stopAt)), rate, 'before the freeze');
-  assertTone(channels[0].subarray(at(stopAt + 1000)), rate, 'after the move');
+  assertTone(part(recording, { to: at(stopAt) }), 'before the freeze');
+  assertTone(part(recording, { from: at(stopAt + 1000) }), 'after the move');
 
   // The thawed instance is healthy again, and the page stays where it went.
   await waitFor(async () => (await balancer.serverStates())[from] === 'UP', 3000, `${from} UP again`);

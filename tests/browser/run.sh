@@ -44,14 +44,18 @@ trap cleanup EXIT
 # -n: no default.pa (no hardware probing, no X11/dbus modules); one anonymous-access socket;
 # a null sink as default so nothing ever reaches a real card. Tests add a sink each.
 # HOME points into the runtime dir so the daemon writes no cookie or state into the real one.
+# The debug log, with times, is where the daemon notes each time the browser's stream ran dry
+# (the machine too busy to feed it): support/pulse.js reads it to tell those gaps, which are
+# not the page's, from the page's own faults.
 HOME="$runtime" PULSE_RUNTIME_PATH="$runtime/run" pulseaudio -n \
   --daemonize=yes --use-pid-file=yes --exit-idle-time=-1 --disallow-exit \
-  --log-target="file:$runtime/pulse.log" \
+  --log-target="file:$runtime/pulse.log" --log-level=debug --log-time=1 \
   -L "module-native-protocol-unix socket=$runtime/native auth-anonymous=1" \
   -L "module-null-sink sink_name=earshot_idle rate=48000" \
   || { echo "browser tests: pulseaudio did not start:"; cat "$runtime/pulse.log" 2>/dev/null; exit 1; }
 pulse_pid=$(cat "$runtime/run/pid")
 export PULSE_SERVER="unix:$runtime/native"
+export EARSHOT_PULSE_LOG="$runtime/pulse.log"
 for _ in $(seq 50); do
   pactl info >/dev/null 2>&1 && break
   sleep 0.1

@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { blockLevels, silentRuns } from './support/audio.js';
+import { blockLevels } from './support/audio.js';
 import { saveRecording } from './support/artifacts.js';
 import { interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
 import { createSink, record } from './support/pulse.js';
 import { getJson, startServer } from './support/server.js';
-import { BLOCK_MS, SILENT_DB, assertNoClick, assertTone } from './support/tone.js';
+import { BLOCK_MS, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
 
 /** Most the page may wait between reconnect attempts: the 2 s cap plus 20% jitter. */
 const MAX_RETRY_MS = 2400;
@@ -89,9 +89,9 @@ test('a killed server is logged as socket closed, as long as the page was withou
   assert.equal(s.reconnects, 1);
 
   // The recording: tone, one hole about as long as the outage, then tone again.
-  const { channels, rate, startMs } = recording;
-  const levels = blockLevels(channels[0], rate, BLOCK_MS);
-  const holes = silentRuns(levels, SILENT_DB);
+  const { rate, startMs } = recording;
+  const whole = part(recording);
+  const holes = holesIn(whole);
   // Says whether the player itself ran dry (outside the outage) or the output path dropped audio.
   const why = `player underruns: ${s.underruns}, rows: ${JSON.stringify(rows.map((r) => r.cause))}`;
   assert.equal(holes.length, 1, `one hole expected: ${JSON.stringify(holes)}; ${why}`);
@@ -105,9 +105,9 @@ test('a killed server is logged as socket closed, as long as the page was withou
   assert.ok(Math.abs(hole.ms - row.durationMs) <= 300, `hole of ${hole.ms} ms for a logged ${row.durationMs} ms`);
   const at = (ms) => Math.round(((ms - startMs) * rate) / 1000);
   // Both edges of the hole are faded: no sample jumps further than the tone itself can.
-  assertNoClick(channels[0], rate, `across the restart (${why})`);
-  assertTone(channels[0].subarray(0, at(killedAt)), rate, `before the kill (${why})`, { holes: false });
-  assertTone(channels[0].subarray(at(hole.startMs + hole.ms + 300)), rate, `after recovery (${why})`, { holes: false });
+  assertNoClick(whole, `across the restart (${why})`, { since: 'the kill', sinceMs: startMs - killedAt });
+  assertTone(part(recording, { to: at(killedAt) }), `before the kill (${why})`, { holes: false });
+  assertTone(part(recording, { from: at(hole.startMs + hole.ms + 300) }), `after recovery (${why})`, { holes: false });
 
   // What a person sees.
   const firstRow = page.locator('#log tbody tr').first();

@@ -26,6 +26,9 @@ const FLAGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
+/** What marks each kind of process `freeze` can stop, in its command line. */
+const FROZEN = { renderer: '--type=renderer', audio: 'audio.mojom.AudioService' };
+
 export async function launchBrowser({ sink, args = [] } = {}) {
   const profile = await fs.mkdtemp(path.join(os.tmpdir(), 'earshot-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
@@ -58,21 +61,24 @@ export async function launchBrowser({ sink, args = [] } = {}) {
         (m) => ['error', 'warning', 'pageerror'].includes(m.type) && !allowed.some((re) => re.test(m.text)),
       );
     },
-    /** Stops Chromium's renderers (SIGSTOP) for `ms`: a page whose machine is too busy to run
-     * its audio thread in time, as a browser on a loaded Pi is. */
-    async freezeRenderers(ms) {
-      const renderers = [...children()].filter((pid) => {
+    /** Stops Chromium's `renderer` processes or its `audio` service (SIGSTOP) for `ms`: a
+     * machine too busy to run the page's audio thread, or the browser's output to the sound
+     * server, in time, as on a loaded Pi. */
+    async freeze(kind, ms) {
+      const marker = FROZEN[kind];
+      if (!marker) throw new Error(`freeze: unknown kind ${kind}`);
+      const pids = [...children()].filter((pid) => {
         try {
           // Chromium rewrites its command line as one string, so not split at NULs.
-          return fsSync.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--type=renderer');
+          return fsSync.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
         } catch {
           return false;
         }
       });
-      if (renderers.length === 0) throw new Error('no Chromium renderer process found');
-      for (const pid of renderers) process.kill(pid, 'SIGSTOP');
+      if (pids.length === 0) throw new Error(`no Chromium ${kind} process found`);
+      for (const pid of pids) process.kill(pid, 'SIGSTOP');
       await new Promise((resolve) => setTimeout(resolve, ms));
-      for (const pid of renderers) process.kill(pid, 'SIGCONT');
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
     },
     async close() {
       stopPrioritizing();

@@ -3,6 +3,7 @@
 // clock time of their first sample. run.sh starts the daemon and exports PULSE_SERVER.
 
 import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -10,8 +11,47 @@ const run = promisify(execFile);
 export const SINK_RATE = 48000;
 export const SINK_CHANNELS = 2;
 
+/** How far an output gap's place in a recording may be off: the sink renders a block ahead, and
+ * the log's clock is pinned to the wall clock by one pactl round trip. */
+const GAP_MARGIN_MS = 50;
+
+/** The daemon's log (run.sh starts it at debug level, with times): each line's time in seconds
+ * since the daemon started, and its text. */
+async function daemonLog() {
+  const file = process.env.EARSHOT_PULSE_LOG;
+  if (!file) throw new Error('EARSHOT_PULSE_LOG is not set: run the browser tests through tests/browser/run.sh');
+  const lines = [];
+  for (const line of (await fs.readFile(file, 'utf8')).split('\n')) {
+    const m = /^\(\s*(\d+\.\d+)\|\s*\d+\.\d+\) \w: \[[^\]]*\] (.*)$/.exec(line);
+    if (m) lines.push({ s: Number(m[1]), text: m[2] });
+  }
+  return lines;
+}
+
+/**
+ * When the sound server had no audio from a stream (the browser's, on a machine too busy to
+ * feed it in time) and played silence instead, as wall-clock intervals. The daemon logs each
+ * such underrun and its end; `clock` maps its log times to the wall clock.
+ */
+async function underruns(clock) {
+  const wall = (s) => clock.wallMs + (s - clock.logS) * 1000;
+  const gaps = [];
+  let open = null;
+  for (const { s, text } of await daemonLog()) {
+    if (s < clock.logS) continue;
+    if (open === null && /^protocol-native\.c: \w+ underrun of '/.test(text)) open = wall(s);
+    else if (open !== null && text.startsWith('protocol-native.c: Requesting rewind due to end of underrun')) {
+      gaps.push({ fromMs: open, toMs: wall(s) });
+      open = null;
+    }
+  }
+  if (open !== null) gaps.push({ fromMs: open, toMs: Infinity });
+  return gaps;
+}
+
 export async function createSink(name) {
   if (!process.env.PULSE_SERVER) throw new Error('PULSE_SERVER is not set: run the browser tests through tests/browser/run.sh');
+  const before = Date.now();
   const { stdout } = await run('pactl', [
     'load-module',
     'module-null-sink',
@@ -20,9 +60,16 @@ export async function createSink(name) {
     `channels=${SINK_CHANNELS}`,
     `sink_properties=device.description=${name}`,
   ]);
+  const after = Date.now();
   const module = stdout.trim();
+  // The daemon logged the load between `before` and `after`: that pins its log's clock.
+  const loaded = (await daemonLog()).findLast((l) => l.text.includes(`Loaded "module-null-sink" (index: #${module};`));
+  if (!loaded) throw new Error(`the sound server's log does not show sink ${name} (module ${module}) loading`);
+  const clock = { wallMs: (before + after) / 2, logS: loaded.s };
   return {
     name,
+    /** Wall-clock intervals in which the sound server played silence for want of audio. */
+    underruns: () => underruns(clock),
     async remove() {
       await run('pactl', ['unload-module', module]).catch(() => {});
     },
@@ -66,7 +113,17 @@ export function record(sink) {
       for (let f = 0; f < frames; f++) {
         for (let c = 0; c < SINK_CHANNELS; c++) channels[c][f] = raw.readInt16LE(2 * (f * SINK_CHANNELS + c)) / 32768;
       }
-      return { channels, rate: SINK_RATE, startMs };
+      // Where in the recording the sound server played silence for want of audio: gaps that
+      // are the machine's, not the page's (see tone.js).
+      const toIndex = (ms) => Math.round(((ms - startMs) * SINK_RATE) / 1000);
+      const outputGaps = (await sink.underruns())
+        .map(({ fromMs, toMs }) => ({ start: Math.max(0, toIndex(fromMs - GAP_MARGIN_MS)), end: Math.min(frames, toIndex(toMs + GAP_MARGIN_MS)) }))
+        .filter(({ start, end }) => start < end);
+      if (outputGaps.length > 0) {
+        const ms = Math.round((outputGaps.reduce((sum, g) => sum + g.end - g.start, 0) * 1000) / SINK_RATE);
+        console.log(`# ${sink.name}: the sound server ran dry ${outputGaps.length} times; ${ms} ms of the recording left out of the checks`);
+      }
+      return { channels, rate: SINK_RATE, startMs, outputGaps };
     },
   };
 }
