@@ -31,10 +31,15 @@ const MAX_LAG: Duration = Duration::from_secs(1);
 /// that stays away costs a retry every few seconds.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// How far ahead of real time a capture device may run before it is held back. A device runs
-/// ahead only to catch up its buffer after the producer was delayed (at most its buffer time,
-/// well under this) or when it has no clock at all (ALSA's `null` or `file` plugin).
+/// How far ahead of real time a capture device may run before it is held back: one without a
+/// clock (ALSA's `null` or `file` plugin). A clocked device runs ahead only to hand over what it
+/// kept while the producer was held up, which does not count as ahead (see
+/// [`DEVICE_MAX_BACKLOG`]).
 const DEVICE_MAX_LEAD: Duration = Duration::from_secs(1);
+/// How much of what a device kept while the producer was held up passes at once. A sound card
+/// keeps its buffer's worth (500 ms here), a sound server's ALSA plugin (PulseAudio's,
+/// PipeWire's) many seconds; more than this is more than a ring holds anyway.
+const DEVICE_MAX_BACKLOG: Duration = Duration::from_secs(10);
 /// A device may also run ahead by 1/this of the time since it started: real sound cards differ
 /// from the system clock by a hundredth of that (100 ppm), so only an unclocked one is held.
 const DEVICE_DRIFT_ALLOWANCE: u32 = 100;
@@ -195,6 +200,9 @@ struct Follow {
     /// How far ahead of real time the source may run: a pipe not at all (its writer is a
     /// decoder as often as a live recorder), a device as far as [`DEVICE_MAX_LEAD`] allows.
     max_lead: Duration,
+    /// How far behind real time the source may stay and still catch up at once: a device by its
+    /// backlog ([`DEVICE_MAX_BACKLOG`]), a pipe not at all.
+    max_backlog: Duration,
     format: Format,
     /// The time frame zero (since the last restart) belongs to; `None` until the source
     /// delivers its first chunk.
@@ -209,6 +217,10 @@ impl Follow {
         Follow {
             max_lead: match pacing {
                 Pacing::Device => DEVICE_MAX_LEAD,
+                Pacing::Pipe | Pacing::Clock => Duration::ZERO,
+            },
+            max_backlog: match pacing {
+                Pacing::Device => DEVICE_MAX_BACKLOG,
                 Pacing::Pipe | Pacing::Clock => Duration::ZERO,
             },
             format,
@@ -257,10 +269,14 @@ impl Follow {
         if due > now + lead {
             return Some(due - lead - now);
         }
-        if due < now {
-            // The source is slower than the clock: it sets the pace, so follow it from here
-            // instead of letting a later burst run ahead.
-            self.start = Some(earlier(now, self.format.duration_of(self.emitted)));
+        let floor = earlier(now, self.max_backlog);
+        if due < floor {
+            // Behind real time by more than a backlog: the source is slower than the clock, or
+            // was away. It sets the pace, so follow it from here instead of letting a later burst
+            // run ahead. Up to a backlog behind, a device has kept what it captured while this
+            // thread was held up, and hands it over at once: that catches up, it does not run
+            // ahead, so it is neither held back nor taken for a device without a clock.
+            self.start = Some(earlier(floor, self.format.duration_of(self.emitted)));
         }
         None
     }
@@ -466,5 +482,39 @@ mod tests {
             let now = t + CHUNK_TIME * i * 1000 / 1005;
             assert_eq!(follow.hold(now, CHUNK), None, "chunk {i}");
         }
+    }
+
+    #[test]
+    fn a_device_hands_over_at_once_what_it_kept_while_the_producer_was_held_up() {
+        let mut follow = Follow::new(Pacing::Device, CD);
+        let t = Instant::now();
+        assert_eq!(follow.hold(t, CHUNK), None);
+        // The producer could not read for 3 s; the device kept what it captured meanwhile (a
+        // sound server's ALSA plugin keeps seconds) and hands it over at once: none of it waits.
+        let later = t + Duration::from_secs(3);
+        for i in 0..149 {
+            assert_eq!(follow.hold(later, CHUNK), None, "backlog chunk {i}");
+        }
+        // Caught up, it may run ahead by the lead of a device, a second and then some, and is
+        // held back past that, as one without a clock.
+        let ahead = (0..100)
+            .take_while(|_| follow.hold(later, CHUNK).is_none())
+            .count();
+        assert!((50..=53).contains(&ahead), "{ahead} chunks ahead");
+    }
+
+    #[test]
+    fn a_device_away_for_longer_than_a_backlog_is_followed_from_where_it_is() {
+        let mut follow = Follow::new(Pacing::Device, CD);
+        let t = Instant::now();
+        assert_eq!(follow.hold(t, CHUNK), None);
+        // 60 s without a chunk is no backlog a device keeps: only the last 10 s of catching up
+        // pass at once, then the lead, and the rest is held to real time.
+        let later = t + Duration::from_secs(60);
+        let at_once = (0..2000)
+            .take_while(|_| follow.hold(later, CHUNK).is_none())
+            .count();
+        let expected = 50 * (10 + 1) + 6; // a backlog, a lead, and 1 % of the minute
+        assert!(at_once.abs_diff(expected) <= 3, "{at_once} chunks at once");
     }
 }

@@ -441,3 +441,57 @@ fn an_unplugged_device_is_reported_down_and_capture_resumes_by_itself() {
             .contains("source alsa:mic is live again after")
     );
 }
+
+/// How far the newest audio a listener has received lags the wall clock, read over `window`.
+fn newest_age_ms(ws: &mut Ws, window: Duration) -> u64 {
+    let until = std::time::Instant::now() + window;
+    let mut newest = 0;
+    while std::time::Instant::now() < until {
+        if let Incoming::Audio(a) = next_message(ws) {
+            newest = newest.max(a.produced_us);
+        }
+    }
+    unix_micros_now().saturating_sub(newest) / 1000
+}
+
+#[test]
+fn a_capture_held_up_for_seconds_catches_up_at_once_instead_of_staying_behind() {
+    // A sound server's ALSA plugin (PulseAudio's, PipeWire's: the `default` device on a
+    // desktop or a current Raspberry Pi OS) keeps what it captured while earshot could not read,
+    // many seconds of it, and hands it over at once. That backlog is stale audio to pass on, not
+    // a device without a clock to hold back: held back, the stream would stay behind live.
+    let mic = PulseMic::start("stall");
+    let conf = mic.alsa_conf();
+    let mut env: Vec<(&str, String)> = PulseMic::private_env(&mic.dir);
+    env.push(("ALSA_CONFIG_PATH", conf.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start_in(
+        &repo_root(),
+        &["--source", "alsa:mic", "--sample-format", "S16_LE"],
+        &env,
+    );
+    let mut ws = connect(server.addr);
+    let _hello = read_json(&mut ws);
+    let before = newest_age_ms(&mut ws, Duration::from_secs(1));
+    assert!(
+        before < 300,
+        "the newest audio was captured {before} ms ago"
+    );
+    // Stopped for five times its 500 ms capture buffer (a swapping Pi, a stopped process).
+    server.signal("STOP");
+    std::thread::sleep(Duration::from_millis(2500));
+    server.signal("CONT");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = newest_age_ms(&mut ws, Duration::from_secs(2));
+    assert!(
+        after < 300,
+        "{after} ms behind live after the stall (before it: {before} ms); {}",
+        server.stderr()
+    );
+    let (_, status) = get_json(server.addr, "/api/status");
+    assert_eq!(status["source"]["state"], "live", "{status}");
+    assert_eq!(status["source"]["reconnects"], 0, "{status}");
+    let log = server.stderr();
+    assert!(!log.contains("faster than real time"), "{log}");
+    assert!(!log.contains("is down"), "{log}");
+}
