@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: ALSA headers for the `alsa` feature, Chromium, PulseAudio and
-# Node.js (20 or newer, with npm: NodeSource's build) for the browser tests, HAProxy and nginx for
-# the proxy and failover tests, openssl for the proxy tests' certificates, sox for fixtures.
-packages=(libasound2-dev alsa-utils chromium pulseaudio pulseaudio-utils nodejs haproxy nginx openssl sox)
+# Debian packages the tests use: ALSA headers for the `alsa` feature, Chromium, Firefox ESR,
+# PulseAudio and Node.js (20 or newer, with npm: NodeSource's build) for the browser tests,
+# HAProxy and nginx for the proxy and failover tests, openssl for the proxy tests'
+# certificates, sox for fixtures.
+packages=(libasound2-dev alsa-utils chromium firefox-esr pulseaudio pulseaudio-utils nodejs haproxy nginx openssl sox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

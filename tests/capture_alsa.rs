@@ -326,6 +326,19 @@ impl PulseMic {
         assert!(self.pactl(&["unload-module", "module-null-sink"]));
     }
 
+    /// Starts earshot capturing from `alsa:mic`.
+    fn serve(&self) -> Server {
+        let conf = self.alsa_conf();
+        let mut env: Vec<(&str, String)> = PulseMic::private_env(&self.dir);
+        env.push(("ALSA_CONFIG_PATH", conf.display().to_string()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Server::start_in(
+            &repo_root(),
+            &["--source", "alsa:mic", "--sample-format", "S16_LE"],
+            &env,
+        )
+    }
+
     /// The ALSA configuration that makes the sink's monitor the capture device `pcm.mic`.
     fn alsa_conf(&self) -> PathBuf {
         let conf = self.dir.join("asound.conf");
@@ -376,15 +389,7 @@ fn unix_micros_now() -> u64 {
 #[test]
 fn an_unplugged_device_is_reported_down_and_capture_resumes_by_itself() {
     let mic = PulseMic::start("unplug");
-    let conf = mic.alsa_conf();
-    let mut env: Vec<(&str, String)> = PulseMic::private_env(&mic.dir);
-    env.push(("ALSA_CONFIG_PATH", conf.display().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start_in(
-        &repo_root(),
-        &["--source", "alsa:mic", "--sample-format", "S16_LE"],
-        &env,
-    );
+    let server = mic.serve();
     let mut ws = connect(server.addr);
     let _hello = read_json(&mut ws);
     // A clocked device: chunks come in real time, stamped with when they were captured.
@@ -461,15 +466,7 @@ fn a_capture_held_up_for_seconds_catches_up_at_once_instead_of_staying_behind() 
     // many seconds of it, and hands it over at once. That backlog is stale audio to pass on, not
     // a device without a clock to hold back: held back, the stream would stay behind live.
     let mic = PulseMic::start("stall");
-    let conf = mic.alsa_conf();
-    let mut env: Vec<(&str, String)> = PulseMic::private_env(&mic.dir);
-    env.push(("ALSA_CONFIG_PATH", conf.display().to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start_in(
-        &repo_root(),
-        &["--source", "alsa:mic", "--sample-format", "S16_LE"],
-        &env,
-    );
+    let server = mic.serve();
     let mut ws = connect(server.addr);
     let _hello = read_json(&mut ws);
     let before = newest_age_ms(&mut ws, Duration::from_secs(1));

@@ -211,8 +211,12 @@ function statsSnapshot() {
       chunkMs: chunkDurationMs(hello),
     },
     latencyMs: networkMs,
+    // Without the sound card's part where the browser is not asked for it (Firefox): then at least.
     endToEndMs:
-      networkMs !== null && bufferMs !== null && output ? networkMs + bufferMs + output.outputLatencyMs + output.baseLatencyMs : null,
+      networkMs !== null && bufferMs !== null && output
+        ? networkMs + bufferMs + output.baseLatencyMs + (output.outputLatencyMs ?? 0)
+        : null,
+    endToEndComplete: output?.outputLatencyMs != null,
     clockOffsetMs: connection.clock.offsetMs,
     rttMs: connection.clock.rttMs,
     jitterMs: latency.jitterMs,
@@ -309,7 +313,7 @@ function renderStats() {
     'latency',
     s.latencyMs === null || s.connection !== 'open'
       ? '–'
-      : `${ms(s.latencyMs, 1)} network${s.endToEndMs !== null ? ` · ${ms(s.endToEndMs)} to the speaker` : ''}` +
+      : `${ms(s.latencyMs, 1)} network${s.endToEndMs !== null ? ` · ${s.endToEndComplete ? '' : 'at least '}${ms(s.endToEndMs)} to the speaker` : ''}` +
           (s.rttMs !== null ? ` (RTT ${ms(s.rttMs, 1)}, clock offset ${ms(s.clockOffsetMs, 1)})` : ''),
   );
   set('jitter', s.connection === 'open' ? ms(s.jitterMs, 1) : '–');
@@ -328,10 +332,16 @@ function renderStats() {
   set(
     'output',
     s.output
-      ? `${(s.output.sampleRate / 1000).toFixed(1)} kHz, ${ms(s.output.baseLatencyMs + s.output.outputLatencyMs)} output latency (${s.output.state})` +
+      ? `${(s.output.sampleRate / 1000).toFixed(1)} kHz, ${outputLatencyText(s.output)} (${s.output.state})` +
           (s.output.glitches ? `, ${s.output.glitches} browser glitches (${ms(s.output.glitchMs)})` : '')
       : '–',
   );
+}
+
+/** The output latency, or what is known of it where the browser is not asked (Firefox). */
+function outputLatencyText({ baseLatencyMs, outputLatencyMs }) {
+  if (outputLatencyMs === null) return `${ms(baseLatencyMs)} output latency and the sound card's, not asked of this browser`;
+  return `${ms(baseLatencyMs + outputLatencyMs)} output latency`;
 }
 
 function connectionText(s) {

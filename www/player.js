@@ -21,9 +21,23 @@ const STOP_FADE_MS = 60;
 /** Volume and mute glide over ~10 ms so a change never clicks. */
 const GAIN_TIME_CONSTANT_S = 0.01;
 
+/**
+ * Whether asking this browser for `AudioContext.outputLatency` is safe. Firefox answers the
+ * first time with a synchronous call to its audio process. The stacks of a frozen tab show that
+ * call waiting, the tab's audio graph thread waiting for a lock, and Firefox's audio process
+ * inside PulseAudio's audio callback waiting for the tab while its call handler waits for
+ * PulseAudio's lock: neither side can go on, and the tab freezes for good. It happened in about
+ * 1 run in 5 of the Firefox test, and in none of 15 without the question; see README,
+ * "Troubleshooting". So the page does not ask Firefox.
+ */
+export function asksOutputLatency(userAgent = globalThis.navigator?.userAgent ?? '') {
+  return !/\bFirefox\//.test(userAgent);
+}
+
 export class Player extends EventTarget {
-  constructor({ workletUrl = 'worklet.js', targetMs = 80, volume = 1, muted = false } = {}) {
+  constructor({ workletUrl = 'worklet.js', targetMs = 80, volume = 1, muted = false, userAgent } = {}) {
     super();
+    this.asksOutputLatency = asksOutputLatency(userAgent);
     this.workletUrl = workletUrl;
     this.targetMs = targetMs;
     this.volume = volume;
@@ -138,7 +152,8 @@ export class Player extends EventTarget {
       state: this.ctx.state,
       sampleRate: this.ctx.sampleRate,
       baseLatencyMs: 1000 * (this.ctx.baseLatency || 0),
-      outputLatencyMs: 1000 * (this.ctx.outputLatency || 0),
+      // null where it is not asked (see asksOutputLatency): the sound card's part is unknown.
+      outputLatencyMs: this.asksOutputLatency ? 1000 * (this.ctx.outputLatency || 0) : null,
       glitches: playback ? playback.underrunEvents : null,
       glitchMs: playback ? 1000 * playback.underrunDuration : null,
     };

@@ -11,10 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need=()
-for tool in chromium pulseaudio parec pactl node npm; do
+for tool in chromium firefox-esr pulseaudio parec pactl node npm; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
-if [ ${#need[@]} -gt 0 ] || [ ! -d node_modules/playwright-core ]; then
+if [ ${#need[@]} -gt 0 ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/puppeteer-core ]; then
   echo "browser tests: missing ${need[*]:-node_modules}; running scripts/install-test-deps.sh"
   ./scripts/install-test-deps.sh
 fi

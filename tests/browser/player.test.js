@@ -1,0 +1,51 @@
+// The player's output facts, without a browser: which browsers are asked for their output
+// latency (Firefox can freeze the tab answering it; see asksOutputLatency in www/player.js).
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { Player, asksOutputLatency } from '../../www/player.js';
+
+const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:153.0) Gecko/20100101 Firefox/153.0';
+const FIREFOX_ANDROID = 'Mozilla/5.0 (Android 15; Mobile; rv:153.0) Gecko/153.0 Firefox/153.0';
+const CHROMIUM = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0 Safari/537.36';
+const SAFARI = 'Mozilla/5.0 (iPhone; CPU iPhone OS 19_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/19.0 Mobile/15E148 Safari/604.1';
+
+/** An AudioContext stand-in that counts the questions about its output latency. */
+function context() {
+  const asked = { outputLatency: 0 };
+  const ctx = {
+    state: 'running',
+    sampleRate: 48000,
+    baseLatency: 0.01,
+    get outputLatency() {
+      asked.outputLatency += 1;
+      return 0.04;
+    },
+  };
+  return { ctx, asked };
+}
+
+test('Firefox is never asked for its output latency, and the page says the sound card part is unknown', () => {
+  for (const userAgent of [FIREFOX, FIREFOX_ANDROID]) {
+    assert.equal(asksOutputLatency(userAgent), false, userAgent);
+    const player = new Player({ userAgent });
+    const { ctx, asked } = context();
+    player.ctx = ctx;
+    const output = player.output;
+    assert.equal(output.outputLatencyMs, null);
+    assert.equal(output.baseLatencyMs, 10);
+    assert.equal(asked.outputLatency, 0, 'outputLatency was read');
+  }
+});
+
+test('other browsers are asked, and their output latency counts', () => {
+  for (const userAgent of [CHROMIUM, SAFARI]) {
+    assert.equal(asksOutputLatency(userAgent), true, userAgent);
+    const player = new Player({ userAgent });
+    const { ctx, asked } = context();
+    player.ctx = ctx;
+    assert.equal(player.output.outputLatencyMs, 40);
+    assert.equal(asked.outputLatency, 1);
+  }
+});
