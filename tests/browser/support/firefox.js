@@ -43,9 +43,11 @@ export async function launchFirefox({ sink }) {
       await page.goto(url);
       return page;
     },
-    /** Console errors and warnings. */
-    problems() {
-      return messages.filter((m) => ['error', 'warn', 'warning', 'pageerror'].includes(m.type));
+    /** Console errors and warnings, less those matching `allowed` (regexps). */
+    problems(allowed = []) {
+      return messages.filter(
+        (m) => ['error', 'warn', 'warning', 'pageerror'].includes(m.type) && !allowed.some((re) => re.test(m.text)),
+      );
     },
     /** Resolves once the page says it is `state`; else fails with what it says instead. */
     async waitForState(page, state, timeout = 10_000) {
