@@ -27,6 +27,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_millis(250);
 const TIMEOUT_REUSE: Duration = Duration::from_millis(2);
 /// How long a new listener waits for the very first chunk of a just-started source.
 const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(5);
+/// How long a listener may go without a message before it gets a WebSocket ping: only while no
+/// audio flows (a source that is down, a pipe whose writer pauses), so that a proxy's idle
+/// timeout (nginx's `proxy_read_timeout`, an F5's idle timeout) never ends a listener that is
+/// only waiting, and a proxy can use a short one to notice a frozen instance.
+const KEEPALIVE: Duration = Duration::from_secs(1);
 /// How long a server-initiated close waits for the client's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Most chunks handed to tungstenite per wake, to keep its write buffer small.
@@ -71,6 +76,8 @@ struct ListenerSession<'a> {
     told_to_go: bool,
     /// The socket's current receive timeout, so an unchanged one is not set again.
     read_timeout: Option<Duration>,
+    /// When a message last went to tungstenite, for [`KEEPALIVE`].
+    last_sent: Instant,
     scratch: Vec<Chunk>,
 }
 
@@ -100,6 +107,7 @@ pub fn run(
         reported_state: "live",
         told_to_go: false,
         read_timeout: None,
+        last_sent: Instant::now(),
         scratch: Vec::with_capacity(MAX_CHUNKS_PER_WAKE),
     };
     let end = match login.map(|client| session.login_by_message(client)) {
@@ -225,6 +233,9 @@ impl ListenerSession<'_> {
             if let Err(end) = self.send_audio() {
                 return end;
             }
+            if let Err(end) = self.keep_alive() {
+                return end;
+            }
             if stream.has_ended() && !stream.ring.has(self.cursor) {
                 return self.close(CloseCode::Normal, "source ended");
             }
@@ -305,13 +316,26 @@ impl ListenerSession<'_> {
             return Ok(());
         }
         match self.ws.write(message) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.last_sent = Instant::now();
+                Ok(())
+            }
             Err(e) if is_timeout(&e) => {
                 self.stalled_since = Some(Instant::now());
                 Ok(())
             }
             Err(e) => Err(self.io_end(e)),
         }
+    }
+
+    /// A WebSocket ping when nothing else went out for [`KEEPALIVE`]. Clients answer it by
+    /// themselves (browsers and WebSocket libraries do); the answer is not waited for.
+    fn keep_alive(&mut self) -> Result<(), End> {
+        if self.stalled_since.is_some() || self.last_sent.elapsed() < KEEPALIVE {
+            return Ok(());
+        }
+        self.queue(Message::Ping(Default::default()))?;
+        self.flush()
     }
 
     fn flush(&mut self) -> Result<(), End> {

@@ -361,3 +361,62 @@ fn write_to_fifo(fifo: &std::path::Path, samples: &[i16]) {
         .expect("open fifo for writing");
     writer.write_all(&s16_bytes(samples)).unwrap();
 }
+
+/// What arrives over `window`: (audio messages, WebSocket pings).
+fn audio_and_pings(ws: &mut Ws, window: Duration) -> (usize, usize) {
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let until = Instant::now() + window;
+    let (mut audio, mut pings) = (0, 0);
+    while Instant::now() < until {
+        match ws.read() {
+            Ok(tungstenite::Message::Binary(_)) => audio += 1,
+            Ok(tungstenite::Message::Ping(_)) => pings += 1,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("connection failed: {e}"),
+        }
+    }
+    (audio, pings)
+}
+
+#[test]
+fn a_listener_is_pinged_every_second_while_no_audio_flows_and_not_while_it_does() {
+    // A writer that pauses (or a source that is down) leaves listeners without a message for as
+    // long; a proxy with an idle timeout (an F5's TCP profile, nginx's proxy_read_timeout) would
+    // end them.
+    let (server, mut stdin) = Server::start_piped(
+        &["--source", "pipe:", "--rate", "8000", "--channels", "1"],
+        &[],
+    );
+    // Two seconds of audio at once: the writer runs ahead, so it goes out in real time.
+    stdin.write_all(&vec![0u8; 8000 * 2 * 2]).unwrap();
+    let mut ws = connect(server.addr);
+    let _hello = read_json(&mut ws);
+    let (audio, pings) = audio_and_pings(&mut ws, Duration::from_millis(1500));
+    assert!(
+        audio >= 50,
+        "{audio} chunks while the writer's audio lasted"
+    );
+    assert_eq!(pings, 0, "pinged while audio flowed");
+    // Then the writer pauses: nothing to send but the pings (once what was sent meanwhile is
+    // read).
+    std::thread::sleep(Duration::from_millis(700));
+    audio_and_pings(&mut ws, Duration::from_millis(300));
+    let (audio, pings) = audio_and_pings(&mut ws, Duration::from_millis(3500));
+    assert_eq!(audio, 0);
+    assert!(
+        (3..=4).contains(&pings),
+        "{pings} pings in 3.5 s without audio"
+    );
+    // The listener is still there, and gets audio again when the writer goes on.
+    stdin.write_all(&vec![0u8; 8000 * 2]).unwrap();
+    let (audio, _) = audio_and_pings(&mut ws, Duration::from_millis(1500));
+    assert!(audio >= 40, "{audio} chunks after the pause");
+    drop(stdin);
+}

@@ -80,8 +80,11 @@ fn nginx_site(dir: &Path, port: u16, backends: &[u16]) -> String {
         "deploy/nginx.conf",
         &[
             (
-                "server 127.0.0.1:8080;",
-                format!("server 127.0.0.1:{};", backends[0]),
+                "server 127.0.0.1:8080 max_fails=1 fail_timeout=5s;",
+                format!(
+                    "server 127.0.0.1:{} max_fails=1 fail_timeout=5s;",
+                    backends[0]
+                ),
             ),
             (
                 "server 127.0.0.1:8081 max_fails=1 fail_timeout=5s;",

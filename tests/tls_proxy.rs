@@ -142,7 +142,10 @@ fn start_nginx(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
     let site = adapt_shipped(
         "deploy/nginx.conf",
         &[
-            ("server 127.0.0.1:8080;", format!("server {backend};")),
+            (
+                "server 127.0.0.1:8080 max_fails=1 fail_timeout=5s;",
+                format!("server {backend};"),
+            ),
             // One backend here; failover between several is tests/failover_haproxy.rs's.
             (
                 "server 127.0.0.1:8081 max_fails=1 fail_timeout=5s;",
