@@ -10,6 +10,7 @@ import { blockLevels } from './support/audio.js';
 import { saveRecording } from './support/artifacts.js';
 import { interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
 import { createSink, record } from './support/pulse.js';
+import { assertRestartRow } from './support/restart.js';
 import { getJson, startServer } from './support/server.js';
 import { BLOCK_MS, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
 
@@ -62,17 +63,12 @@ test('a killed server is logged as socket closed, as long as the page was withou
   const recording = await recorder.stop();
   await saveRecording('restart-gap-and-recovery.wav', recording);
 
-  const rows = await interruptions(page);
-  assert.equal(rows.length, 1, JSON.stringify(rows));
-  const [row] = rows;
-  assert.equal(row.cause, 'socket closed');
-  assert.equal(row.ongoing, false);
-  assert.deepEqual([row.instanceBefore, row.instanceAfter], ['A', 'A']);
   // The outage as the page lived it: from the kill until it was connected again, which is the
   // 1.5 s downtime plus the wait for its next retry.
+  const rows = await interruptions(page);
+  const row = assertRestartRow(rows, { instance: 'A', killedAt, joinedAt });
   const outageMs = joinedAt - killedAt;
   assert.ok(row.durationMs >= upAt - killedAt - 100, `${row.durationMs} ms for a ${upAt - killedAt} ms downtime`);
-  assert.ok(Math.abs(row.durationMs - outageMs) <= 250, `${row.durationMs} ms logged, ${outageMs} ms without a server`);
   assert.ok(row.durationMs <= upAt - killedAt + MAX_RETRY_MS + 300, 'reconnected within one capped retry');
   // Sequence numbers follow the clock across restarts, so the loss is measured from them: the
   // time without a server, less the burst the restarted server sent at once. That is 200 ms,
