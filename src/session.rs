@@ -76,7 +76,7 @@ struct ListenerSession<'a> {
     told_to_go: bool,
     /// The socket's current receive timeout, so an unchanged one is not set again.
     read_timeout: Option<Duration>,
-    /// When a message last went to tungstenite, for [`KEEPALIVE`].
+    /// When audio last went out (or the last keepalive ping), for [`KEEPALIVE`].
     last_sent: Instant,
     scratch: Vec<Chunk>,
 }
@@ -230,10 +230,14 @@ impl ListenerSession<'_> {
             if let Err(end) = self.report_source_state() {
                 return end;
             }
+            let sent_before = self.chunks_sent;
             if let Err(end) = self.send_audio() {
                 return end;
             }
-            if let Err(end) = self.keep_alive() {
+            let now = Instant::now();
+            if self.chunks_sent != sent_before {
+                self.last_sent = now;
+            } else if let Err(end) = self.keep_alive(now) {
                 return end;
             }
             if stream.has_ended() && !stream.ring.has(self.cursor) {
@@ -243,7 +247,6 @@ impl ListenerSession<'_> {
             let want = self
                 .cursor
                 .wrapping_add(wake_every(self.server.listener_count(), stream.chunk_ms, batch) - 1);
-            let now = Instant::now();
             let deadline = match (self.stalled_since, stream.ring.due(want)) {
                 (None, Some(due)) if due > now => due,
                 _ => now + stream.period(),
@@ -316,10 +319,7 @@ impl ListenerSession<'_> {
             return Ok(());
         }
         match self.ws.write(message) {
-            Ok(()) => {
-                self.last_sent = Instant::now();
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) if is_timeout(&e) => {
                 self.stalled_since = Some(Instant::now());
                 Ok(())
@@ -328,12 +328,13 @@ impl ListenerSession<'_> {
         }
     }
 
-    /// A WebSocket ping when nothing else went out for [`KEEPALIVE`]. Clients answer it by
+    /// A WebSocket ping when no audio went out for [`KEEPALIVE`]. Clients answer it by
     /// themselves (browsers and WebSocket libraries do); the answer is not waited for.
-    fn keep_alive(&mut self) -> Result<(), End> {
-        if self.stalled_since.is_some() || self.last_sent.elapsed() < KEEPALIVE {
+    fn keep_alive(&mut self, now: Instant) -> Result<(), End> {
+        if self.stalled_since.is_some() || now - self.last_sent < KEEPALIVE {
             return Ok(());
         }
+        self.last_sent = now;
         self.queue(Message::Ping(Default::default()))?;
         self.flush()
     }
