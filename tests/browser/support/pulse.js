@@ -14,6 +14,9 @@ export const SINK_CHANNELS = 2;
 /** How far an output gap's place in a recording may be off: the sink renders a block ahead, and
  * the log's clock is pinned to the wall clock by one pactl round trip. */
 const GAP_MARGIN_MS = 50;
+/** The longest underrun a busy machine explains. A longer one is the browser not playing at
+ * all (a suspended context, a frozen tab): the page's business, so it stays in the checks. */
+const MAX_EXCUSED_MS = 500;
 
 /** The daemon's log (run.sh starts it at debug level, with times): each line's time in seconds
  * since the daemon started, and its text. */
@@ -116,12 +119,17 @@ export function record(sink) {
       // Where in the recording the sound server played silence for want of audio: gaps that
       // are the machine's, not the page's (see tone.js).
       const toIndex = (ms) => Math.round(((ms - startMs) * SINK_RATE) / 1000);
-      const outputGaps = (await sink.underruns())
+      const endMs = startMs + (1000 * frames) / SINK_RATE;
+      const during = (await sink.underruns()).filter((g) => g.fromMs - GAP_MARGIN_MS < endMs && g.toMs + GAP_MARGIN_MS > startMs);
+      const long = during.filter((g) => g.toMs - g.fromMs > MAX_EXCUSED_MS);
+      const outputGaps = during
+        .filter((g) => g.toMs - g.fromMs <= MAX_EXCUSED_MS)
         .map(({ fromMs, toMs }) => ({ start: Math.max(0, toIndex(fromMs - GAP_MARGIN_MS)), end: Math.min(frames, toIndex(toMs + GAP_MARGIN_MS)) }))
         .filter(({ start, end }) => start < end);
-      if (outputGaps.length > 0) {
+      if (during.length > 0) {
         const ms = Math.round((outputGaps.reduce((sum, g) => sum + g.end - g.start, 0) * 1000) / SINK_RATE);
-        console.log(`# ${sink.name}: the sound server ran dry ${outputGaps.length} times; ${ms} ms of the recording left out of the checks`);
+        const kept = long.length ? `; ${long.length} longer than ${MAX_EXCUSED_MS} ms kept in them` : '';
+        console.log(`# ${sink.name}: the sound server ran dry ${during.length} times; ${ms} ms of the recording left out of the checks${kept}`);
       }
       return { channels, rate: SINK_RATE, startMs, outputGaps };
     },
