@@ -143,18 +143,12 @@ fn start_nginx(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
         "deploy/nginx.conf",
         &[
             (
-                "server 127.0.0.1:8080 max_fails=1 fail_timeout=5s;",
+                "server 127.0.0.1:8080 max_fails=0;",
                 format!("server {backend};"),
             ),
             // One backend here; failover between several is tests/failover_haproxy.rs's.
-            (
-                "server 127.0.0.1:8081 max_fails=1 fail_timeout=5s;",
-                String::new(),
-            ),
-            (
-                "server 127.0.0.1:8082 max_fails=1 fail_timeout=5s;",
-                String::new(),
-            ),
+            ("server 127.0.0.1:8081 max_fails=0;", String::new()),
+            ("server 127.0.0.1:8082 max_fails=0;", String::new()),
             ("listen 80;", format!("listen 127.0.0.1:{};", free_port())),
             ("listen 443 ssl;", format!("listen 127.0.0.1:{port} ssl;")),
             (

@@ -106,6 +106,9 @@ pub struct Closed {
     pub reason: String,
     /// The server ended the connection on purpose (`bye` or a close frame).
     pub by_server: bool,
+    /// Given up for bringing nothing for the stall threshold: still open underneath, and a
+    /// frozen server may come back to it.
+    pub stalled: bool,
 }
 
 pub struct Connection {
@@ -194,6 +197,7 @@ impl Connection {
                     return Event::Closed(Closed {
                         reason: format!("stalled: no data for {} ms", stall.as_millis()),
                         by_server: false,
+                        stalled: true,
                     });
                 }
                 self.stall_probed = true;
@@ -206,6 +210,7 @@ impl Connection {
                 return Event::Closed(Closed {
                     reason: format!("socket: {e}"),
                     by_server: false,
+                    stalled: false,
                 });
             }
             match self.ws.read() {
@@ -293,22 +298,27 @@ impl Connection {
             (Some(reason), _) => Closed {
                 reason: format!("server said bye: {reason}"),
                 by_server: true,
+                stalled: false,
             },
             (None, WsError::ConnectionClosed | WsError::AlreadyClosed) => Closed {
                 reason: "closed by the server".into(),
                 by_server: true,
+                stalled: false,
             },
             (None, WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => Closed {
                 reason: "connection reset by the server".into(),
                 by_server: false,
+                stalled: false,
             },
             (None, WsError::Io(io)) => Closed {
                 reason: format!("connection lost: {io}"),
                 by_server: false,
+                stalled: false,
             },
             (None, other) => Closed {
                 reason: format!("connection lost: {other}"),
                 by_server: false,
+                stalled: false,
             },
         }
     }

@@ -172,6 +172,10 @@ impl<'a> Listener<'a> {
         let mut next_attempt = Instant::now();
         let mut next_report = self.started + REPORT_EVERY;
         let mut moving: Option<Move> = None;
+        // A stalled connection is held open, unread, until the next one is open, as the page
+        // does: a balancer that counts connections (nginx's least_conn) then sends the next one
+        // elsewhere, not back to the frozen instance its listeners just left.
+        let mut stalled: Option<Connection> = None;
         loop {
             if stop.load(Ordering::Relaxed) {
                 if let Some(c) = connection.take() {
@@ -205,6 +209,8 @@ impl<'a> Listener<'a> {
                 }
                 match self.open() {
                     Ok(c) => {
+                        // A frozen server would not answer a close handshake: just drop it.
+                        drop(stalled.take());
                         self.on_connected(&c)?;
                         connection = Some(c);
                         retry_wait = RETRY_FIRST;
@@ -259,7 +265,10 @@ impl<'a> Listener<'a> {
                         self.take_over(&closed.reason, connection.as_ref())?;
                         continue;
                     }
-                    connection = None;
+                    let old = connection.take();
+                    if closed.stalled && self.config.reconnect {
+                        stalled = old;
+                    }
                     if let Some(end) = self.on_closed(closed) {
                         return Ok(end);
                     }
