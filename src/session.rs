@@ -146,6 +146,9 @@ impl ListenerSession<'_> {
             if now >= deadline {
                 return Err(self.refuse(CloseCode::Policy, "no login message in time"));
             }
+            // Pinged while it waits, like a listener waiting for audio: a proxy's read timeout
+            // must not end a login that takes its time.
+            self.keep_alive(now)?;
             self.set_read_timeout((deadline - now).min(LOGIN_POLL))?;
             let password = match self.ws.read() {
                 Ok(Message::Text(text)) => match protocol::parse_client_message(text.as_str()) {

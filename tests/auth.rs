@@ -544,3 +544,46 @@ fn sigterm_closes_a_client_still_waiting_to_log_in_and_exits_0_within_2_s() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_first_message_login_that_takes_its_time_is_pinged_meanwhile_and_still_accepted() {
+    // A proxy's read timeout (deploy/nginx.conf: 3 s) would end a login that is slow to come.
+    let server = start_with_password(&[]);
+    let (mut ws, _) = tungstenite::client(
+        format!("ws://{}/ws?auth=message", server.addr).as_str(),
+        std::net::TcpStream::connect(server.addr).unwrap(),
+    )
+    .unwrap();
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let until = Instant::now() + Duration::from_millis(3500);
+    let mut pings = 0;
+    while Instant::now() < until {
+        match ws.read() {
+            Ok(tungstenite::Message::Ping(_)) => pings += 1,
+            Ok(other) => panic!("before the login: {other:?}"),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("connection failed while waiting to log in: {e}"),
+        }
+    }
+    assert!((3..=4).contains(&pings), "{pings} pings in 3.5 s");
+    ws.send(tungstenite::Message::text(format!(
+        r#"{{"type":"login","password":"{PASSWORD}"}}"#
+    )))
+    .unwrap();
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let token = loop {
+        match ws.read().expect("the answer to the login") {
+            tungstenite::Message::Text(t) => break t,
+            _ => continue,
+        }
+    };
+    assert!(token.contains(r#""type":"token""#), "{token}");
+}
