@@ -364,25 +364,9 @@ fn write_to_fifo(fifo: &std::path::Path, samples: &[i16]) {
 
 /// What arrives over `window`: (audio messages, WebSocket pings).
 fn audio_and_pings(ws: &mut Ws, window: Duration) -> (usize, usize) {
-    ws.get_ref()
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let until = Instant::now() + window;
-    let (mut audio, mut pings) = (0, 0);
-    while Instant::now() < until {
-        match ws.read() {
-            Ok(tungstenite::Message::Binary(_)) => audio += 1,
-            Ok(tungstenite::Message::Ping(_)) => pings += 1,
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("connection failed: {e}"),
-        }
-    }
-    (audio, pings)
+    let got = messages_within(ws, window);
+    let count = |f: fn(&tungstenite::Message) -> bool| got.iter().filter(|m| f(m)).count();
+    (count(|m| m.is_binary()), count(|m| m.is_ping()))
 }
 
 #[test]

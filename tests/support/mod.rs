@@ -326,6 +326,28 @@ pub fn next_message(ws: &mut Ws) -> Incoming {
     }
 }
 
+/// Every message that arrives over `window` (pings and pongs included), failing if the
+/// connection breaks meanwhile.
+pub fn messages_within(ws: &mut Ws, window: Duration) -> Vec<Message> {
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let until = Instant::now() + window;
+    let mut got = Vec::new();
+    while Instant::now() < until {
+        match ws.read() {
+            Ok(message) => got.push(message),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("connection failed: {e}"),
+        }
+    }
+    got
+}
+
 /// The next audio message, failing on anything else.
 pub fn next_audio(ws: &mut Ws) -> Audio {
     match next_message(ws) {
