@@ -307,11 +307,7 @@ fn a_password_sent_as_the_first_message_gets_a_token_then_the_stream() {
 #[test]
 fn first_message_login_closes_with_1008_on_anything_but_a_login() {
     let server = start_with_password(&[]);
-    let (mut ws, _) = tungstenite::client(
-        format!("ws://{}/ws?auth=message", server.addr).as_str(),
-        std::net::TcpStream::connect(server.addr).unwrap(),
-    )
-    .unwrap();
+    let mut ws = try_connect(server.addr, "/ws?auth=message").unwrap();
     ws.send(tungstenite::Message::text(r#"{"type":"ping","id":1}"#))
         .unwrap();
     let frame = match ws.read() {
@@ -518,11 +514,7 @@ fn other_sites_cannot_frame_the_page_and_its_login_form() {
 #[test]
 fn sigterm_closes_a_client_still_waiting_to_log_in_and_exits_0_within_2_s() {
     let mut server = start_with_password(&[]);
-    let (mut ws, _) = tungstenite::client(
-        format!("ws://{}/ws?auth=message", server.addr).as_str(),
-        std::net::TcpStream::connect(server.addr).unwrap(),
-    )
-    .unwrap();
+    let mut ws = try_connect(server.addr, "/ws?auth=message").unwrap();
     ws.get_ref()
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -549,11 +541,7 @@ fn sigterm_closes_a_client_still_waiting_to_log_in_and_exits_0_within_2_s() {
 fn a_first_message_login_that_takes_its_time_is_pinged_meanwhile_and_still_accepted() {
     // A proxy's read timeout (deploy/nginx.conf: 3 s) would end a login that is slow to come.
     let server = start_with_password(&[]);
-    let (mut ws, _) = tungstenite::client(
-        format!("ws://{}/ws?auth=message", server.addr).as_str(),
-        std::net::TcpStream::connect(server.addr).unwrap(),
-    )
-    .unwrap();
+    let mut ws = try_connect(server.addr, "/ws?auth=message").unwrap();
     let waiting = messages_within(&mut ws, Duration::from_millis(3500));
     assert!(
         waiting.iter().all(|m| m.is_ping()),
