@@ -26,6 +26,14 @@ const FLAGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
+/** Console errors and warnings among `messages` ({ type, text }), less those matching `allowed`
+ * (regexps). Playwright calls a warning `warning`, puppeteer `warn`. */
+export function consoleProblems(messages, allowed = []) {
+  return messages.filter(
+    (m) => ['error', 'warn', 'warning', 'pageerror'].includes(m.type) && !allowed.some((re) => re.test(m.text)),
+  );
+}
+
 /** What marks each kind of process `freeze` can stop, in its command line. */
 const FROZEN = { renderer: '--type=renderer', audio: 'audio.mojom.AudioService' };
 
@@ -57,9 +65,7 @@ export async function launchBrowser({ sink, args = [] } = {}) {
     },
     /** Console errors and warnings, less those matching `allowed` (regexps). */
     problems(allowed = []) {
-      return messages.filter(
-        (m) => ['error', 'warning', 'pageerror'].includes(m.type) && !allowed.some((re) => re.test(m.text)),
-      );
+      return consoleProblems(messages, allowed);
     },
     /** Stops Chromium's `renderer` processes or its `audio` service (SIGSTOP) for `ms`: a
      * machine too busy to run the page's audio thread, or the browser's output to the sound

@@ -8,6 +8,7 @@ import path from 'node:path';
 
 import puppeteer from 'puppeteer-core';
 
+import { consoleProblems } from './browser.js';
 import { keepChildrenPrioritized } from './priority.js';
 
 export const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
@@ -45,9 +46,7 @@ export async function launchFirefox({ sink }) {
     },
     /** Console errors and warnings, less those matching `allowed` (regexps). */
     problems(allowed = []) {
-      return messages.filter(
-        (m) => ['error', 'warn', 'warning', 'pageerror'].includes(m.type) && !allowed.some((re) => re.test(m.text)),
-      );
+      return consoleProblems(messages, allowed);
     },
     /** Resolves once the page says it is `state`; else fails with what it says instead. */
     async waitForState(page, state, timeout = 10_000) {

@@ -12,11 +12,11 @@ import { blockLevels, dominantFrequency, median, silentRuns, sineStepBound, stee
 
 /** A 440 Hz sine with a 0.25 peak: RMS 0.25/√2, −15.05 dBFS (the 1 kHz marker beeps in 50 ms of
  * each second do not move the median of 20 ms blocks). */
-export const TONE_HZ = 440;
+const TONE_HZ = 440;
 export const TONE_RMS_DB = -15.05;
 /** The 20 ms blocks the levels are measured in, and the level below which one is a hole. */
 export const BLOCK_MS = 20;
-export const SILENT_DB = -40;
+const SILENT_DB = -40;
 const TONE_PARTS = [
   { amplitude: 0.25, hz: TONE_HZ },
   { amplitude: 0.25, hz: 1000 },
@@ -24,7 +24,7 @@ const TONE_PARTS = [
 
 /** The steepest the tone (plus marker) moves between samples, with 15% room for the sound
  * server's resampler: a click jumps well past it. */
-export const clickBound = (rate) => 1.15 * sineStepBound(TONE_PARTS, rate);
+const clickBound = (rate) => 1.15 * sineStepBound(TONE_PARTS, rate);
 
 /** Samples `from` to `to` (indices) of one channel of a recording, with the output gaps that
  * fall among them (indices into the part). */
