@@ -60,6 +60,8 @@ pub fn spawn(
 fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     let channels = usize::from(stream.format.channels);
     let mut samples = vec![0i16; stream.chunk_frames * channels];
+    // The buffer of the chunk the ring dropped last, reused for the next one.
+    let mut spare = Vec::new();
     let clock = StreamClock::new(stream.format.sample_rate, stream.chunk_frames);
     let paced_by_clock = source.pacing() == Pacing::Clock;
     // The server decided (`--align clock` and a clock-paced source); a failed seek undoes it.
@@ -91,7 +93,7 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 // The last audio of a pipe is sent too, padded with silence to a whole chunk.
                 if filled > 0 {
                     samples[filled..].fill(0);
-                    push(stream, source, &mut seq, &samples);
+                    push(stream, source, &mut seq, &samples, &mut spare);
                 }
                 crate::log!("source {} ended", source.describe());
                 stream.set_state(SourceState::Ended("source ended".into()));
@@ -101,7 +103,7 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 // Audio captured before the failure is sent too.
                 if filled > 0 {
                     samples[filled..].fill(0);
-                    push(stream, source, &mut seq, &samples);
+                    push(stream, source, &mut seq, &samples, &mut spare);
                 }
                 let outage = outage.get_or_insert_with(Outage::new);
                 outage.report(&err, source, stream);
@@ -157,17 +159,21 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
         } else {
             follow.wait_turn(stream, source);
         }
-        push(stream, source, &mut seq, &samples);
+        push(stream, source, &mut seq, &samples, &mut spare);
     }
 }
 
-fn push(stream: &Stream, source: &dyn Source, seq: &mut u64, samples: &[i16]) {
+fn push(stream: &Stream, source: &dyn Source, seq: &mut u64, samples: &[i16], spare: &mut Vec<u8>) {
     let produced = source.captured_at().unwrap_or_else(SystemTime::now);
-    stream.ring.push(protocol::encode_chunk(
+    let chunk = protocol::encode_chunk_into(
+        std::mem::take(spare),
         *seq,
         audio::unix_micros(produced),
         samples,
-    ));
+    );
+    if let Some(dropped) = stream.ring.push(chunk) {
+        *spare = protocol::recycle(dropped);
+    }
     *seq = seq.wrapping_add(1);
     Stream::count(&stream.counters.chunks_produced, 1);
     stream.set_source_stats(source.stats());

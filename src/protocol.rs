@@ -17,17 +17,41 @@ pub const MAX_CLIENT_MESSAGE: usize = 4096;
 
 /// Builds a chunk whose payload is ready to go on the wire as one binary message.
 pub fn encode_chunk(seq: u64, produced_us: u64, samples: &[i16]) -> Chunk {
-    let mut payload = Vec::with_capacity(CHUNK_HEADER_LEN + samples.len() * 2);
-    payload.extend_from_slice(&seq.to_le_bytes());
-    payload.extend_from_slice(&produced_us.to_le_bytes());
-    for s in samples {
-        payload.extend_from_slice(&s.to_le_bytes());
+    encode_chunk_into(Vec::new(), seq, produced_us, samples)
+}
+
+/// [`encode_chunk`] into `buf`, whose allocation is reused when it has the chunk's size: the
+/// producer hands back the buffer of a chunk the ring dropped (see [`recycle`]), so a steady
+/// stream allocates nothing.
+pub fn encode_chunk_into(mut buf: Vec<u8>, seq: u64, produced_us: u64, samples: &[i16]) -> Chunk {
+    let len = CHUNK_HEADER_LEN + samples.len() * 2;
+    buf.clear();
+    // Exactly `len`, so the `Bytes` made from it keeps this allocation and can give it back.
+    if buf.capacity() != len {
+        buf = Vec::with_capacity(len);
+    }
+    buf.resize(len, 0);
+    let (header, body) = buf.split_at_mut(CHUNK_HEADER_LEN);
+    header[..8].copy_from_slice(&seq.to_le_bytes());
+    header[8..].copy_from_slice(&produced_us.to_le_bytes());
+    for (out, s) in body.chunks_exact_mut(2).zip(samples) {
+        out.copy_from_slice(&s.to_le_bytes());
     }
     Chunk {
         seq,
         produced_us,
-        payload: Bytes::from(payload),
+        payload: Bytes::from(buf),
     }
+}
+
+/// The buffer of a chunk nobody reads any more, for [`encode_chunk_into`]; an empty one when a
+/// reader (a slow listener) still holds it.
+pub fn recycle(chunk: Chunk) -> Vec<u8> {
+    chunk
+        .payload
+        .try_into_mut()
+        .map(Vec::from)
+        .unwrap_or_default()
 }
 
 /// Splits a binary message into (sequence, production time µs, samples), if it is long enough.
@@ -132,6 +156,24 @@ pub fn parse_client_message(text: &str) -> Option<ClientMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_nobody_holds_gives_its_buffer_to_the_next_one_and_a_held_one_does_not() {
+        let first = encode_chunk(1, 10, &[1, 2, 3, 4]);
+        let address = first.payload.as_ptr();
+        let second = encode_chunk_into(recycle(first), 2, 20, &[5, 6, 7, 8]);
+        assert_eq!(second.payload.as_ptr(), address, "the allocation is reused");
+        assert_eq!(decode_chunk(&second.payload).map(|c| c.0), Some(2));
+        assert_eq!(decode_chunk(&second.payload).map(|c| c.2.len()), Some(8));
+
+        let held = second.payload.clone();
+        assert!(recycle(second).is_empty(), "a reader still sends it");
+        assert_eq!(
+            decode_chunk(&held).map(|c| c.1),
+            Some(20),
+            "and it is intact"
+        );
+    }
 
     #[test]
     fn chunk_header_is_little_endian_seq_then_time() {

@@ -74,18 +74,22 @@ impl Ring {
         }
     }
 
-    /// Appends a chunk, dropping the oldest one when full. Never blocks on a reader.
+    /// Appends a chunk, dropping the oldest one when full, and returns the dropped one so its
+    /// buffer can be reused once no reader holds it. Never blocks on a reader.
     ///
     /// Sequence numbers must increase by one per chunk; the first one may be any number.
-    pub fn push(&self, chunk: Chunk) {
+    pub fn push(&self, chunk: Chunk) -> Option<Chunk> {
         let next = chunk.seq.wrapping_add(1);
-        {
+        let dropped = {
             let mut chunks = self.chunks.write().unwrap_or_else(|e| e.into_inner());
-            if chunks.len() == self.capacity {
-                chunks.pop_front();
-            }
+            let dropped = if chunks.len() == self.capacity {
+                chunks.pop_front()
+            } else {
+                None
+            };
             chunks.push_back(chunk);
-        }
+            dropped
+        };
         let since_epoch = self.epoch.elapsed().as_nanos().max(1) as u64;
         // Under the lock, so a late reader between its check and its wait cannot miss the wake.
         let guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,6 +98,7 @@ impl Ring {
         self.next_known.store(true, Ordering::Release);
         drop(guard);
         self.pushed.notify_all();
+        dropped
     }
 
     /// Says which sequence number the first chunk will carry, before it exists, so a reader that
@@ -244,6 +249,15 @@ mod tests {
             Some(90_000_000_001),
             "ignored once a chunk exists"
         );
+    }
+
+    #[test]
+    fn a_push_into_a_full_ring_hands_back_the_oldest_chunk() {
+        let ring = Ring::new(2, Duration::from_millis(20));
+        assert!(ring.push(chunk(1)).is_none());
+        assert!(ring.push(chunk(2)).is_none());
+        assert_eq!(ring.push(chunk(3)).map(|c| c.seq), Some(1));
+        assert_eq!(ring.push(chunk(4)).map(|c| c.seq), Some(2));
     }
 
     #[test]
