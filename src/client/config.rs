@@ -96,8 +96,9 @@ pub const LISTEN_FLAGS: &[Flag] = &[
         name: "connect-timeout-ms",
         value: Some("MS"),
         default: Some("5000"),
-        help: "Time allowed for the hello once connected, and for each write (the TCP connect,\n\
-               TLS, the handshake and a password login are allowed 10 s each)",
+        help: "Time allowed for each message until the hello (the server pings while its\n\
+               source has not started), and for each write (the TCP connect, TLS, the\n\
+               handshake and a password login are allowed 10 s each)",
     },
     Flag {
         name: "play",

@@ -344,9 +344,14 @@ fn automatic_stall(hello: &Hello) -> Duration {
 
 /// Reads messages until `hello`, which must come first.
 fn read_hello(ws: &mut WebSocket<ClientStream>) -> std::result::Result<Hello, String> {
-    let message = ws.read().map_err(|e| format!("no hello: {e}"))?;
-    let Message::Text(text) = message else {
-        return Err("the first message is not a JSON hello".into());
+    // The server pings while it waits for a just-started source (PROTOCOL.md, "Keepalive");
+    // tungstenite answers them.
+    let text = loop {
+        match ws.read().map_err(|e| format!("no hello: {e}"))? {
+            Message::Text(text) => break text,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            _ => return Err("the first message is not a JSON hello".into()),
+        }
     };
     match serde_json::from_str::<ServerMessage>(text.as_str()) {
         Ok(ServerMessage::Hello {
