@@ -187,7 +187,9 @@ impl ListenerSession<'_> {
                 // A source that has not produced yet (a pipe without a writer, a device that is
                 // slow to start): wait a little for its first chunks, which are this listener's
                 // burst, else start at the chunk the producer announced it will push first.
-                stream.ring.wait_first(Instant::now() + FIRST_CHUNK_WAIT);
+                if let Err(end) = self.wait_first_chunk() {
+                    return end;
+                }
                 match stream
                     .ring
                     .burst_start(burst)
@@ -261,6 +263,24 @@ impl ListenerSession<'_> {
                 // The producer is late (or paced by a device): wait for it, briefly.
                 stream.ring.wait_for(want, Instant::now() + stream.period());
             }
+        }
+    }
+
+    /// Waits up to [`FIRST_CHUNK_WAIT`] for a just-started source's first chunk, pinging every
+    /// [`KEEPALIVE`] meanwhile as while no audio flows: a proxy with a short read timeout
+    /// (`deploy/nginx.conf` has 3 s) would otherwise end the listener before its hello.
+    fn wait_first_chunk(&mut self) -> Result<(), End> {
+        let ring = &self.server.stream.ring;
+        let deadline = Instant::now() + FIRST_CHUNK_WAIT;
+        loop {
+            let now = Instant::now();
+            if now >= deadline || ring.wait_first((now + KEEPALIVE).min(deadline)) {
+                return Ok(());
+            }
+            if self.server.shutting_down() {
+                return Err(self.close(CloseCode::Away, "server shutting down"));
+            }
+            self.keep_alive(Instant::now())?;
         }
     }
 

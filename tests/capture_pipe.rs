@@ -404,3 +404,33 @@ fn a_listener_is_pinged_every_second_while_no_audio_flows_and_not_while_it_does(
     assert!(audio >= 40, "{audio} chunks after the pause");
     drop(stdin);
 }
+
+#[test]
+fn a_listener_waiting_for_a_just_started_sources_first_chunk_is_pinged_until_its_hello() {
+    // A pipe whose writer has not written yet: a new listener waits for the first chunks (its
+    // burst) before the hello. Behind nginx's 3 s proxy_read_timeout (deploy/nginx.conf) a
+    // silent wait would end it.
+    let (server, mut stdin) = Server::start_piped(
+        &["--source", "pipe:", "--rate", "8000", "--channels", "1"],
+        &[],
+    );
+    let mut ws = connect(server.addr);
+    let waiting = messages_within(&mut ws, Duration::from_millis(3500));
+    let pings = waiting.iter().filter(|m| m.is_ping()).count();
+    assert_eq!(
+        pings,
+        waiting.len(),
+        "only pings before the first chunk: {waiting:?}"
+    );
+    assert!(
+        (3..=4).contains(&pings),
+        "{pings} pings in 3.5 s of waiting"
+    );
+    // The wait ends as before: the hello, and the audio once the writer writes.
+    let hello = read_json(&mut ws);
+    assert_eq!(hello["type"], "hello", "{hello}");
+    stdin.write_all(&vec![0u8; 8000 * 2]).unwrap();
+    let (audio, _) = audio_and_pings(&mut ws, Duration::from_millis(1500));
+    assert!(audio >= 40, "{audio} chunks once the writer wrote");
+    drop(stdin);
+}

@@ -295,3 +295,34 @@ fn a_frozen_server_is_noticed_as_a_stall_within_a_second_not_at_a_tcp_timeout() 
     );
     assert_eq!(code, Some(3), "interrupted but recovered");
 }
+
+#[test]
+fn a_source_that_has_not_started_is_waited_for_through_the_servers_pings() {
+    // A pipe without a writer yet: the server holds the hello up to 5 s and pings every second
+    // meanwhile. The listener allows 2 s per message, so only the pings keep it waiting.
+    let (server, mut stdin) = Server::start_piped(
+        &["--source", "pipe:", "--rate", "8000", "--channels", "1"],
+        &[],
+    );
+    let listen = ListenProcess::start(&[
+        &server.ws_url(),
+        "--json",
+        "--duration",
+        "8",
+        "--connect-timeout-ms",
+        "2000",
+    ]);
+    // The writer starts late in the server's wait (whose end without audio would be a stall
+    // to the listener): two seconds of audio, sent in real time.
+    std::thread::sleep(Duration::from_millis(4500));
+    use std::io::Write;
+    stdin.write_all(&vec![0u8; 8000 * 2 * 2]).unwrap();
+    let out = listen.finish();
+    let lines = out.lines();
+    assert_eq!(of_type(&lines, "connected").len(), 1, "{}", out.stderr);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "summary", "{}", out.stdout);
+    let chunks = summary["totals"]["chunks"].as_u64().unwrap();
+    assert!(chunks >= 50, "{chunks} chunks of the writer's audio");
+    drop(stdin);
+}

@@ -261,12 +261,13 @@ pub fn connect(addr: SocketAddr) -> Ws {
     try_connect(addr, "/ws").expect("websocket handshake")
 }
 
+/// How long a test's WebSocket read waits before it fails.
+const WS_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub fn try_connect(addr: SocketAddr, path: &str) -> Result<Ws, String> {
     let stream =
         TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(WS_READ_TIMEOUT)).unwrap();
     stream.set_nodelay(true).unwrap();
     let url = format!("ws://{addr}{path}");
     tungstenite::client(url.as_str(), stream)
@@ -274,11 +275,15 @@ pub fn try_connect(addr: SocketAddr, path: &str) -> Result<Ws, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The next text message as JSON (skipping nothing: panics on a binary message).
+/// The next text message as JSON, past any pings (the server pings a listener that waits, and
+/// a client answers them by itself); panics on anything else, such as a binary message.
 pub fn read_json(ws: &mut Ws) -> serde_json::Value {
-    match ws.read().expect("read message") {
-        Message::Text(t) => serde_json::from_str(t.as_str()).expect("valid JSON"),
-        other => panic!("expected a text message, got {other:?}"),
+    loop {
+        match ws.read().expect("read message") {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("valid JSON"),
+            Message::Ping(_) => continue,
+            other => panic!("expected a text message, got {other:?}"),
+        }
     }
 }
 
@@ -345,6 +350,9 @@ pub fn messages_within(ws: &mut Ws, window: Duration) -> Vec<Message> {
             Err(e) => panic!("connection failed: {e}"),
         }
     }
+    ws.get_ref()
+        .set_read_timeout(Some(WS_READ_TIMEOUT))
+        .unwrap();
     got
 }
 
