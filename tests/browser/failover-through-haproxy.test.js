@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 
 import { saveRecording } from './support/artifacts.js';
 import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
+import { glitches, movedFrom } from './support/failover.js';
 import { startBalancer, waitFor } from './support/haproxy.js';
 import { createSink, record } from './support/pulse.js';
 import { BLOCK_MS, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
@@ -53,21 +54,6 @@ after(async () => {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** What went wrong in the page or the browser meanwhile, for a failure message: tells a player
- * fault from an output-path one. */
-const glitches = (before, after) =>
-  `player underruns ${before.underruns} → ${after.underruns}, browser glitches ${before.output.glitches} → ${after.output.glitches}`;
-
-/** Resolves with the instance the page plays from once it is no longer `from`. */
-async function movedFrom(from, timeoutMs) {
-  let now = from;
-  await waitFor(async () => {
-    now = (await stats(page)).instance;
-    return now !== from && (await page.evaluate(() => window.earshot.state)) === 'playing';
-  }, timeoutMs, `the page to leave ${from}`);
-  return now;
-}
-
 test('a drained instance hands the page to another through HAProxy: instance change, 0 ms lost, nothing to hear', async (t) => {
   const from = (await stats(page)).instance;
   const drained = balancer.servers[from];
@@ -76,7 +62,7 @@ test('a drained instance hands the page to another through HAProxy: instance cha
   await sleep(1500);
   const drainAt = Date.now();
   drained.signal('SIGUSR1');
-  const to = await movedFrom(from, 5000);
+  const to = await movedFrom(page, from, 5000);
   await sleep(2000);
   const recording = await recorder.stop();
   await saveRecording('drain-through-haproxy.wav', recording);
@@ -128,7 +114,7 @@ test('a frozen instance is noticed as a stall within the threshold, left at once
   frozen.signal('SIGSTOP');
   let to;
   try {
-    to = await movedFrom(from, FREEZE_MS - 200);
+    to = await movedFrom(page, from, FREEZE_MS - 200);
   } finally {
     await sleep(Math.max(0, stopAt + FREEZE_MS - Date.now()));
     frozen.signal('SIGCONT');
