@@ -10,11 +10,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 
-import { saveRecording } from './support/artifacts.js';
 import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
-import { glitches, movedFrom } from './support/failover.js';
+import { drainWhilePlaying, freezeWhilePlaying, glitches } from './support/failover.js';
 import { startBalancer, waitFor } from './support/haproxy.js';
-import { createSink, record } from './support/pulse.js';
+import { createSink } from './support/pulse.js';
 import { BLOCK_MS, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
 
 const CHUNK_MS = 20;
@@ -55,18 +54,13 @@ after(async () => {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('a drained instance hands the page to another through HAProxy: instance change, 0 ms lost, nothing to hear', async (t) => {
-  const from = (await stats(page)).instance;
+  const { from, to, drainAt, before, after: s, recording } = await drainWhilePlaying({
+    page,
+    sink,
+    servers: balancer.servers,
+    wav: 'drain-through-haproxy.wav',
+  });
   const drained = balancer.servers[from];
-  const before = await stats(page);
-  const recorder = record(sink);
-  await sleep(1500);
-  const drainAt = Date.now();
-  drained.signal('SIGUSR1');
-  const to = await movedFrom(page, from, 5000);
-  await sleep(2000);
-  const recording = await recorder.stop();
-  await saveRecording('drain-through-haproxy.wav', recording);
-  const s = await stats(page);
   const why = glitches(before, s);
 
   // The log: one row, an instance change that cost nothing, measured by sequence numbers.
@@ -105,24 +99,13 @@ test('a drained instance hands the page to another through HAProxy: instance cha
 });
 
 test('a frozen instance is noticed as a stall within the threshold, left at once, and the loss is measured by sequence numbers', async (t) => {
-  const from = (await stats(page)).instance;
-  const frozen = balancer.servers[from];
-  const before = await stats(page);
-  const recorder = record(sink);
-  await sleep(1000);
-  const stopAt = Date.now();
-  frozen.signal('SIGSTOP');
-  let to;
-  try {
-    to = await movedFrom(page, from, FREEZE_MS - 200);
-  } finally {
-    await sleep(Math.max(0, stopAt + FREEZE_MS - Date.now()));
-    frozen.signal('SIGCONT');
-  }
-  await sleep(1500);
-  const recording = await recorder.stop();
-  await saveRecording('stall-through-haproxy.wav', recording);
-  const s = await stats(page);
+  const { from, to, stopAt, before, after: s, recording } = await freezeWhilePlaying({
+    page,
+    sink,
+    servers: balancer.servers,
+    freezeMs: FREEZE_MS,
+    wav: 'stall-through-haproxy.wav',
+  });
 
   const rows = (await interruptions(page)).slice(1);
   assert.equal(rows.length, 1, JSON.stringify(rows));

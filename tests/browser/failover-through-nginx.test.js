@@ -8,11 +8,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { saveRecording } from './support/artifacts.js';
 import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
-import { glitches, movedFrom } from './support/failover.js';
+import { drainWhilePlaying, freezeWhilePlaying, glitches } from './support/failover.js';
 import { startNginx } from './support/nginx.js';
-import { createSink, record } from './support/pulse.js';
+import { createSink } from './support/pulse.js';
 import { assertNoClick, assertTone, part } from './support/tone.js';
 
 const GRACE_MS = 3000;
@@ -42,20 +41,13 @@ after(async () => {
   await sink?.remove();
 });
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 test('a drained instance hands the page to another through nginx: instance change, 0 ms lost, nothing to hear', async (t) => {
-  const from = (await stats(page)).instance;
-  const before = await stats(page);
-  const recorder = record(sink);
-  await sleep(1000);
-  const drainAt = Date.now();
-  proxy.servers[from].signal('SIGUSR1');
-  const to = await movedFrom(page, from, 5000);
-  await sleep(1500);
-  const recording = await recorder.stop();
-  await saveRecording('drain-through-nginx.wav', recording);
-  const s = await stats(page);
+  const { from, to, drainAt, before, after: s, recording } = await drainWhilePlaying({
+    page,
+    sink,
+    servers: proxy.servers,
+    wav: 'drain-through-nginx.wav',
+  });
 
   const rows = await interruptions(page);
   assert.equal(rows.length, 1, JSON.stringify(rows));
@@ -79,24 +71,13 @@ test('a drained instance hands the page to another through nginx: instance chang
 });
 
 test('a frozen instance behind nginx is left within a second, not after nginx\'s read timeout or the thaw', async (t) => {
-  const from = (await stats(page)).instance;
-  const frozen = proxy.servers[from];
-  const before = await stats(page);
-  const recorder = record(sink);
-  await sleep(1000);
-  const stopAt = Date.now();
-  frozen.signal('SIGSTOP');
-  let to;
-  try {
-    to = await movedFrom(page, from, FREEZE_MS - 500);
-  } finally {
-    await sleep(Math.max(0, stopAt + FREEZE_MS - Date.now()));
-    frozen.signal('SIGCONT');
-  }
-  await sleep(1500);
-  const recording = await recorder.stop();
-  await saveRecording('stall-through-nginx.wav', recording);
-  const s = await stats(page);
+  const { from, to, stopAt, before, after: s, recording } = await freezeWhilePlaying({
+    page,
+    sink,
+    servers: proxy.servers,
+    freezeMs: FREEZE_MS,
+    wav: 'stall-through-nginx.wav',
+  });
 
   const rows = (await interruptions(page)).slice(1);
   assert.equal(rows.length, 1, JSON.stringify(rows));

@@ -1,8 +1,13 @@
-// What the failover tests (through HAProxy, through nginx) watch in the page: where it plays
-// from, and what went wrong in the page or the browser meanwhile.
+// The failover tests' moves (through HAProxy, through nginx): drain or freeze the instance the
+// page plays from while the sink is recorded, and see where the page went and what went wrong
+// in the page or the browser meanwhile.
 
+import { saveRecording } from './artifacts.js';
 import { stats } from './browser.js';
 import { waitFor } from './haproxy.js';
+import { record } from './pulse.js';
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Resolves with the instance the page plays from once it is no longer `from`. */
 export async function movedFrom(page, from, timeoutMs) {
@@ -17,3 +22,47 @@ export async function movedFrom(page, from, timeoutMs) {
 /** For a failure message: tells a player fault from an output-path one. */
 export const glitches = (before, after) =>
   `player underruns ${before.underruns} → ${after.underruns}, browser glitches ${before.output.glitches} → ${after.output.glitches}`;
+
+/**
+ * Drains (SIGUSR1) the instance of `servers` the page plays from, 1.5 s into a recording of
+ * `sink`, waits up to 5 s for the page to move, and records 2 s more (saved as `wav`).
+ * Resolves with { from, to, drainAt, before, after, recording }: stats before and after.
+ */
+export async function drainWhilePlaying({ page, sink, servers, wav }) {
+  const before = await stats(page);
+  const from = before.instance;
+  const recorder = record(sink);
+  await sleep(1500);
+  const drainAt = Date.now();
+  servers[from].signal('SIGUSR1');
+  const to = await movedFrom(page, from, 5000);
+  await sleep(2000);
+  const recording = await recorder.stop();
+  await saveRecording(wav, recording);
+  return { from, to, drainAt, before, after: await stats(page), recording };
+}
+
+/**
+ * Freezes (SIGSTOP) the instance the page plays from for `freezeMs`, 1 s into a recording of
+ * `sink`; the page must move before the thaw (200 ms to spare). Records 1.5 s after the thaw
+ * (saved as `wav`). Resolves with { from, to, stopAt, before, after, recording }.
+ */
+export async function freezeWhilePlaying({ page, sink, servers, freezeMs, wav }) {
+  const before = await stats(page);
+  const from = before.instance;
+  const recorder = record(sink);
+  await sleep(1000);
+  const stopAt = Date.now();
+  servers[from].signal('SIGSTOP');
+  let to;
+  try {
+    to = await movedFrom(page, from, freezeMs - 200);
+  } finally {
+    await sleep(Math.max(0, stopAt + freezeMs - Date.now()));
+    servers[from].signal('SIGCONT');
+  }
+  await sleep(1500);
+  const recording = await recorder.stop();
+  await saveRecording(wav, recording);
+  return { from, to, stopAt, before, after: await stats(page), recording };
+}

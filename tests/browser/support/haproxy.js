@@ -8,11 +8,10 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 
-import { startServer } from './server.js';
+import { startBackends } from './server.js';
 
 /** A port that was free a moment ago (HAProxy needs its ports written into its config). */
 export function freePort() {
@@ -74,21 +73,11 @@ listen stats
  * them; resolves once HAProxy answers and counts every server UP.
  */
 export async function startBalancer({ instances = ['A', 'B', 'C'], serverArgs = [] } = {}) {
-  const servers = {};
+  const backends = await startBackends({ instances, args: serverArgs, dirPrefix: 'earshot-haproxy-' });
+  const { servers, dir } = backends;
   let child = null;
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'earshot-haproxy-'));
-  const stop = async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
-    }
-    await Promise.all(Object.values(servers).map((s) => s.kill()));
-    await fs.rm(dir, { recursive: true, force: true });
-  };
+  const stop = () => backends.stop(child);
   try {
-    for (const instance of instances) {
-      servers[instance] = await startServer({ instance, args: ['--trusted-proxy', '127.0.0.1', ...serverArgs] });
-    }
     const port = await freePort();
     const statsPort = await freePort();
     const file = path.join(dir, 'haproxy.cfg');

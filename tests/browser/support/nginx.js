@@ -8,11 +8,10 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 
 import { freePort, waitFor } from './haproxy.js';
-import { REPO, startServer } from './server.js';
+import { REPO, startBackends } from './server.js';
 
 /** deploy/nginx.conf with `replacements` ([from, to] pairs), each of which must be there. */
 async function shippedConfig(replacements) {
@@ -30,21 +29,11 @@ async function shippedConfig(replacements) {
  */
 export async function startNginx({ instances = ['A', 'B', 'C'], serverArgs = [] } = {}) {
   if (instances.length !== 3) throw new Error('deploy/nginx.conf has three upstream servers');
-  const servers = {};
+  const group = await startBackends({ instances, args: serverArgs, dirPrefix: 'earshot-nginx-' });
+  const { servers, dir } = group;
   let child = null;
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'earshot-nginx-'));
-  const stop = async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((resolve) => child.once('exit', resolve));
-    }
-    await Promise.all(Object.values(servers).map((s) => s.kill()));
-    await fs.rm(dir, { recursive: true, force: true });
-  };
+  const stop = () => group.stop(child);
   try {
-    for (const instance of instances) {
-      servers[instance] = await startServer({ instance, args: ['--trusted-proxy', '127.0.0.1', ...serverArgs] });
-    }
     const backends = Object.values(servers).map((s) => s.port);
     const port = await freePort();
     const site = await shippedConfig([

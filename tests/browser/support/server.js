@@ -3,6 +3,8 @@
 // the time each line arrived so a test can see when the page connected.
 
 import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +51,34 @@ export async function startServer({ source = 'tone:', instance = 'A', listen = '
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
   };
+}
+
+/**
+ * Starts earshot instances named `instances` (each with `args`) to stand behind a proxy on
+ * 127.0.0.1, which each trusts, and a temporary directory for the proxy's files. `stop(proxy)`
+ * ends the proxy's process when given and running, then every instance, and removes the
+ * directory; an instance that fails to start stops the ones started before it.
+ */
+export async function startBackends({ instances, args = [], dirPrefix }) {
+  const servers = {};
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), dirPrefix));
+  const stop = async (proxy = null) => {
+    if (proxy && proxy.exitCode === null && proxy.signalCode === null) {
+      proxy.kill('SIGTERM');
+      await new Promise((resolve) => proxy.once('exit', resolve));
+    }
+    await Promise.all(Object.values(servers).map((s) => s.kill()));
+    await fs.rm(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const instance of instances) {
+      servers[instance] = await startServer({ instance, args: ['--trusted-proxy', '127.0.0.1', ...args] });
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { servers, dir, stop };
 }
 
 /** GET a JSON endpoint of a running server. */
