@@ -58,6 +58,7 @@ started=$(date -u +%Y-%m-%dT%H:%MZ)
 earshot_lines=()
 for batch in $BATCHES; do
   name=$(compare_name "$batch")
+  bench_port_free "$EARSHOT_PORT" EARSHOT_PORT
   bench_start_earshot "$EARSHOT_PORT" "$wav" $((max + 100)) "$name" --batch-ms "$batch"
   earshot=$BENCH_SERVER_PID
   earshot_cmd=("$bin" bench "ws://127.0.0.1:$EARSHOT_PORT/ws" "${bench_args[@]}"
@@ -123,6 +124,7 @@ cat >"$ice/icecast.xml" <<XML
   </security>
 </icecast>
 XML
+bench_port_free "$ICECAST_PORT" ICECAST_PORT
 icecast2 -c "$ice/icecast.xml" >"$LOGS/icecast.out" 2>&1 &
 icecast=$!
 BENCH_PIDS+=("$icecast")

@@ -38,6 +38,17 @@ bench_raise_fd_limit() {
   fi
 }
 
+# Exits with a message when something already listens on 127.0.0.1:$1: a server this script
+# starts there would fail to bind while the wait below found the other one answering. $2 names
+# the variable that chooses the port.
+bench_port_free() {
+  local port=$1 variable=$2
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "bench: 127.0.0.1:$port is already in use by a process this script did not start; stop it or set $variable" >&2
+    exit 1
+  fi
+}
+
 # Waits up to $2 seconds until an HTTP GET of $1 succeeds (any status), with curl.
 bench_wait_http() {
   local url=$1 seconds=$2

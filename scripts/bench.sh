@@ -32,6 +32,7 @@ bench_raise_fd_limit $((max + 256))
 machine=$(bench_machine)
 
 # BATCH: the server's --batch-ms (auto, or 60 to measure the CPU-saving mode).
+bench_port_free "$PORT" PORT
 bench_start_earshot "$PORT" "$SOURCE" $((max + 100)) earshot-server --batch-ms "$BATCH"
 server=$BENCH_SERVER_PID
 
