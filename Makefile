@@ -8,7 +8,7 @@ STATIC_TARGET ?= x86_64-unknown-linux-gnu
 # Cross-compiler for the Raspberry Pi targets: https://github.com/cross-rs/cross (Docker/Podman).
 CROSS      ?= cross
 
-.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test-pi test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast lbtest clean
+.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test-pi test-pi-aarch64 test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast lbtest clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -38,11 +38,15 @@ check-pi:
 	CRATE_CC_NO_DEFAULTS=1 CC_armv7_unknown_linux_gnueabihf=cc PKG_CONFIG_ALLOW_CROSS=1 \
 		$(CARGO) clippy --all-targets --features alsa --target armv7-unknown-linux-gnueabihf -- -D warnings
 
-# Builds the armv7 Pi binary (with ALSA) and runs the Rust integration tests against it under
-# qemu-arm; installs the cross compiler, qemu-user and armhf libasound when missing. Not part of
-# `make test`: it adds Debian's armhf architecture to the machine (see the README).
+# Builds a Pi binary (with ALSA) and runs the Rust integration tests against it under qemu:
+# test-pi the armv7 one (qemu-arm), test-pi-aarch64 the 64-bit one (qemu-aarch64). Installs the
+# cross compiler, qemu-user and the target's libasound when missing. Not part of `make test`:
+# it adds a Debian architecture (armhf, arm64) to the machine (see the README).
 test-pi:
-	./scripts/pi-emulated.sh
+	./scripts/pi-emulated.sh armv7
+
+test-pi-aarch64:
+	./scripts/pi-emulated.sh aarch64
 
 # $(1): Rust target; $(2): the Debian multiarch triplet whose libasound pkg-config file to use.
 define pi-build

@@ -1,36 +1,50 @@
 #!/usr/bin/env bash
-# `make test-pi`: builds the 32-bit Raspberry Pi binary (armv7, Pi 2/3/4/Zero 2 W with a 32-bit
-# OS, with ALSA) and runs the Rust integration tests against it under qemu-arm user emulation:
-# the test harness runs here, every `earshot` it starts is the ARM binary (EARSHOT_TEST_BINARY).
-# That catches what only a 32-bit ARM build gets wrong (C long is 32 bits, so ALSA's frame
-# counts are; atomics; alignment) in the same behaviour the x86 build is held to.
+# `make test-pi` and `make test-pi-aarch64`: builds a Raspberry Pi binary with ALSA and runs the
+# Rust integration tests against it under qemu user emulation: the test harness runs here, every
+# `earshot` it starts is the ARM binary (EARSHOT_TEST_BINARY).
 #
-# Installs, when missing (as root or through sudo): qemu-user, gcc-arm-linux-gnueabihf and
-# Debian's armhf libasound2-dev (multiarch), and the armv7 Rust target through rustup.
+#   scripts/pi-emulated.sh armv7     # 32-bit: Pi 2/3/4/Zero 2 W with a 32-bit OS (the default)
+#   scripts/pi-emulated.sh aarch64   # 64-bit: Pi 3/4/5/Zero 2 W with a 64-bit OS
+#
+# That catches what only an ARM build gets wrong (on armv7 C long is 32 bits, so ALSA's frame
+# counts are; atomics; alignment; the ALSA bindings for that architecture) in the same
+# behaviour the x86 build is held to. (qemu on x86 does not reproduce ARM's weaker memory
+# ordering, so this is no test of that.)
+#
+# Installs, when missing (as root or through sudo): qemu-user, the cross gcc and Debian's
+# libasound2-dev for the target's architecture (multiarch), and the Rust target through rustup.
 #
 # Left out, each for a reason of the emulation, not of the binary:
-#   an_unplugged_device... and a_capture_held_up...: need the PulseAudio ALSA plugin for
-#     armhf, which Debian's libasound2-plugins:armhf cannot be installed beside the amd64
-#     desktop packages for;
+#   an_unplugged_device... and a_capture_held_up...: need the PulseAudio ALSA plugin for the
+#     target's architecture, which Debian's libasound2-plugins cannot be installed for beside
+#     the amd64 desktop packages;
 #   thousands_of_broken_requests...: checks RSS, and the process measured is qemu (its
 #     translation cache is hundreds of MB), not earshot.
 # The Pi Zero (ARMv6) build cannot be run this way: Debian's armhf libraries are ARMv7.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGET=armv7-unknown-linux-gnueabihf
-TRIPLET=arm-linux-gnueabihf
+case "${1:-armv7}" in
+  armv7) TARGET=armv7-unknown-linux-gnueabihf TRIPLET=arm-linux-gnueabihf DEB_ARCH=armhf QEMU=qemu-arm ;;
+  aarch64) TARGET=aarch64-unknown-linux-gnu TRIPLET=aarch64-linux-gnu DEB_ARCH=arm64 QEMU=qemu-aarch64 ;;
+  *) echo "usage: $0 [armv7|aarch64]" >&2; exit 2 ;;
+esac
+# Cargo's per-target variables: the target in capitals, with underscores.
+TARGET_ENV=$(tr 'a-z-' 'A-Z_' <<<"$TARGET")
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 need=()
-command -v qemu-arm >/dev/null || need+=(qemu-user)
+command -v $QEMU >/dev/null || need+=(qemu-user)
 command -v $TRIPLET-gcc >/dev/null || need+=(gcc-$TRIPLET)
-dpkg-query -W -f='${Status}' libasound2-dev:armhf 2>/dev/null | grep -q "install ok installed" ||
-  need+=(libasound2-dev:armhf)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+# The C library headers for the cross gcc (ring, under rustls, compiles C): only a Recommends of
+# gcc-$TRIPLET, which --no-install-recommends leaves out.
+installed libc6-dev-$DEB_ARCH-cross || need+=(libc6-dev-$DEB_ARCH-cross)
+installed libasound2-dev:$DEB_ARCH || need+=(libasound2-dev:$DEB_ARCH)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test-pi: installing ${need[*]}"
-  dpkg --print-foreign-architectures | grep -qx armhf || $sudo dpkg --add-architecture armhf
+  dpkg --print-foreign-architectures | grep -qx $DEB_ARCH || $sudo dpkg --add-architecture $DEB_ARCH
   # A mirror mid-sync can fail one index (seen: armhf security); the install says if it matters.
   $sudo apt-get update -qq || echo "test-pi: apt-get update reported errors; trying the install anyway"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -39,8 +53,7 @@ rustup target list --installed | grep -qx $TARGET || rustup target add $TARGET
 
 echo "test-pi: building the $TARGET binary with ALSA"
 # Only for this build: the tests below are built for this machine, against its own libasound.
-CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=$TRIPLET-gcc \
-  CC_armv7_unknown_linux_gnueabihf=$TRIPLET-gcc \
+env "CARGO_TARGET_${TARGET_ENV}_LINKER=$TRIPLET-gcc" "CC_${TARGET//-/_}=$TRIPLET-gcc" \
   PKG_CONFIG_ALLOW_CROSS=1 PKG_CONFIG_LIBDIR=/usr/lib/$TRIPLET/pkgconfig:/usr/share/pkgconfig \
   cargo build --release --features alsa --target $TARGET
 binary=$PWD/target/$TARGET/release/earshot
@@ -48,11 +61,11 @@ binary=$PWD/target/$TARGET/release/earshot
 # What the tests start instead of the x86 binary.
 work=$PWD/target/$TARGET/test-pi
 mkdir -p "$work"
-printf '#!/bin/sh\nexec qemu-arm "%s" "$@"\n' "$binary" >"$work/earshot"
+printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$QEMU" "$binary" >"$work/earshot"
 chmod +x "$work/earshot"
-echo "test-pi: $("$work/earshot" --version) runs under $(qemu-arm --version | head -1)"
+echo "test-pi: $("$work/earshot" --version) runs under $($QEMU --version | head -1)"
 # The tests that need ALSA devices write their own configuration; the rest (listen --play on
-# the null device) get one without the desktop's PulseAudio hooks, whose armhf modules are
+# the null device) get one without the desktop's PulseAudio hooks, whose ARM modules are
 # missing.
 printf 'pcm.null {\n    type null\n}\n' >"$work/asound.conf"
 
