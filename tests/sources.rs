@@ -216,6 +216,42 @@ fn file_loop_is_sample_continuous() {
 }
 
 #[test]
+fn a_wav_cut_short_plays_its_whole_frames_then_loops_and_counts_the_damage() {
+    let dir = tempdir("cut");
+    let path = dir.join("wav-16bit-cut.wav");
+    let spec = WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: SampleFormat::Int,
+    };
+    write_wav(&path, spec, 1000);
+    let whole = one_pass(source::open_file(&path).unwrap().as_mut());
+    // Cut 1.5 frames (6 bytes) off the end: the header still says 1000 frames.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 6]).unwrap();
+    let mut src = source::open_file(&path).unwrap();
+    let cut = one_pass(src.as_mut());
+    assert_eq!(
+        cut.len(),
+        998 * 2,
+        "whole frames only, so channels never swap"
+    );
+    assert_eq!(cut[..], whole[..998 * 2]);
+    assert!(src.stats().corrupt_frames >= 1, "the damage is counted");
+    // And then loops those frames, sample for sample: no header bytes played as audio at the
+    // loop point, no channels swapped after it (tests/hound_quirks.rs).
+    let more = read_at_least(src.as_mut(), cut.len() * 3, 882 * 2);
+    for (i, s) in more.iter().enumerate() {
+        assert_eq!(
+            *s,
+            cut[i % cut.len()],
+            "sample {i} after the first loop point"
+        );
+    }
+}
+
+#[test]
 fn mp3_loop_repeats_the_decoded_file_exactly() {
     let mut src = source::open_file(&fixture("mp3-22050Hz-stereo.mp3")).unwrap();
     let first = one_pass(src.as_mut());

@@ -15,6 +15,10 @@ pub struct WavFile {
     reader: WavReader<BufReader<File>>,
     format: Format,
     stats: SourceStats,
+    /// A read failed (the data ends before its header says), and hound counted the failed
+    /// samples as read: its relative `seek` would now land early, in the header
+    /// (`tests/hound_quirks.rs`). The file is opened again before the next seek instead.
+    position_lost: bool,
 }
 
 impl WavFile {
@@ -48,7 +52,27 @@ impl WavFile {
             reader,
             format,
             stats: SourceStats::default(),
+            position_lost: false,
         })
+    }
+
+    /// Moves to `frame`; after a failed read, by opening the file again (see `position_lost`).
+    fn seek(&mut self, frame: u32) -> Result<()> {
+        if self.position_lost {
+            let reader =
+                WavReader::open(&self.path).map_err(|e| Error::source(self.path.display(), e))?;
+            if reader.spec() != self.reader.spec() {
+                return Err(Error::source(
+                    self.path.display(),
+                    "the file changed on disk to another format; restart earshot to play it",
+                ));
+            }
+            self.reader = reader;
+            self.position_lost = false;
+        }
+        self.reader
+            .seek(frame)
+            .map_err(|e| Error::io(format!("{}: seek", self.path.display()), e))
     }
 
     /// Reads up to `out.len()` samples from the current position; `Ok(0)` at the end of the data.
@@ -66,9 +90,11 @@ impl WavFile {
         };
         if let Some(e) = failed {
             // A data chunk shorter than its header claims: play what is there, then loop.
+            self.position_lost = true;
             if self.stats.corrupt_frames == 0 {
                 crate::log!(
-                    "{}: {e}; looping at the last readable sample",
+                    "{}: the audio data ends before its header says ({e}); looping at the last \
+                     readable sample",
                     self.path.display()
                 );
             }
@@ -90,9 +116,7 @@ impl Source for WavFile {
         if n > 0 {
             return Ok(n);
         }
-        self.reader
-            .seek(0)
-            .map_err(|e| Error::io(format!("{}: seek to start", self.path.display()), e))?;
+        self.seek(0)?;
         self.stats.loops += 1;
         match self.read_some(out)? {
             0 => Err(Error::source(
@@ -109,9 +133,7 @@ impl Source for WavFile {
 
     fn seek_to(&mut self, frame: u64) -> Result<()> {
         let target = frame % u64::from(self.reader.duration().max(1));
-        self.reader
-            .seek(target as u32)
-            .map_err(|e| Error::io(format!("{}: seek", self.path.display()), e))
+        self.seek(target as u32)
     }
 
     fn stats(&self) -> SourceStats {
