@@ -36,6 +36,14 @@ fn read_at_least(src: &mut dyn Source, len: usize, read_size: usize) -> Vec<i16>
     all
 }
 
+/// The most common WAV: 16-bit stereo at 44.1 kHz.
+const CD_STEREO: WavSpec = WavSpec {
+    channels: 2,
+    sample_rate: 44_100,
+    bits_per_sample: 16,
+    sample_format: SampleFormat::Int,
+};
+
 /// Writes a WAV of `frames` frames whose samples are a ramp, scaled to the sample format.
 fn write_wav(path: &Path, spec: WavSpec, frames: u32) {
     let mut w = WavWriter::create(path, spec).unwrap();
@@ -184,14 +192,8 @@ fn mp3_corrupt_frame_is_skipped_and_counted_without_stopping_the_stream() {
 fn file_loop_is_sample_continuous() {
     let dir = tempdir("loop");
     let path = dir.join("wav-16bit-ramp.wav");
-    let spec = WavSpec {
-        channels: 2,
-        sample_rate: 44_100,
-        bits_per_sample: 16,
-        sample_format: SampleFormat::Int,
-    };
     // 1234 frames: not a multiple of any read size, so the loop point falls inside a read.
-    write_wav(&path, spec, 1234);
+    write_wav(&path, CD_STEREO, 1234);
     let mut src = source::open_file(&path).unwrap();
     let pass = one_pass(src.as_mut());
     // Reading on, across three more loop points, continues the same repeated file: the read
@@ -219,13 +221,7 @@ fn file_loop_is_sample_continuous() {
 fn a_wav_cut_short_plays_its_whole_frames_then_loops_and_counts_the_damage() {
     let dir = tempdir("cut");
     let path = dir.join("wav-16bit-cut.wav");
-    let spec = WavSpec {
-        channels: 2,
-        sample_rate: 44_100,
-        bits_per_sample: 16,
-        sample_format: SampleFormat::Int,
-    };
-    write_wav(&path, spec, 1000);
+    write_wav(&path, CD_STEREO, 1000);
     let whole = one_pass(source::open_file(&path).unwrap().as_mut());
     // Cut 1.5 frames (6 bytes) off the end: the header still says 1000 frames.
     let bytes = std::fs::read(&path).unwrap();
