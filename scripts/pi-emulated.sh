@@ -15,9 +15,9 @@
 # libasound2-dev for the target's architecture (multiarch), and the Rust target through rustup.
 #
 # Left out, each for a reason of the emulation, not of the binary:
-#   an_unplugged_device... and a_capture_held_up...: need the PulseAudio ALSA plugin for the
-#     target's architecture, which Debian's libasound2-plugins cannot be installed for beside
-#     the amd64 desktop packages;
+#   an_unplugged_device..., a_capture_held_up... and a_capture_overrun...: need the PulseAudio
+#     or JACK ALSA plugin for the target's architecture, which Debian's libasound2-plugins
+#     cannot be installed for beside the amd64 desktop packages;
 #   thousands_of_broken_requests...: checks RSS, and the process measured is qemu (its
 #     translation cache is hundreds of MB), not earshot.
 # The Pi Zero (ARMv6) build cannot be run this way: Debian's armhf libraries are ARMv7.
@@ -73,4 +73,5 @@ EARSHOT_TEST_BINARY=$work/earshot ALSA_CONFIG_PATH=$work/asound.conf \
   cargo test --features alsa --tests -- \
   --skip an_unplugged_device_is_reported_down_and_capture_resumes_by_itself \
   --skip a_capture_held_up_for_seconds_catches_up_at_once_instead_of_staying_behind \
+  --skip a_capture_overrun_is_recovered_and_the_audio_it_lost_is_a_sequence_gap \
   --skip thousands_of_broken_requests_and_frames_leave_twenty_listeners_gap_free

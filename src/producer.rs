@@ -85,6 +85,7 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     let mut emitted: u64 = 0;
     let mut follow = Follow::new(source.pacing(), stream.format);
     let mut outage: Option<Outage> = None;
+    let mut xruns = source.stats().xruns;
     stream.set_source_stats(source.stats());
     while !stop.load(Ordering::Relaxed) {
         match fill(source, &mut samples) {
@@ -126,6 +127,17 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
         }
         if let Some(outage) = outage.take() {
             outage.end(source, stream);
+        }
+        if source.stats().xruns != xruns {
+            // The device overran while this chunk was read: what it could not keep is lost. As
+            // after an outage, that time becomes a gap in sequence numbers, counted from when
+            // this chunk's audio began, so listeners measure the loss instead of hearing a jump
+            // in a stream that looks continuous.
+            xruns = source.stats().xruns;
+            let captured = source.captured_at().unwrap_or_else(SystemTime::now);
+            let began = captured.checked_sub(stream.period()).unwrap_or(captured);
+            seq = seq.max(clock.next_seq_at(began));
+            follow.restart();
         }
         emitted += stream.chunk_frames as u64;
         if paced_by_clock {

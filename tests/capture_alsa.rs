@@ -492,3 +492,155 @@ fn a_capture_held_up_for_seconds_catches_up_at_once_instead_of_staying_behind() 
     assert!(!log.contains("faster than real time"), "{log}");
     assert!(!log.contains("is down"), "{log}");
 }
+
+/// A private JACK server on its dummy backend (a clock and silence, no sound card), whose two
+/// capture ports are the ALSA device `pcm.mic` through ALSA's `jack` plugin. Unlike PulseAudio's
+/// plugin, this one overruns, as a sound card does, when its reader falls behind by more than
+/// its buffer.
+struct JackMic {
+    child: std::process::Child,
+    name: String,
+    dir: PathBuf,
+}
+
+impl JackMic {
+    fn start(name: &str) -> JackMic {
+        let name = format!("earshot-{name}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new("jackd")
+            .args([
+                "--no-realtime",
+                "-n",
+                &name,
+                "-d",
+                "dummy",
+                "-r",
+                "48000",
+                "-p",
+                "480",
+            ])
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start jackd (make test-deps installs jackd2)");
+        let mic = JackMic { child, name, dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !mic.has_capture_ports() {
+            assert!(std::time::Instant::now() < deadline, "jackd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        mic
+    }
+
+    fn has_capture_ports(&self) -> bool {
+        std::process::Command::new("jack_lsp")
+            .env("JACK_DEFAULT_SERVER", &self.name)
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("system:capture_2"))
+    }
+
+    /// Starts earshot capturing from `alsa:mic`.
+    fn serve(&self) -> Server {
+        let conf = self.dir.join("asound.conf");
+        std::fs::write(
+            &conf,
+            "pcm.mic {\n    type jack\n    capture_ports {\n        0 system:capture_1\n        \
+             1 system:capture_2\n    }\n}\n",
+        )
+        .unwrap();
+        Server::start_in(
+            &repo_root(),
+            &["--source", "alsa:mic"],
+            &[
+                ("ALSA_CONFIG_PATH", conf.to_str().unwrap()),
+                ("JACK_DEFAULT_SERVER", &self.name),
+            ],
+        )
+    }
+}
+
+impl Drop for JackMic {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Freezes the thread called `thread` of process `pid` for `time`, and only that thread:
+/// SIGSTOP would stop the whole process, the ALSA plugin's own thread with it. Uses the cgroup
+/// v1 freezer, which takes single threads (the tests run as root).
+fn freeze_thread(pid: u32, thread: &str, time: Duration) {
+    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| t.ok())
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == thread))
+        .unwrap_or_else(|| panic!("no thread called {thread} in process {pid}"))
+        .file_name();
+    let tid = tid.to_str().unwrap();
+    let root = Path::new("/sys/fs/cgroup/freezer");
+    let group = root.join(format!("earshot-test-{}", std::process::id()));
+    std::fs::create_dir_all(&group).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (this test needs the cgroup v1 freezer and root)",
+            group.display()
+        )
+    });
+    let write = |file: &Path, text: &str| {
+        std::fs::write(file, text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+    };
+    write(&group.join("tasks"), tid);
+    write(&group.join("freezer.state"), "FROZEN");
+    std::thread::sleep(time);
+    write(&group.join("freezer.state"), "THAWED");
+    write(&root.join("tasks"), tid);
+    let _ = std::fs::remove_dir(&group);
+}
+
+#[test]
+fn a_capture_overrun_is_recovered_and_the_audio_it_lost_is_a_sequence_gap() {
+    let mic = JackMic::start("overrun");
+    let server = mic.serve();
+    let mut ws = connect(server.addr);
+    let _hello = read_json(&mut ws);
+    let before: Vec<Audio> = (0..25).map(|_| next_audio(&mut ws)).collect();
+    // Only the thread that reads the device stops; the device (JACK's clock, in the plugin's
+    // thread) runs on and overruns its 500 ms buffer.
+    freeze_thread(server.pid(), "producer", Duration::from_secs(2));
+    // What was read before the stop comes first, then a jump: none within 3 s of audio is a
+    // stream that hides its loss.
+    let mut last = before.last().unwrap().seq;
+    let mut jump = 0;
+    for _ in 0..150 {
+        let a = next_audio(&mut ws);
+        if a.seq != last.wrapping_add(1) {
+            jump = a.seq.wrapping_sub(last) - 1;
+            break;
+        }
+        last = a.seq;
+    }
+    let lost_ms = jump * 20;
+    assert!(
+        (1500..=2600).contains(&lost_ms),
+        "a gap of {jump} chunks ({lost_ms} ms) for a 2 s stop"
+    );
+    // Capture goes on from there, chunk after chunk.
+    let mut seq = last.wrapping_add(jump + 1);
+    for _ in 0..25 {
+        let a = next_audio(&mut ws);
+        assert_eq!(a.seq, seq.wrapping_add(1), "contiguous after the overrun");
+        seq = a.seq;
+    }
+    let (_, status) = get_json(server.addr, "/api/status");
+    assert_eq!(status["source"]["xruns"], 1, "{status}");
+    assert_eq!(status["source"]["state"], "live", "{status}");
+    assert!(
+        server.wait_log("alsa:mic: overrun (xrun 1)", Duration::from_secs(1)),
+        "{}",
+        server.stderr()
+    );
+}

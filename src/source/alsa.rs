@@ -90,8 +90,8 @@ impl AlsaCapture {
         if overrun {
             self.xruns += 1;
             crate::log!(
-                "{}: overrun (xrun {}): audio arrived faster than it was read and a little was \
-                 lost; capture goes on",
+                "{}: overrun (xrun {}): audio arrived faster than it was read, and what the \
+                 device could not keep is lost (a gap in sequence numbers); capture goes on",
                 self.uri,
                 self.xruns
             );
