@@ -504,8 +504,10 @@ struct JackMic {
 }
 
 impl JackMic {
+    /// One name for every run: JACK's server registry holds only a few, and a name that a
+    /// stopped server left behind is taken over by the next server of that name.
     fn start(name: &str) -> JackMic {
-        let name = format!("earshot-{name}-{}", std::process::id());
+        let name = format!("earshot-test-{name}");
         let dir = std::env::temp_dir().join(&name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -564,10 +566,35 @@ impl JackMic {
 }
 
 impl Drop for JackMic {
+    /// Ends jackd with SIGTERM, so that it removes its shared memory and its entry in JACK's
+    /// server registry: killed, it leaves both in /dev/shm, and after a few runs jackd refuses
+    /// to start ("Too many servers already active"). It ends promptly only once earshot's
+    /// client has gone cleanly (the test stops earshot with SIGTERM first); after a failed test
+    /// it is killed after 5 s, and what the killed client left is removed here.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // What earshot's JACK client, killed with its server process, leaves: its semaphores.
+        let ours = format!("_{}_", self.name);
+        for entry in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            if file.starts_with("jack_sem.") && file.contains(&ours) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
@@ -604,7 +631,7 @@ fn freeze_thread(pid: u32, thread: &str, time: Duration) {
 #[test]
 fn a_capture_overrun_is_recovered_and_the_audio_it_lost_is_a_sequence_gap() {
     let mic = JackMic::start("overrun");
-    let server = mic.serve();
+    let mut server = mic.serve();
     let mut ws = connect(server.addr);
     let _hello = read_json(&mut ws);
     let before: Vec<Audio> = (0..25).map(|_| next_audio(&mut ws)).collect();
@@ -643,4 +670,8 @@ fn a_capture_overrun_is_recovered_and_the_audio_it_lost_is_a_sequence_gap() {
         "{}",
         server.stderr()
     );
+    // A clean exit closes the device, and with it earshot's JACK client, so that jackd too can
+    // end cleanly (see JackMic's drop).
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
 }
