@@ -87,6 +87,7 @@ test('the page shows what it plays in Firefox: instance, format, latency and a f
 });
 
 test('in Firefox, a killed server is logged as socket closed for as long as the page was without it, and play resumes by itself without clicks', async () => {
+  const since = Date.now();
   const recorder = record(sink);
   await sleep(1500);
   const killedAt = Date.now();
@@ -102,7 +103,7 @@ test('in Firefox, a killed server is logged as socket closed for as long as the 
   await saveRecording('restart-in-firefox.wav', recording);
 
   const rows = await page.evaluate(() => window.earshot.log());
-  const row = assertRestartRow(rows, { instance: 'A', killedAt, joinedAt });
+  const row = assertRestartRow(rows, { since, instance: 'A', killedAt, joinedAt });
   assert.equal(row.measuredBy, 'sequence');
   const s = await stats();
   assert.equal(s.reconnects, 1);

@@ -53,6 +53,7 @@ async function replaceServer(instance, downtimeMs, signal = 'SIGKILL') {
 }
 
 test('a killed server is logged as socket closed, as long as the page was without it, and play resumes without clicks', async (t) => {
+  const since = Date.now();
   const recorder = record(sink);
   await sleep(1500);
   const { killedAt, upAt } = await replaceServer('A', 1500);
@@ -66,7 +67,7 @@ test('a killed server is logged as socket closed, as long as the page was withou
   // The outage as the page lived it: from the kill until it was connected again, which is the
   // 1.5 s downtime plus the wait for its next retry.
   const rows = await interruptions(page);
-  const row = assertRestartRow(rows, { instance: 'A', killedAt, joinedAt });
+  const row = assertRestartRow(rows, { since, instance: 'A', killedAt, joinedAt });
   const outageMs = joinedAt - killedAt;
   assert.ok(row.durationMs >= upAt - killedAt - 100, `${row.durationMs} ms for a ${upAt - killedAt} ms downtime`);
   assert.ok(row.durationMs <= upAt - killedAt + MAX_RETRY_MS + 300, 'reconnected within one capped retry');
