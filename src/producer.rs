@@ -128,12 +128,13 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
         if let Some(outage) = outage.take() {
             outage.end(source, stream);
         }
-        if source.stats().xruns != xruns {
+        let now_xruns = source.stats().xruns;
+        if now_xruns != xruns {
             // The device overran while this chunk was read: what it could not keep is lost. As
             // after an outage, that time becomes a gap in sequence numbers, counted from when
             // this chunk's audio began, so listeners measure the loss instead of hearing a jump
             // in a stream that looks continuous.
-            xruns = source.stats().xruns;
+            xruns = now_xruns;
             let captured = source.captured_at().unwrap_or_else(SystemTime::now);
             let began = captured.checked_sub(stream.period()).unwrap_or(captured);
             seq = seq.max(clock.next_seq_at(began));
