@@ -109,15 +109,22 @@ test('a killed server is logged as socket closed, as long as the page was withou
   // What a person sees.
   const firstRow = page.locator('#log tbody tr').first();
   assert.match(await firstRow.innerText(), /socket closed/);
-  assert.match(await page.locator('#lost-total').innerText(), new RegExp(`Audio lost: ${Math.round(row.lostMs)} ms in 1 interruption\\.`));
+  // The total counts every row of the log, this test's and any earlier one's (a player underrun
+  // on a busy machine).
+  const lost = rows.filter((r) => r.lostMs > 0);
+  const lostMs = Math.round(lost.reduce((sum, r) => sum + r.lostMs, 0));
+  const n = lost.length;
+  assert.equal(await page.locator('#lost-total').innerText(), `Audio lost: ${lostMs} ms in ${n} ${n === 1 ? 'interruption' : 'interruptions'}.`);
 });
 
 test('another instance taking over the address is logged as an instance change', async () => {
+  const since = Date.now();
   await replaceServer('B', 300, 'SIGTERM');
   await page.locator('#status[role=status]', { hasText: 'Playing from B' }).waitFor({ timeout: 8000 });
-  const rows = await interruptions(page);
-  assert.equal(rows.length, 2);
-  const row = rows[1];
+  const all = await interruptions(page);
+  const rows = all.filter((r) => r.start >= since);
+  assert.equal(rows.length, 1, JSON.stringify(all));
+  const [row] = rows;
   assert.equal(row.cause, 'socket closed');
   assert.deepEqual([row.instanceBefore, row.instanceAfter], ['A', 'B']);
   assert.match(row.detail, /server said bye: server shutting down/);
