@@ -219,32 +219,82 @@ fn file_loop_is_sample_continuous() {
 
 #[test]
 fn a_wav_cut_short_plays_its_whole_frames_then_loops_and_counts_the_damage() {
+    // 16-bit PCM is read as bytes, every other format through hound, whose position after a
+    // failed read needs a workaround (tests/hound_quirks.rs): both are cut here.
     let dir = tempdir("cut");
-    let path = dir.join("wav-16bit-cut.wav");
-    write_wav(&path, CD_STEREO, 1000);
-    let whole = one_pass(source::open_file(&path).unwrap().as_mut());
-    // Cut 1.5 frames (6 bytes) off the end: the header still says 1000 frames.
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::write(&path, &bytes[..bytes.len() - 6]).unwrap();
-    let mut src = source::open_file(&path).unwrap();
-    let cut = one_pass(src.as_mut());
-    assert_eq!(
-        cut.len(),
-        998 * 2,
-        "whole frames only, so channels never swap"
-    );
-    assert_eq!(cut[..], whole[..998 * 2]);
-    assert!(src.stats().corrupt_frames >= 1, "the damage is counted");
-    // And then loops those frames, sample for sample: no header bytes played as audio at the
-    // loop point, no channels swapped after it (tests/hound_quirks.rs).
-    let more = read_at_least(src.as_mut(), cut.len() * 3, 882 * 2);
-    for (i, s) in more.iter().enumerate() {
+    let cases = [
+        (CD_STEREO, 6),
+        (
+            WavSpec {
+                bits_per_sample: 24,
+                ..CD_STEREO
+            },
+            9,
+        ),
+    ];
+    for (spec, cut_bytes) in cases {
+        let bits = spec.bits_per_sample;
+        let path = dir.join(format!("wav-{bits}bit-cut.wav"));
+        write_wav(&path, spec, 1000);
+        let whole = one_pass(source::open_file(&path).unwrap().as_mut());
+        // Cut 1.5 frames off the end: the header still says 1000 frames.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - cut_bytes]).unwrap();
+        let mut src = source::open_file(&path).unwrap();
+        let cut = one_pass(src.as_mut());
         assert_eq!(
-            *s,
-            cut[i % cut.len()],
-            "sample {i} after the first loop point"
+            cut.len(),
+            998 * 2,
+            "{bits}-bit: whole frames only, so channels never swap"
         );
+        assert_eq!(cut[..], whole[..998 * 2], "{bits}-bit");
+        assert!(
+            src.stats().corrupt_frames >= 1,
+            "{bits}-bit: the damage is counted"
+        );
+        // And then loops those frames, sample for sample: no header bytes played as audio at
+        // the loop point, no channels swapped after it.
+        let more = read_at_least(src.as_mut(), cut.len() * 3, 882 * 2);
+        for (i, s) in more.iter().enumerate() {
+            assert_eq!(
+                *s,
+                cut[i % cut.len()],
+                "{bits}-bit: sample {i} after the first loop point"
+            );
+        }
     }
+}
+
+#[test]
+fn a_16_bit_wav_plays_exactly_what_hound_decodes_even_with_chunks_before_its_data() {
+    // earshot reads 16-bit PCM data as bytes, from where hound's header parsing ends. A chunk
+    // between `fmt ` and `data` (LIST metadata, as many editors write) must not be played.
+    let dir = tempdir("wav16");
+    let plain = dir.join("plain.wav");
+    write_wav(&plain, CD_STEREO, 777);
+    let bytes = std::fs::read(&plain).unwrap();
+    let data_at = bytes.windows(4).position(|w| w == b"data").unwrap();
+    let list = b"LIST\x0a\x00\x00\x00INFOISFT\x02\x00";
+    let mut tagged = bytes[..data_at].to_vec();
+    tagged.extend_from_slice(list);
+    tagged.extend_from_slice(&bytes[data_at..]);
+    let riff_len = (tagged.len() - 8) as u32;
+    tagged[4..8].copy_from_slice(&riff_len.to_le_bytes());
+    let path = dir.join("tagged.wav");
+    std::fs::write(&path, &tagged).unwrap();
+
+    let expected: Vec<i16> = hound::WavReader::open(&path)
+        .unwrap()
+        .samples::<i16>()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(expected.len(), 777 * 2);
+    let mut src = source::open_file(&path).unwrap();
+    assert_eq!(one_pass(src.as_mut()), expected);
+    // And from a position, as `--align clock` asks for.
+    src.seek_to(777 + 100).unwrap();
+    let from_100 = read_at_least(src.as_mut(), 10, 10);
+    assert_eq!(from_100[..10], expected[200..210]);
 }
 
 #[test]
