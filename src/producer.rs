@@ -20,6 +20,8 @@ use crate::audio::{self, Format};
 use crate::clock::{Anchor, StreamClock};
 use crate::error::Error;
 use crate::protocol;
+use crate::ring::Chunk;
+use crate::session::MAX_CHUNKS_PER_WAKE;
 use crate::source::{Pacing, Source};
 use crate::stream::{SourceState, Stream};
 
@@ -44,24 +46,26 @@ const DEVICE_MAX_BACKLOG: Duration = Duration::from_secs(10);
 /// from the system clock by a hundredth of that (100 ppm), so only an unclocked one is held.
 const DEVICE_DRIFT_ALLOWANCE: u32 = 100;
 
+/// Starts the producer. `batch` says how many chunks listeners take per wake-up now (see
+/// `session::wake_every`): a clock-paced source is read that many chunks at a time.
 pub fn spawn(
     mut source: Box<dyn Source>,
     stream: Arc<Stream>,
     stop: Arc<AtomicBool>,
+    batch: impl Fn() -> u64 + Send + 'static,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     // Live before the port opens, not when the thread first runs: a listener that connected in
     // between would otherwise be told the source came back (`source` `live`) on its first wake.
     stream.set_state(SourceState::Live);
     thread::Builder::new()
         .name("producer".into())
-        .spawn(move || run(source.as_mut(), &stream, &stop))
+        .spawn(move || run(source.as_mut(), &stream, &stop, &batch))
 }
 
-fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
+fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool, batch: &dyn Fn() -> u64) {
     let channels = usize::from(stream.format.channels);
     let mut samples = vec![0i16; stream.chunk_frames * channels];
-    // The buffer of the chunk the ring dropped last, reused for the next one.
-    let mut spare = Vec::new();
+    let mut outbox = Outbox::default();
     let clock = StreamClock::new(stream.format.sample_rate, stream.chunk_frames);
     let paced_by_clock = source.pacing() == Pacing::Clock;
     // The server decided (`--align clock` and a clock-paced source); a failed seek undoes it.
@@ -94,8 +98,9 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 // The last audio of a pipe is sent too, padded with silence to a whole chunk.
                 if filled > 0 {
                     samples[filled..].fill(0);
-                    push(stream, source, &mut seq, &samples, &mut spare);
+                    outbox.cut(&mut seq, produced_now(source), &samples);
                 }
+                outbox.send(stream, source);
                 crate::log!("source {} ended", source.describe());
                 stream.set_state(SourceState::Ended("source ended".into()));
                 return;
@@ -104,8 +109,9 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 // Audio captured before the failure is sent too.
                 if filled > 0 {
                     samples[filled..].fill(0);
-                    push(stream, source, &mut seq, &samples, &mut spare);
+                    outbox.cut(&mut seq, produced_now(source), &samples);
                 }
+                outbox.send(stream, source);
                 let outage = outage.get_or_insert_with(Outage::new);
                 outage.report(&err, source, stream);
                 if !outage.wait_and_recover(source, stream, stop) {
@@ -148,6 +154,13 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 start + stream.format.duration_of(emitted)
             };
             let now = Instant::now();
+            if !ends_batch(seq, batch()) {
+                // Listeners take several chunks per wake-up, and this one is not the last of
+                // its batch: it waits here instead of in the ring, so the producer wakes once
+                // per batch too. It carries the time it was due, as if pushed then.
+                outbox.cut(&mut seq, system_time_at(due, now), &samples);
+                continue;
+            }
             if due > now {
                 thread::sleep(due - now);
             } else if now - due > MAX_LAG {
@@ -163,6 +176,7 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                     // sequence gap of exactly its length.
                     anchor = Anchor::now();
                     seq = clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch);
+                    outbox.send(stream, source);
                     if let Err(e) = source.seek_to(clock.first_frame(seq)) {
                         crate::log!("cannot realign {}: {e}", source.describe());
                     }
@@ -172,24 +186,66 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
         } else {
             follow.wait_turn(stream, source);
         }
-        push(stream, source, &mut seq, &samples, &mut spare);
+        outbox.cut(&mut seq, produced_now(source), &samples);
+        outbox.send(stream, source);
     }
 }
 
-fn push(stream: &Stream, source: &dyn Source, seq: &mut u64, samples: &[i16], spare: &mut Vec<u8>) {
-    let produced = source.captured_at().unwrap_or_else(SystemTime::now);
-    let chunk = protocol::encode_chunk_into(
-        std::mem::take(spare),
-        *seq,
-        audio::unix_micros(produced),
-        samples,
-    );
-    if let Some(dropped) = stream.ring.push(chunk) {
-        *spare = protocol::recycle(dropped);
+/// Chunks cut but not yet in the ring, and the buffers of chunks the ring dropped, reused for
+/// the next ones so that a steady stream allocates nothing.
+#[derive(Default)]
+struct Outbox {
+    held: Vec<Chunk>,
+    spares: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    /// Encodes `samples` as chunk `seq`, produced at `produced`, and moves `seq` on.
+    fn cut(&mut self, seq: &mut u64, produced: SystemTime, samples: &[i16]) {
+        let buf = self.spares.pop().unwrap_or_default();
+        let produced_us = audio::unix_micros(produced);
+        self.held
+            .push(protocol::encode_chunk_into(buf, *seq, produced_us, samples));
+        *seq = seq.wrapping_add(1);
     }
-    *seq = seq.wrapping_add(1);
-    Stream::count(&stream.counters.chunks_produced, 1);
-    stream.set_source_stats(source.stats());
+
+    /// Pushes every held chunk into the ring at once.
+    fn send(&mut self, stream: &Stream, source: &dyn Source) {
+        if self.held.is_empty() {
+            return;
+        }
+        let count = self.held.len() as u64;
+        let spares = &mut self.spares;
+        stream.ring.push_all(self.held.drain(..), |dropped| {
+            if spares.len() < MAX_CHUNKS_PER_WAKE {
+                spares.push(protocol::recycle(dropped));
+            }
+        });
+        Stream::count(&stream.counters.chunks_produced, count);
+        stream.set_source_stats(source.stats());
+    }
+}
+
+/// Whether chunk `seq` is the last of its batch when listeners take `batch` chunks per
+/// wake-up. Batches follow sequence numbers (`seq + 1` a multiple of `batch`), as sessions
+/// ask for them, so the producer's push and the listeners' wake-ups fall together.
+pub fn ends_batch(seq: u64, batch: u64) -> bool {
+    seq.wrapping_add(1) % batch.max(1) == 0
+}
+
+/// When a chunk produced now was produced: a capture device says when its audio was captured.
+fn produced_now(source: &dyn Source) -> SystemTime {
+    source.captured_at().unwrap_or_else(SystemTime::now)
+}
+
+/// The wall-clock time of `t`, given that it is `now`.
+fn system_time_at(t: Instant, now: Instant) -> SystemTime {
+    let wall = SystemTime::now();
+    if t >= now {
+        wall + (t - now)
+    } else {
+        wall.checked_sub(now - t).unwrap_or(wall)
+    }
 }
 
 /// How filling one chunk went.
@@ -439,7 +495,7 @@ mod tests {
         ));
         assert!(stream.aligned());
         let stop = Arc::new(AtomicBool::new(false));
-        let producer = spawn(Box::new(Unseekable), stream.clone(), stop.clone()).unwrap();
+        let producer = spawn(Box::new(Unseekable), stream.clone(), stop.clone(), || 1).unwrap();
         let produced = stream
             .ring
             .wait_first(Instant::now() + Duration::from_secs(2));
@@ -450,6 +506,47 @@ mod tests {
             !stream.aligned(),
             "hello and /api/status must not claim clock alignment"
         );
+    }
+
+    #[test]
+    fn in_batches_a_clock_paced_source_is_pushed_a_batch_at_once_each_chunk_stamped_when_due() {
+        let stream = Arc::new(Stream::new("main", "silence:".into(), CD, 20, 1000, false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = spawn(Box::new(Unseekable), stream.clone(), stop.clone(), || 3).unwrap();
+        assert!(
+            stream
+                .ring
+                .wait_first(Instant::now() + Duration::from_secs(2))
+        );
+        let mut pushes = Vec::new();
+        let until = Instant::now() + Duration::from_millis(400);
+        while Instant::now() < until {
+            let next = stream.ring.next_seq().unwrap();
+            if pushes.last() != Some(&next) {
+                pushes.push(next);
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::Relaxed);
+        producer.join().unwrap();
+        assert!(pushes.len() >= 4, "pushes seen: {pushes:?}");
+        assert!(
+            pushes.iter().all(|next| next % 3 == 0),
+            "each push ends a batch of three: {pushes:?}"
+        );
+        let mut chunks = Vec::new();
+        let oldest = stream.ring.burst_start(1000).unwrap();
+        stream.ring.read_from(oldest, 1000, &mut chunks);
+        assert!(chunks.len() >= 10, "{} chunks", chunks.len());
+        for pair in chunks.windows(2) {
+            let apart = pair[1].produced_us - pair[0].produced_us;
+            assert!(
+                (10_000..=60_000).contains(&apart),
+                "chunks {} and {} stamped {apart} µs apart: not when each was due",
+                pair[0].seq,
+                pair[1].seq
+            );
+        }
     }
 
     #[test]

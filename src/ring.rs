@@ -79,16 +79,29 @@ impl Ring {
     ///
     /// Sequence numbers must increase by one per chunk; the first one may be any number.
     pub fn push(&self, chunk: Chunk) -> Option<Chunk> {
-        let next = chunk.seq.wrapping_add(1);
-        let dropped = {
+        let mut dropped = None;
+        self.push_all(std::iter::once(chunk), |c| dropped = Some(c));
+        dropped
+    }
+
+    /// [`Ring::push`] for several chunks at once (a producer that wakes once per batch): one
+    /// lock and one signal for all of them. Hands each chunk dropped to make room to `dropped`.
+    pub fn push_all(&self, new: impl IntoIterator<Item = Chunk>, mut dropped: impl FnMut(Chunk)) {
+        let mut next = None;
+        {
             let mut chunks = self.chunks.write().unwrap_or_else(|e| e.into_inner());
-            let dropped = if chunks.len() == self.capacity {
-                chunks.pop_front()
-            } else {
-                None
-            };
-            chunks.push_back(chunk);
-            dropped
+            for chunk in new {
+                next = Some(chunk.seq.wrapping_add(1));
+                if chunks.len() == self.capacity {
+                    if let Some(old) = chunks.pop_front() {
+                        dropped(old);
+                    }
+                }
+                chunks.push_back(chunk);
+            }
+        }
+        let Some(next) = next else {
+            return;
         };
         let since_epoch = self.epoch.elapsed().as_nanos().max(1) as u64;
         // Under the lock, so a late reader between its check and its wait cannot miss the wake.
@@ -98,7 +111,6 @@ impl Ring {
         self.next_known.store(true, Ordering::Release);
         drop(guard);
         self.pushed.notify_all();
-        dropped
     }
 
     /// Says which sequence number the first chunk will carry, before it exists, so a reader that
@@ -258,6 +270,22 @@ mod tests {
         assert!(ring.push(chunk(2)).is_none());
         assert_eq!(ring.push(chunk(3)).map(|c| c.seq), Some(1));
         assert_eq!(ring.push(chunk(4)).map(|c| c.seq), Some(2));
+    }
+
+    #[test]
+    fn a_batch_push_drops_what_it_must_in_order_and_announces_the_chunk_after_its_last() {
+        let ring = Ring::new(3, Duration::from_millis(20));
+        ring.push(chunk(1));
+        let mut dropped = Vec::new();
+        ring.push_all((2..=5).map(chunk), |c| dropped.push(c.seq));
+        assert_eq!(dropped, [1, 2]);
+        assert_eq!(ring.next_seq(), Some(6));
+        let mut out = Vec::new();
+        ring.read_from(3, 8, &mut out);
+        assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        // The chunk after the batch is due one period after the push, not three.
+        let due = ring.due(6).unwrap();
+        assert!(due <= Instant::now() + Duration::from_millis(20) + WAKE_SLACK);
     }
 
     #[test]

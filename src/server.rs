@@ -56,6 +56,15 @@ impl Server {
         self.listeners.load(Ordering::Relaxed)
     }
 
+    /// How many chunks listeners take per wake-up now, and the producer reads per wake-up.
+    pub fn wake_chunks(&self) -> u64 {
+        session::wake_every(
+            self.listener_count(),
+            self.stream.chunk_ms,
+            self.config.batch_chunks,
+        )
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }
@@ -232,7 +241,11 @@ pub fn run(config: ServeConfig) -> Result<()> {
         shutting_down: AtomicBool::new(false),
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let producer = producer::spawn(source, stream.clone(), stop.clone())
+    let batch = {
+        let server = server.clone();
+        move || server.wake_chunks()
+    };
+    let producer = producer::spawn(source, stream.clone(), stop.clone(), batch)
         .map_err(|e| Error::io("start producer thread", e))?;
     watch_source_end(server.clone(), producer)?;
     watch_signals(server.clone())?;

@@ -180,7 +180,6 @@ impl ListenerSession<'_> {
     fn serve(&mut self) -> End {
         let stream = &*self.server.stream;
         let burst = stream.chunks_in(self.server.config.burst_ms).max(1);
-        let batch = self.server.config.batch_chunks;
         self.cursor = match stream.ring.burst_start(burst) {
             Some(seq) => seq,
             None => {
@@ -248,10 +247,9 @@ impl ListenerSession<'_> {
             if stream.has_ended() && !stream.ring.has(self.cursor) {
                 return self.close(CloseCode::Normal, "source ended");
             }
-            // Sleep (reading the client meanwhile) until the chunks we want next are due.
-            let want = self
-                .cursor
-                .wrapping_add(wake_every(self.server.listener_count(), stream.chunk_ms, batch) - 1);
+            // Sleep (reading the client meanwhile) until the chunks we want next are due: up
+            // to the end of the batch the cursor is in, which is when the producer pushes it.
+            let want = batch_end(self.cursor, self.server.wake_chunks());
             let deadline = match (self.stalled_since, stream.ring.due(want)) {
                 (None, Some(due)) if due > now => due,
                 _ => now + stream.period(),
@@ -552,6 +550,12 @@ pub fn wake_every(listeners: usize, chunk_ms: u32, batch: Option<u32>) -> u64 {
     chunks.clamp(1, MAX_CHUNKS_PER_WAKE as u64)
 }
 
+/// The last chunk of the batch `seq` is in (see [`crate::producer::ends_batch`]).
+fn batch_end(seq: u64, batch: u64) -> u64 {
+    let batch = batch.max(1);
+    seq.wrapping_add(batch - 1 - seq % batch)
+}
+
 /// A read or write that ended without data moving but without harm either: its timeout ran out,
 /// or a signal interrupted it (socket calls with timeouts are not restarted after SIGSTOP/SIGCONT).
 fn is_timeout(e: &WsError) -> bool {
@@ -571,6 +575,18 @@ mod tests {
         assert_eq!(wake_every(100_000, 100, None), 1);
         assert_eq!(wake_every(100_000, 5, None), 12);
         assert_eq!(wake_every(100_000, 40, None), 1);
+    }
+
+    #[test]
+    fn a_session_wakes_for_the_end_of_the_producers_batch() {
+        assert_eq!(batch_end(30, 3), 32);
+        assert_eq!(batch_end(31, 3), 32);
+        assert_eq!(batch_end(32, 3), 32);
+        assert_eq!(batch_end(33, 3), 35);
+        assert_eq!(batch_end(33, 1), 33);
+        for seq in 30..40 {
+            assert!(crate::producer::ends_batch(batch_end(seq, 3), 3));
+        }
     }
 
     #[test]

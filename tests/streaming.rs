@@ -166,15 +166,31 @@ fn listener_gets_file_audio_exactly_as_decoded() {
     }
 }
 
-/// Reads a listener's live chunks for `span` after the burst, and returns how many arrived and
-/// in how many separate groups: a chunk arriving more than 8 ms after the one before starts a
-/// new group. Fails on a missing or out-of-order chunk.
-fn live_arrival_groups(ws: &mut Ws, span: Duration) -> (u64, u64) {
+/// A listener's live chunks, as [`live_arrival_groups`] saw them.
+struct Arrivals {
+    chunks: u64,
+    /// Runs of chunks that arrived together.
+    groups: u64,
+    /// The sequence number of each group's last chunk.
+    group_ends: Vec<u64>,
+    /// The smallest difference between consecutive chunks' production times, in µs.
+    min_produced_apart_us: u64,
+}
+
+/// Reads a listener's live chunks for `span` after the burst: how many arrived and in how many
+/// separate groups (a chunk arriving more than 8 ms after the one before starts a new group).
+/// Fails on a missing or out-of-order chunk.
+fn live_arrivals(ws: &mut Ws, span: Duration) -> Arrivals {
     let hello = read_json(ws);
     let mut expected = hello["seq"].as_u64().unwrap();
     let joined = Instant::now();
-    let (mut chunks, mut groups) = (0u64, 0u64);
-    let mut previous: Option<Instant> = None;
+    let mut seen = Arrivals {
+        chunks: 0,
+        groups: 0,
+        group_ends: Vec::new(),
+        min_produced_apart_us: u64::MAX,
+    };
+    let mut previous: Option<(Instant, Audio)> = None;
     loop {
         let a = next_audio(ws);
         let now = Instant::now();
@@ -185,13 +201,21 @@ fn live_arrival_groups(ws: &mut Ws, span: Duration) -> (u64, u64) {
             continue;
         }
         if now - joined > Duration::from_millis(500) + span {
-            return (chunks, groups);
+            return seen;
         }
-        if previous.is_none_or(|p| now - p > Duration::from_millis(8)) {
-            groups += 1;
+        match &previous {
+            Some((at, before)) if now - *at <= Duration::from_millis(8) => {
+                let apart = a.produced_us.saturating_sub(before.produced_us);
+                seen.min_produced_apart_us = seen.min_produced_apart_us.min(apart);
+            }
+            Some((_, before)) => {
+                seen.group_ends.push(before.seq);
+                seen.groups += 1;
+            }
+            None => seen.groups += 1,
         }
-        previous = Some(now);
-        chunks += 1;
+        previous = Some((now, a));
+        seen.chunks += 1;
     }
 }
 
@@ -199,12 +223,26 @@ fn live_arrival_groups(ws: &mut Ws, span: Duration) -> (u64, u64) {
 fn a_fixed_batch_sends_chunks_together_in_real_time_and_loses_none() {
     let server = Server::start(&["--source", "tone:", "--batch-ms", "60"]);
     let mut ws = connect(server.addr);
-    let (chunks, groups) = live_arrival_groups(&mut ws, Duration::from_secs(2));
+    let seen = live_arrivals(&mut ws, Duration::from_secs(2));
+    let (chunks, groups) = (seen.chunks, seen.groups);
     // 2 s of 20 ms chunks in threes: about 100 chunks in about 33 groups.
     assert!((85..=115).contains(&chunks), "{chunks} chunks in 2 s");
     assert!(
         groups * 2 <= chunks,
         "{chunks} chunks came in {groups} groups: not batched"
+    );
+    // Batches follow sequence numbers, so the producer pushes a batch when its listeners wake
+    // for it; and each chunk still carries the time its audio was due, not the batch's.
+    let aligned = seen.group_ends.iter().filter(|&&s| s % 3 == 2).count();
+    assert!(
+        aligned * 10 >= seen.group_ends.len() * 9,
+        "groups ended at sequence numbers {:?}, not at ends of batches",
+        seen.group_ends
+    );
+    assert!(
+        seen.min_produced_apart_us >= 10_000,
+        "chunks sent together were stamped {} µs apart, not 20 ms",
+        seen.min_produced_apart_us
     );
 }
 
@@ -213,7 +251,8 @@ fn a_lone_listener_gets_each_chunk_as_it_is_produced() {
     // `--batch-ms auto` batches only from 200 listeners on: a few listeners get low latency.
     let server = Server::start(&["--source", "tone:"]);
     let mut ws = connect(server.addr);
-    let (chunks, groups) = live_arrival_groups(&mut ws, Duration::from_secs(2));
+    let seen = live_arrivals(&mut ws, Duration::from_secs(2));
+    let (chunks, groups) = (seen.chunks, seen.groups);
     assert!((85..=115).contains(&chunks), "{chunks} chunks in 2 s");
     assert!(
         groups * 10 >= chunks * 6,
