@@ -46,8 +46,8 @@ const DEVICE_MAX_BACKLOG: Duration = Duration::from_secs(10);
 /// from the system clock by a hundredth of that (100 ppm), so only an unclocked one is held.
 const DEVICE_DRIFT_ALLOWANCE: u32 = 100;
 
-/// Starts the producer. `batch` says how many chunks listeners take per wake-up now (see
-/// `session::wake_every`): a clock-paced source is read that many chunks at a time.
+/// Starts the producer. `batch` says how many chunks to push per wake-up now
+/// (`session::Wakes::producer_batch`): a clock-paced source is read that many at a time.
 pub fn spawn(
     mut source: Box<dyn Source>,
     stream: Arc<Stream>,

@@ -56,9 +56,9 @@ impl Server {
         self.listeners.load(Ordering::Relaxed)
     }
 
-    /// How many chunks listeners take per wake-up now, and the producer reads per wake-up.
-    pub fn wake_chunks(&self) -> u64 {
-        session::wake_every(
+    /// When sessions and the producer wake, for the listeners connected now.
+    pub fn wakes(&self) -> session::Wakes {
+        session::Wakes::new(
             self.listener_count(),
             self.stream.chunk_ms,
             self.config.batch_chunks,
@@ -243,7 +243,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let batch = {
         let server = server.clone();
-        move || server.wake_chunks()
+        move || server.wakes().producer_batch()
     };
     let producer = producer::spawn(source, stream.clone(), stop.clone(), batch)
         .map_err(|e| Error::io("start producer thread", e))?;

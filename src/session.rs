@@ -247,9 +247,8 @@ impl ListenerSession<'_> {
             if stream.has_ended() && !stream.ring.has(self.cursor) {
                 return self.close(CloseCode::Normal, "source ended");
             }
-            // Sleep (reading the client meanwhile) until the chunks we want next are due: up
-            // to the end of the batch the cursor is in, which is when the producer pushes it.
-            let want = batch_end(self.cursor, self.server.wake_chunks());
+            // Sleep (reading the client meanwhile) until the chunks we want next are due.
+            let want = self.server.wakes().next_want(self.cursor);
             let deadline = match (self.stalled_since, stream.ring.due(want)) {
                 (None, Some(due)) if due > now => due,
                 _ => now + stream.period(),
@@ -550,10 +549,46 @@ pub fn wake_every(listeners: usize, chunk_ms: u32, batch: Option<u32>) -> u64 {
     chunks.clamp(1, MAX_CHUNKS_PER_WAKE as u64)
 }
 
-/// The last chunk of the batch `seq` is in (see [`crate::producer::ends_batch`]).
-fn batch_end(seq: u64, batch: u64) -> u64 {
-    let batch = batch.max(1);
-    seq.wrapping_add(batch - 1 - seq % batch)
+/// Listeners from which sessions stagger their batches instead of waking together.
+pub const STAGGER_FROM: usize = AUTO_BATCH_FROM;
+
+/// When sessions and the producer wake, for the number of listeners connected now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wakes {
+    /// Chunks a session asks for per wake-up ([`wake_every`]).
+    pub chunks: u64,
+    /// Whether batches follow sequence numbers (`seq + 1` a multiple of `chunks`), so every
+    /// session and the producer wake together once per batch. Below [`STAGGER_FROM`]
+    /// listeners that is cheapest: one wake-up of an idle machine instead of several. From
+    /// there on each session's batches start where its cursor is, which spreads the sessions
+    /// over the chunk periods: two thousand threads made runnable at once took 5–8 % more of
+    /// one core and added about 10 ms to p99 latency (BENCHMARKS.md).
+    pub together: bool,
+}
+
+impl Wakes {
+    pub fn new(listeners: usize, chunk_ms: u32, batch: Option<u32>) -> Wakes {
+        Wakes {
+            chunks: wake_every(listeners, chunk_ms, batch),
+            together: listeners < STAGGER_FROM,
+        }
+    }
+
+    /// The chunk a session at `cursor` sleeps until: the last of its batch.
+    pub fn next_want(self, cursor: u64) -> u64 {
+        let batch = self.chunks.max(1);
+        if self.together {
+            cursor.wrapping_add(batch - 1 - cursor % batch)
+        } else {
+            cursor.wrapping_add(batch - 1)
+        }
+    }
+
+    /// How many chunks the producer of a clock-paced source cuts per wake-up: a whole batch
+    /// when sessions wake together, else one, so that staggered sessions find theirs.
+    pub fn producer_batch(self) -> u64 {
+        if self.together { self.chunks.max(1) } else { 1 }
+    }
 }
 
 /// A read or write that ended without data moving but without harm either: its timeout ran out,
@@ -578,15 +613,27 @@ mod tests {
     }
 
     #[test]
-    fn a_session_wakes_for_the_end_of_the_producers_batch() {
-        assert_eq!(batch_end(30, 3), 32);
-        assert_eq!(batch_end(31, 3), 32);
-        assert_eq!(batch_end(32, 3), 32);
-        assert_eq!(batch_end(33, 3), 35);
-        assert_eq!(batch_end(33, 1), 33);
+    fn a_few_sessions_wake_for_the_end_of_the_producers_batch() {
+        let wakes = Wakes::new(STAGGER_FROM - 1, 20, Some(3));
+        assert_eq!(wakes.producer_batch(), 3);
+        assert_eq!(wakes.next_want(30), 32);
+        assert_eq!(wakes.next_want(31), 32);
+        assert_eq!(wakes.next_want(32), 32);
+        assert_eq!(wakes.next_want(33), 35);
         for seq in 30..40 {
-            assert!(crate::producer::ends_batch(batch_end(seq, 3), 3));
+            assert!(crate::producer::ends_batch(wakes.next_want(seq), 3));
         }
+        assert_eq!(Wakes::new(1, 20, None).next_want(31), 31);
+    }
+
+    #[test]
+    fn many_sessions_stagger_their_batches_and_the_producer_pushes_every_chunk() {
+        let wakes = Wakes::new(STAGGER_FROM, 20, None);
+        assert_eq!(wakes.chunks, 3);
+        assert_eq!(wakes.producer_batch(), 1);
+        assert_eq!(wakes.next_want(30), 32);
+        assert_eq!(wakes.next_want(31), 33);
+        assert_eq!(wakes.next_want(32), 34);
     }
 
     #[test]
