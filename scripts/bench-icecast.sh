@@ -14,7 +14,8 @@
 # by side with Icecast") and benchmarks/{earshot,icecast}-compare*.{csv,svg}.
 #
 # Environment: LADDER, STEP_S, SETTLE_S, BATCHES (earshot's --batch-ms values, one ladder
-# each), EARSHOT_PORT, ICECAST_PORT, RECORD=0 to leave BENCHMARKS.md as it is.
+# each), EARSHOT_PORT, ICECAST_PORT, RECORD=0 to leave BENCHMARKS.md and benchmarks/ as they
+# are (the CSVs and SVGs then go to target/bench/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
@@ -27,8 +28,10 @@ BATCHES=${BATCHES:-auto 60}
 ICECAST_PORT=${ICECAST_PORT:-18000}
 RECORD=${RECORD:-1}
 LOGS=$PWD/target/bench
+OUT=benchmarks
+[ "$RECORD" = 1 ] || OUT=$LOGS
 BYTE_RATE=176400
-mkdir -p "$LOGS" benchmarks
+mkdir -p "$LOGS" "$OUT"
 trap bench_cleanup EXIT
 
 # --- what is needed -------------------------------------------------------------------------
@@ -63,7 +66,7 @@ for batch in $BATCHES; do
   earshot=$BENCH_SERVER_PID
   earshot_cmd=("$bin" bench "ws://127.0.0.1:$EARSHOT_PORT/ws" "${bench_args[@]}"
     --server-pid "$earshot" --label "earshot-$batch"
-    --csv "benchmarks/$name.csv" --svg "benchmarks/$name.svg")
+    --csv "$OUT/$name.csv" --svg "$OUT/$name.svg")
   echo "bench-icecast: ${earshot_cmd[*]} (at most $limit s)"
   timeout "$limit" "${earshot_cmd[@]}" | tee "$LOGS/$name.txt"
   bench_stop "$earshot"
@@ -143,7 +146,7 @@ done
 sleep 1
 icecast_cmd=("$bin" bench "http://127.0.0.1:$ICECAST_PORT/earshot.wav" "${bench_args[@]}"
   --server-pid "$icecast" --label icecast --byte-rate "$BYTE_RATE"
-  --csv benchmarks/icecast-compare.csv --svg benchmarks/icecast-compare.svg)
+  --csv "$OUT/icecast-compare.csv" --svg "$OUT/icecast-compare.svg")
 echo "bench-icecast: ${icecast_cmd[*]} (at most $limit s)"
 # The feed does for Icecast what earshot's producer does inside earshot (reads the file and
 # paces it in real time), so its CPU over the ladder is recorded too.
@@ -182,12 +185,12 @@ compare_table() {
         f(e_us[n], 0), f(i_us[n], 0), ratio(e_us[n], i_us[n]), f(e_add[n], 0), f(i_add[n], 0),
         ratio(e_add[n], i_add[n]), f(whole, 1), ratio(e_cpu[n], whole), f(e_rss[n], 1), f(i_rss[n], 1),
         f(e_kib[n], 1), f(i_kib[n], 1), ratio(e_kib[n], i_kib[n]), f(e_ok[n], 3), f(i_ok[n], 2), f(e_p99[n], 1) }
-  }' "$1" benchmarks/icecast-compare.csv
+  }' "$1" "$OUT/icecast-compare.csv"
 }
 for batch in $BATCHES; do
   name=$(compare_name "$batch")
   echo "earshot --batch-ms $batch against Icecast:"
-  compare_table "benchmarks/$name.csv" | tee "$LOGS/compare-$batch.md"
+  compare_table "$OUT/$name.csv" | tee "$LOGS/compare-$batch.md"
 done
 
 if [ "$RECORD" = 1 ]; then

@@ -5,8 +5,8 @@
 # plus benchmarks/earshot-ladder.{csv,svg}. Bounded in time; stops only the server it started.
 #
 # Environment: LADDER (listener counts), STEP_S (seconds measured per step), SETTLE_S, SOURCE
-# (what the server streams), BATCH (its --batch-ms), PORT, RECORD=0 to leave BENCHMARKS.md as
-# it is.
+# (what the server streams), BATCH (its --batch-ms), PORT, RECORD=0 to leave BENCHMARKS.md and
+# benchmarks/ as they are (the CSV and SVG then go to target/bench/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-lib.sh
@@ -20,7 +20,9 @@ BATCH=${BATCH:-auto}
 PORT=${PORT:-18080}
 RECORD=${RECORD:-1}
 LOGS=target/bench
-mkdir -p "$LOGS" benchmarks
+OUT=benchmarks
+[ "$RECORD" = 1 ] || OUT=$LOGS
+mkdir -p "$LOGS" "$OUT"
 trap bench_cleanup EXIT
 bench_need curl:curl
 
@@ -40,7 +42,7 @@ steps=$(tr ',' '\n' <<<"$LADDER" | wc -l)
 limit=$((steps * (STEP_S + SETTLE_S + 20) + 60))
 cmd=("$bin" bench "ws://127.0.0.1:$PORT/ws" --clients "$LADDER" --duration "$STEP_S"
   --settle "$SETTLE_S" --server-pid "$server" --label earshot
-  --csv benchmarks/earshot-ladder.csv --svg benchmarks/earshot-ladder.svg
+  --csv "$OUT/earshot-ladder.csv" --svg "$OUT/earshot-ladder.svg"
   --markdown "$LOGS/earshot-ladder.md")
 echo "bench: ${cmd[*]} (at most $limit s)"
 started=$(date -u +%Y-%m-%dT%H:%MZ)
