@@ -8,7 +8,9 @@
 //! Waking is designed for thousands of readers on two cores: instead of one broadcast per chunk
 //! (every reader woken, every reader taking the same mutex), a reader sleeps on its own timer until
 //! the chunk it wants is due, and only falls back to the condition variable when the producer is
-//! late. A reader that asks for several chunks at once (coalescing) wakes that many times less.
+//! late. A reader that asks for several chunks at once (coalescing) wakes that many times less;
+//! with few readers, the producer then pushes a whole batch at once, when they wake for it
+//! (`session::Wakes`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
