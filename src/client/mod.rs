@@ -23,6 +23,7 @@ pub mod play;
 pub mod procstat;
 pub mod report;
 pub mod results;
+pub mod schedule;
 pub mod stats;
 pub mod timeline;
 pub mod wavout;

@@ -1,13 +1,11 @@
 //! One load-generator thread: many listeners' non-blocking sockets, read on a schedule.
 //!
-//! No chunk can arrive before it is produced, so after reading chunk `n` a socket is not read
-//! again until chunk `n+1` has been produced (its production time is known from chunk `n`'s
-//! header and the clock offset), and then every `--poll-ms` until it comes, doubling the wait up
-//! to four times while nothing does (a server that sends several chunks at once, or is late).
-//! The thread sleeps until its earliest due socket. For every read that brings new audio, the
-//! time it may have waited in the socket (since the later of the previous read and its
-//! production) is recorded as `lag`: the part of the measured latency that may be the
-//! generator's own.
+//! Each socket is read when its next data can have arrived ([`ReadSchedule`]: not before the
+//! next chunk is produced, or the end of the group when the server sends several at once, then
+//! every `--poll-ms`). The thread sleeps until its earliest due socket. For every read that
+//! brings new audio, the time it may have waited in the socket (since the later of the previous
+//! read and its production) is recorded as `lag`: the part of the measured latency that may be
+//! the generator's own.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -19,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::clock::{self, unix_us};
 use crate::client::loadgen::{ListenerReport, LoadConfig, WindowReport};
+use crate::client::schedule::{Pace, ReadSchedule};
 use crate::client::stats::Jitter;
 use crate::client::wsframe::{self, FrameReader, Item};
 use crate::protocol::ServerMessage;
@@ -28,9 +27,7 @@ const SCRATCH: usize = 64 * 1024;
 /// HTTP streams carry no timestamps, so they are simply drained this often.
 const HTTP_POLL: Duration = Duration::from_millis(25);
 /// Data does not arrive sooner than this after production, even on loopback.
-const ARRIVAL_LEAD_US: i64 = 1000;
-/// A socket that keeps coming up empty is read every `poll << MAX_BACKOFF_SHIFT` at most.
-const MAX_BACKOFF_SHIFT: u32 = 2;
+const ARRIVAL_LEAD_US: u64 = 1000;
 /// A worker looks at its command queue at least this often.
 const MAX_SLEEP: Duration = Duration::from_millis(20);
 
@@ -67,10 +64,8 @@ pub struct Listener {
     next_seq: Option<u64>,
     announced_skip_to: Option<u64>,
     newest: Option<(u64, u64)>,
-    /// When this socket was last read (this machine's clock, µs since the epoch), and how many
-    /// reads in a row found nothing.
-    last_read_us: u64,
-    empty_reads: u32,
+    /// When this socket was read last, and is read next.
+    schedule: ReadSchedule,
     /// The production time (server clock) of the oldest live chunk the current read brought.
     first_new_produced_us: Option<u64>,
     /// Alive when the window started, so its numbers count.
@@ -250,32 +245,32 @@ impl Worker {
         // its production: that bounds how much of its measured latency is the generator's.
         if let (Some(first), true) = (l.first_new_produced_us, self.window.active) {
             let produced_local = first as i64 - self.config.clock_offset_us;
-            let could_arrive = produced_local.max(l.last_read_us as i64);
+            let could_arrive = produced_local.max(l.schedule.last_read_us() as i64);
             let waited = (read_at as i64 - could_arrive).max(0) as u64;
             self.window.report.lag.record(waited);
         }
-        l.last_read_us = read_at;
         let now = Instant::now();
-        let poll = self.config.poll;
-        let got_new = l.newest != newest_before;
-        l.next_poll = match (&l.frames, l.newest) {
-            (None, _) => now + HTTP_POLL,
+        l.next_poll = match &l.frames {
+            None => now + HTTP_POLL,
             // The rest of a message is on its way.
-            (Some(frames), _) if !frames.at_boundary() => now + poll,
-            (Some(_), Some((_, produced))) if got_new => {
-                l.empty_reads = 0;
-                // Nothing can arrive before the next chunk is produced.
-                let next_produced = produced as i64 - self.config.clock_offset_us
-                    + self.config.chunk_us as i64
-                    + ARRIVAL_LEAD_US;
-                let wait_us = (next_produced - unix_us() as i64).max(0) as u64;
-                now + poll.max(Duration::from_micros(wait_us))
-            }
-            // Nothing yet: read again soon, less often the longer nothing comes (a server that
-            // sends several chunks at once, or is late), at most every `MAX_BACKOFF` polls.
-            _ => {
-                l.empty_reads = l.empty_reads.saturating_add(1);
-                now + poll * (1 << l.empty_reads.min(MAX_BACKOFF_SHIFT + 1).saturating_sub(1))
+            Some(frames) if !frames.at_boundary() => now + self.config.poll,
+            Some(_) => {
+                let new_chunks = match (newest_before, l.newest) {
+                    (Some((before, _)), Some((after, _))) => after.saturating_sub(before),
+                    (None, Some(_)) => 1,
+                    _ => 0,
+                };
+                let offset = self.config.clock_offset_us;
+                let newest_due = l
+                    .newest
+                    .map(|(_, produced)| (produced as i64 - offset).max(0) as u64);
+                let pace = Pace {
+                    chunk_us: self.config.chunk_us.round() as u64,
+                    poll_us: self.config.poll.as_micros() as u64,
+                    lead_us: ARRIVAL_LEAD_US,
+                };
+                let next = l.schedule.after_read(read_at, new_chunks, newest_due, pace);
+                now + Duration::from_micros(next.saturating_sub(unix_us()))
             }
         };
     }
@@ -342,8 +337,7 @@ impl Listener {
             next_seq: None,
             announced_skip_to: None,
             newest: None,
-            last_read_us: unix_us(),
-            empty_reads: 0,
+            schedule: ReadSchedule::new(unix_us()),
             first_new_produced_us: None,
             counted: false,
             report: ListenerReport::default(),

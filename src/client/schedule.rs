@@ -1,0 +1,202 @@
+//! When the load generator reads one listener's socket next.
+//!
+//! std has no readiness API, so a socket is read when data can have arrived: never before the
+//! next chunk's production time (known from the newest chunk's header and the clock offset),
+//! then every `--poll-ms`, doubling up to four times while nothing comes.
+//!
+//! A server that sends several chunks at once (`--batch-ms`, or earshot's default under load)
+//! leaves the read at the next chunk's production time empty every time, and the polls after it
+//! too until the group comes. So the schedule learns the group: when chunks came together
+//! between two reads less than a chunk apart, that many chunks are what the server sends at
+//! once, and after an empty first read the next one waits for the end of the group. A server
+//! that sends each chunk as it is produced is read once per chunk, as before. A group that
+//! shrinks is seen at the first read that brings fewer chunks; a read that finds its newest
+//! chunk waiting for more than a chunk period was late, and the group is learned again.
+
+/// The largest group learned: the most an earshot session sends at once.
+const MAX_GROUP: u64 = crate::session::MAX_CHUNKS_PER_WAKE as u64;
+/// A socket that keeps coming up empty is read every `poll << MAX_BACKOFF_SHIFT` at most.
+const MAX_BACKOFF_SHIFT: u32 = 2;
+
+/// What the schedule needs to know about the stream and the generator, in µs.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub chunk_us: u64,
+    /// How often a socket that is waiting for data is read (`--poll-ms`).
+    pub poll_us: u64,
+    /// Data does not arrive sooner than this after production, even on loopback.
+    pub lead_us: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadSchedule {
+    /// When the socket was last read (this machine's clock, µs since the epoch).
+    last_read_us: u64,
+    /// Reads in a row that found nothing.
+    empty_reads: u32,
+    /// How many chunks the server sends this listener at once, as last seen.
+    group: u64,
+}
+
+impl ReadSchedule {
+    pub fn new(now_us: u64) -> ReadSchedule {
+        ReadSchedule {
+            last_read_us: now_us,
+            empty_reads: 0,
+            group: 1,
+        }
+    }
+
+    /// When the socket was last read.
+    pub fn last_read_us(&self) -> u64 {
+        self.last_read_us
+    }
+
+    /// Chunks the server is taken to send at once.
+    pub fn group(&self) -> u64 {
+        self.group
+    }
+
+    /// Records a read at `read_us` that brought `new_chunks` chunks past the newest one seen
+    /// before, and returns when to read next (same clock). `newest_due_us` is the newest chunk's
+    /// production time on this machine's clock, if any chunk came yet.
+    pub fn after_read(
+        &mut self,
+        read_us: u64,
+        new_chunks: u64,
+        newest_due_us: Option<u64>,
+        pace: Pace,
+    ) -> u64 {
+        let previous_read = std::mem::replace(&mut self.last_read_us, read_us);
+        let soonest = read_us + pace.poll_us;
+        if new_chunks > 0 {
+            let late = newest_due_us.is_some_and(|due| due + pace.chunk_us < read_us);
+            if self.empty_reads > 0 && read_us.saturating_sub(previous_read) < pace.chunk_us {
+                // They came in between two reads less than a chunk apart: sent together.
+                self.group = new_chunks.clamp(1, MAX_GROUP);
+            } else if late {
+                // Read late (a guessed group too long, or a backlog): learn it again.
+                self.group = 1;
+            } else if new_chunks < self.group {
+                self.group = new_chunks;
+            }
+            self.empty_reads = 0;
+            // Nothing can arrive before the next chunk is produced.
+            return newest_due_us.map_or(soonest, |due| {
+                soonest.max(due + pace.chunk_us + pace.lead_us)
+            });
+        }
+        self.empty_reads = self.empty_reads.saturating_add(1);
+        if let Some(due) = newest_due_us.filter(|_| self.empty_reads == 1 && self.group > 1) {
+            // Not sent as produced: the rest of the group comes with its last chunk.
+            return soonest.max(due + self.group * pace.chunk_us + pace.lead_us);
+        }
+        let backoff = (self.empty_reads - 1).min(MAX_BACKOFF_SHIFT);
+        read_us + (pace.poll_us << backoff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACE: Pace = Pace {
+        chunk_us: 20_000,
+        poll_us: 4_000,
+        lead_us: 1_000,
+    };
+
+    /// Reads a server that sends chunk `n` (due at `n * 20 ms`) at the due time of the last
+    /// chunk of its group of `group`, for `chunks` chunks; returns the reads made and the
+    /// longest time a chunk waited in the socket.
+    fn read_server(schedule: &mut ReadSchedule, group: u64, chunks: u64) -> (u64, u64) {
+        let sent_at = |n: u64| (n / group * group + group - 1) * PACE.chunk_us;
+        let mut newest: Option<u64> = None;
+        let mut at = 0;
+        let (mut reads, mut longest_wait) = (0, 0);
+        while newest.is_none_or(|n| n + 1 < chunks) {
+            reads += 1;
+            let first = newest.map_or(0, |n| n + 1);
+            let mut brought = 0;
+            while first + brought < chunks && sent_at(first + brought) <= at {
+                longest_wait = longest_wait.max(at - sent_at(first + brought));
+                brought += 1;
+            }
+            if brought > 0 {
+                newest = Some(first + brought - 1);
+            }
+            let due = newest.map(|n| n * PACE.chunk_us);
+            at = schedule.after_read(at, brought, due, PACE);
+        }
+        (reads, longest_wait)
+    }
+
+    #[test]
+    fn a_server_sending_each_chunk_is_read_once_per_chunk() {
+        let mut schedule = ReadSchedule::new(0);
+        let (reads, waited) = read_server(&mut schedule, 1, 100);
+        assert!(reads <= 101, "{reads} reads for 100 chunks");
+        assert!(waited <= PACE.lead_us + PACE.poll_us, "waited {waited} µs");
+        assert_eq!(schedule.group(), 1);
+    }
+
+    #[test]
+    fn a_server_sending_groups_is_read_twice_per_group_once_learned() {
+        let mut schedule = ReadSchedule::new(0);
+        // Learning: the first group is found by polling.
+        read_server(&mut schedule, 3, 3);
+        assert_eq!(schedule.group(), 3);
+        let mut schedule = ReadSchedule::new(0);
+        let (reads, waited) = read_server(&mut schedule, 3, 300);
+        // One empty read at the next chunk's time, one at the group's end; a few more while
+        // learning. Polling every 4 ms, doubling, took four or five.
+        assert!(reads <= 2 * 100 + 6, "{reads} reads for 100 groups");
+        assert!(waited <= PACE.lead_us + PACE.poll_us, "waited {waited} µs");
+    }
+
+    #[test]
+    fn a_group_that_shrinks_is_followed() {
+        let mut schedule = ReadSchedule::new(0);
+        read_server(&mut schedule, 3, 30);
+        assert_eq!(schedule.group(), 3);
+        // The server now sends each chunk: the first read brings one, so groups are over.
+        let next = schedule.after_read(621_000, 1, Some(620_000), PACE);
+        assert_eq!(schedule.group(), 1);
+        assert_eq!(next, 641_000, "the next chunk's time, not the group's end");
+    }
+
+    #[test]
+    fn a_backlog_read_late_is_not_taken_for_a_group() {
+        let mut schedule = ReadSchedule::new(0);
+        // A read that came long after the previous one finds five chunks: the generator was
+        // late, the server need not have sent them together.
+        schedule.after_read(10_000, 1, Some(0), PACE);
+        schedule.after_read(15_000, 0, Some(0), PACE);
+        schedule.after_read(120_000, 5, Some(100_000), PACE);
+        assert_eq!(schedule.group(), 1);
+    }
+
+    #[test]
+    fn a_group_read_late_is_learned_again() {
+        let mut schedule = ReadSchedule::new(0);
+        read_server(&mut schedule, 3, 30);
+        assert_eq!(schedule.group(), 3);
+        // The newest chunk the read brought had been waiting for 50 ms.
+        schedule.after_read(1_050_000, 3, Some(1_000_000), PACE);
+        assert_eq!(schedule.group(), 1);
+    }
+
+    #[test]
+    fn a_late_server_is_polled_ever_less_often_up_to_four_polls() {
+        let mut schedule = ReadSchedule::new(0);
+        let mut at = schedule.after_read(0, 1, Some(0), PACE);
+        assert_eq!(at, 21_000);
+        let mut gaps = Vec::new();
+        for _ in 0..5 {
+            let next = schedule.after_read(at, 0, Some(0), PACE);
+            gaps.push(next - at);
+            at = next;
+        }
+        assert_eq!(gaps, [4_000, 8_000, 16_000, 16_000, 16_000]);
+    }
+}
