@@ -598,36 +598,6 @@ impl Drop for JackMic {
     }
 }
 
-/// Freezes the thread called `thread` of process `pid` for `time`, and only that thread:
-/// SIGSTOP would stop the whole process, the ALSA plugin's own thread with it. Uses the cgroup
-/// v1 freezer, which takes single threads (the tests run as root).
-fn freeze_thread(pid: u32, thread: &str, time: Duration) {
-    let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| t.ok())
-        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == thread))
-        .unwrap_or_else(|| panic!("no thread called {thread} in process {pid}"))
-        .file_name();
-    let tid = tid.to_str().unwrap();
-    let root = Path::new("/sys/fs/cgroup/freezer");
-    let group = root.join(format!("earshot-test-{}", std::process::id()));
-    std::fs::create_dir_all(&group).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (this test needs the cgroup v1 freezer and root)",
-            group.display()
-        )
-    });
-    let write = |file: &Path, text: &str| {
-        std::fs::write(file, text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
-    };
-    write(&group.join("tasks"), tid);
-    write(&group.join("freezer.state"), "FROZEN");
-    std::thread::sleep(time);
-    write(&group.join("freezer.state"), "THAWED");
-    write(&root.join("tasks"), tid);
-    let _ = std::fs::remove_dir(&group);
-}
-
 #[test]
 fn a_capture_overrun_is_recovered_and_the_audio_it_lost_is_a_sequence_gap() {
     let mic = JackMic::start("overrun");
@@ -637,7 +607,7 @@ fn a_capture_overrun_is_recovered_and_the_audio_it_lost_is_a_sequence_gap() {
     let before: Vec<Audio> = (0..25).map(|_| next_audio(&mut ws)).collect();
     // Only the thread that reads the device stops; the device (JACK's clock, in the plugin's
     // thread) runs on and overruns its 500 ms buffer.
-    freeze_thread(server.pid(), "producer", Duration::from_secs(2));
+    cgroup::freeze_thread(server.pid(), "producer", Duration::from_secs(2));
     // What was read before the stop comes first, then a jump: none within 3 s of audio is a
     // stream that hides its loss.
     let mut last = before.last().unwrap().seq;

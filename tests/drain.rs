@@ -147,3 +147,39 @@ fn sigterm_drains_instead_of_closing_with_drain_on_sigterm() {
     );
     assert_eq!(server.wait_exit(Duration::from_secs(5)), Some(0));
 }
+
+#[test]
+fn a_drain_that_cannot_start_its_timer_shuts_down_at_once_instead_of_hanging() {
+    let mut server = Server::start(&["--source", "tone:", "--drain-grace-ms", "30000"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    next_audio(&mut ws);
+    // The machine will not give the server another thread, and the drain's timer is one.
+    let _cap = cgroup::ThreadCap::new(server.pid(), "drain");
+    let started = Instant::now();
+    server.signal("USR1");
+    // Without its timer the drain cannot keep its 30 s grace; it must not leave the process
+    // draining for ever either: it shuts down, and says why.
+    let closing = wait_close(&mut ws);
+    assert_eq!(closing.code, Some(CloseCode::Away));
+    assert!(
+        matches!(
+            closing.bye.as_deref(),
+            Some("drained" | "server shutting down")
+        ),
+        "bye {:?}",
+        closing.bye
+    );
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let log = server.stderr();
+    assert!(
+        log.contains("shutting down: cannot start the drain timer, so no grace period"),
+        "{log}"
+    );
+}

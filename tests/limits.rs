@@ -1,5 +1,6 @@
 //! Connection limits one at a time: slowloris cut off by the head timeout while others are
-//! served, silent connections closed by the idle timeout, and the per-address connection limit.
+//! served, silent connections closed by the idle timeout, the per-address connection limit, and
+//! a machine that will not start another thread.
 
 mod support;
 
@@ -143,4 +144,35 @@ fn a_trusted_proxy_is_not_limited_per_address() {
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect();
     assert_eq!(http_get(server.addr, "/healthz").0, 200);
+}
+
+#[test]
+fn with_no_thread_to_spare_a_new_connection_is_dropped_and_listeners_keep_streaming() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    let mut seq = next_audio(&mut ws).seq;
+    let cap = cgroup::ThreadCap::new(server.pid(), "connect");
+    // Each connection needs its own thread: without one it is closed unanswered, and logged.
+    let refused = try_connect(server.addr, "/ws");
+    assert!(refused.is_err(), "a connection was served without a thread");
+    assert!(
+        server.wait_log("cannot start a connection thread: ", Duration::from_secs(2)),
+        "{}",
+        server.stderr()
+    );
+    // The listener that has its thread streams on without a gap.
+    for _ in 0..50 {
+        let audio = next_audio(&mut ws);
+        assert_eq!(audio.seq, seq + 1, "a gap while threads were short");
+        seq = audio.seq;
+    }
+    // With threads again, connections are served as before.
+    drop(cap);
+    let mut second = try_connect(server.addr, "/ws").expect("served once threads are back");
+    assert_eq!(read_json(&mut second)["type"], "hello");
+    assert_eq!(
+        get_json(server.addr, "/api/status").1["listeners"]["current"],
+        2
+    );
 }

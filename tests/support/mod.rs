@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 use tungstenite::protocol::WebSocket;
 
+pub mod cgroup;
 pub mod listen;
 pub mod proxy;
 
