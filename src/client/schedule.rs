@@ -5,13 +5,15 @@
 //! then every `--poll-ms`, doubling up to four times while nothing comes.
 //!
 //! A server that sends several chunks at once (`--batch-ms`, or earshot's default under load)
-//! leaves the read at the next chunk's production time empty every time, and the polls after it
-//! too until the group comes. So the schedule learns the group: when chunks came together
-//! between two reads less than a chunk apart, that many chunks are what the server sends at
-//! once, and after an empty first read the next one waits for the end of the group. A server
-//! that sends each chunk as it is produced is read once per chunk, as before. A group that
-//! shrinks is seen at the first read that brings fewer chunks; a read that finds its newest
-//! chunk waiting for more than a chunk period was late, and the group is learned again.
+//! would leave that first read empty every time, and the polls after it too until the group
+//! comes. So the schedule learns the group: when chunks came together between two reads less
+//! than a chunk apart, that many chunks are what the server sends at once, and the next read
+//! is one poll before the group's last chunk is produced, then every poll. That read usually
+//! finds nothing, and is kept on purpose: the read that finds the group then follows an empty
+//! one by a poll, which bounds how long the audio may have waited in the socket (`lag`). A
+//! server that sends each chunk as it is produced is read as before. A group that shrinks is
+//! seen at the first read that brings fewer chunks; a read that finds its newest chunk
+//! waiting for more than a chunk period was late, and the group is learned again.
 
 /// The largest group learned: the most an earshot session sends at once.
 const MAX_GROUP: u64 = crate::session::MAX_CHUNKS_PER_WAKE as u64;
@@ -81,16 +83,15 @@ impl ReadSchedule {
                 self.group = new_chunks;
             }
             self.empty_reads = 0;
-            // Nothing can arrive before the next chunk is produced.
+            // Nothing can arrive before the next chunk is produced, nor from a server that sends
+            // groups before the group's last one is: read a poll before that.
             return newest_due_us.map_or(soonest, |due| {
-                soonest.max(due + pace.chunk_us + pace.lead_us)
+                let arrives = due + self.group * pace.chunk_us + pace.lead_us;
+                let early = if self.group > 1 { pace.poll_us } else { 0 };
+                soonest.max(arrives.saturating_sub(early))
             });
         }
         self.empty_reads = self.empty_reads.saturating_add(1);
-        if let Some(due) = newest_due_us.filter(|_| self.empty_reads == 1 && self.group > 1) {
-            // Not sent as produced: the rest of the group comes with its last chunk.
-            return soonest.max(due + self.group * pace.chunk_us + pace.lead_us);
-        }
         let backoff = (self.empty_reads - 1).min(MAX_BACKOFF_SHIFT);
         read_us + (pace.poll_us << backoff)
     }
@@ -106,37 +107,60 @@ mod tests {
         lead_us: 1_000,
     };
 
+    /// What reading a server for a while came to.
+    struct Reading {
+        reads: u64,
+        /// The longest a chunk waited in the socket.
+        longest_wait: u64,
+        /// The largest `lag` the generator would record once the first two groups are in: from
+        /// the later of the previous read and the first new chunk's production to the read that
+        /// brought it.
+        loosest_lag: u64,
+    }
+
     /// Reads a server that sends chunk `n` (due at `n * 20 ms`) at the due time of the last
-    /// chunk of its group of `group`, for `chunks` chunks; returns the reads made and the
-    /// longest time a chunk waited in the socket.
-    fn read_server(schedule: &mut ReadSchedule, group: u64, chunks: u64) -> (u64, u64) {
-        let sent_at = |n: u64| (n / group * group + group - 1) * PACE.chunk_us;
+    /// chunk of its group of `group`, for `chunks` chunks.
+    fn read_server(schedule: &mut ReadSchedule, group: u64, chunks: u64) -> Reading {
+        let due = |n: u64| n * PACE.chunk_us;
+        let sent_at = |n: u64| due(n / group * group + group - 1);
         let mut newest: Option<u64> = None;
         let mut at = 0;
-        let (mut reads, mut longest_wait) = (0, 0);
+        let mut reading = Reading {
+            reads: 0,
+            longest_wait: 0,
+            loosest_lag: 0,
+        };
         while newest.is_none_or(|n| n + 1 < chunks) {
-            reads += 1;
+            reading.reads += 1;
             let first = newest.map_or(0, |n| n + 1);
             let mut brought = 0;
             while first + brought < chunks && sent_at(first + brought) <= at {
-                longest_wait = longest_wait.max(at - sent_at(first + brought));
+                reading.longest_wait = reading.longest_wait.max(at - sent_at(first + brought));
                 brought += 1;
             }
             if brought > 0 {
                 newest = Some(first + brought - 1);
+                if first >= 2 * group {
+                    let lag = at - due(first).max(schedule.last_read_us());
+                    reading.loosest_lag = reading.loosest_lag.max(lag);
+                }
             }
-            let due = newest.map(|n| n * PACE.chunk_us);
-            at = schedule.after_read(at, brought, due, PACE);
+            at = schedule.after_read(at, brought, newest.map(due), PACE);
         }
-        (reads, longest_wait)
+        reading
     }
 
     #[test]
     fn a_server_sending_each_chunk_is_read_once_per_chunk() {
         let mut schedule = ReadSchedule::new(0);
-        let (reads, waited) = read_server(&mut schedule, 1, 100);
-        assert!(reads <= 101, "{reads} reads for 100 chunks");
-        assert!(waited <= PACE.lead_us + PACE.poll_us, "waited {waited} µs");
+        let r = read_server(&mut schedule, 1, 100);
+        assert!(r.reads <= 101, "{} reads for 100 chunks", r.reads);
+        assert!(
+            r.longest_wait <= PACE.lead_us,
+            "waited {} µs",
+            r.longest_wait
+        );
+        assert!(r.loosest_lag <= PACE.lead_us, "lag {} µs", r.loosest_lag);
         assert_eq!(schedule.group(), 1);
     }
 
@@ -147,11 +171,22 @@ mod tests {
         read_server(&mut schedule, 3, 3);
         assert_eq!(schedule.group(), 3);
         let mut schedule = ReadSchedule::new(0);
-        let (reads, waited) = read_server(&mut schedule, 3, 300);
-        // One empty read at the next chunk's time, one at the group's end; a few more while
-        // learning. Polling every 4 ms, doubling, took four or five.
-        assert!(reads <= 2 * 100 + 6, "{reads} reads for 100 groups");
-        assert!(waited <= PACE.lead_us + PACE.poll_us, "waited {waited} µs");
+        let r = read_server(&mut schedule, 3, 300);
+        // One empty read a poll before the group's end, one that finds it; a few more while
+        // learning. Polling from the next chunk's time every 4 ms, doubling, took four or five.
+        assert!(r.reads <= 2 * 100 + 6, "{} reads for 100 groups", r.reads);
+        assert!(
+            r.longest_wait <= PACE.lead_us + PACE.poll_us,
+            "waited {} µs",
+            r.longest_wait
+        );
+        // Each read that finds a group follows an empty one by a poll, so `lag` stays what it
+        // is for a server that sends every chunk: not the 40 ms since the group began.
+        assert!(
+            r.loosest_lag <= PACE.lead_us + PACE.poll_us,
+            "lag {} µs",
+            r.loosest_lag
+        );
     }
 
     #[test]
