@@ -59,6 +59,12 @@ impl ReadSchedule {
         self.group
     }
 
+    /// Records a read at `read_us` that ended inside a message: the rest is on its way, so
+    /// the caller reads again a poll later, and only the time of the last read moves.
+    pub fn read_part(&mut self, read_us: u64) {
+        self.last_read_us = read_us;
+    }
+
     /// Records a read at `read_us` that brought `new_chunks` chunks past the newest one seen
     /// before, and returns when to read next (same clock). `newest_due_us` is the newest chunk's
     /// production time on this machine's clock, if any chunk came yet.

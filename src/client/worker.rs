@@ -253,7 +253,10 @@ impl Worker {
         l.next_poll = match &l.frames {
             None => now + HTTP_POLL,
             // The rest of a message is on its way.
-            Some(frames) if !frames.at_boundary() => now + self.config.poll,
+            Some(frames) if !frames.at_boundary() => {
+                l.schedule.read_part(read_at);
+                now + self.config.poll
+            }
             Some(_) => {
                 let new_chunks = match (newest_before, l.newest) {
                     (Some((before, _)), Some((after, _))) => after.saturating_sub(before),
