@@ -228,6 +228,19 @@ mod tests {
     }
 
     #[test]
+    fn a_read_inside_a_message_moves_the_last_read_but_not_the_schedule() {
+        let mut schedule = ReadSchedule::new(0);
+        read_server(&mut schedule, 3, 30);
+        schedule.read_part(700_000);
+        assert_eq!(
+            schedule.last_read_us(),
+            700_000,
+            "lag counts from the latest read"
+        );
+        assert_eq!(schedule.group(), 3);
+    }
+
+    #[test]
     fn a_late_server_is_polled_ever_less_often_up_to_four_polls() {
         let mut schedule = ReadSchedule::new(0);
         let mut at = schedule.after_read(0, 1, Some(0), PACE);
