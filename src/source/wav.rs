@@ -1,7 +1,7 @@
 //! `file:` sources in WAV: integer PCM of 8 to 32 bits or 32-bit float, looped seamlessly.
 
 use std::fs::File;
-use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use hound::{SampleFormat, WavReader, WavSpec};
@@ -219,22 +219,14 @@ impl Pcm16 {
     /// Reads up to `out.len()` samples; as [`fill`], what ended the data early, if the file is
     /// shorter than its header says.
     fn read(&mut self, out: &mut [i16]) -> std::io::Result<(usize, Option<String>)> {
-        let want = (out.len() as u64 * 2).min(self.end.saturating_sub(self.at)) as usize;
-        self.bytes.resize(want, 0);
-        let mut got = 0;
-        while got < want {
-            match self.file.read(&mut self.bytes[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let want = (out.len() as u64 * 2).min(self.end.saturating_sub(self.at));
+        self.bytes.clear();
+        let got = (&mut self.file).take(want).read_to_end(&mut self.bytes)?;
         self.at += got as u64;
-        for (sample, le) in out.iter_mut().zip(self.bytes[..got].chunks_exact(2)) {
+        for (sample, le) in out.iter_mut().zip(self.bytes.chunks_exact(2)) {
             *sample = i16::from_le_bytes([le[0], le[1]]);
         }
-        let short = (got < want)
+        let short = ((got as u64) < want)
             .then(|| format!("{} bytes missing at byte {}", self.end - self.at, self.at));
         Ok((got / 2, short))
     }
