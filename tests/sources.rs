@@ -26,6 +26,14 @@ fn one_pass(src: &mut dyn Source) -> Vec<i16> {
 }
 
 /// Reads `src` `read_size` samples at a time until at least `len` samples have come.
+/// `looped` is `pass` over and over from its first sample: no gap, repeat or loss at a loop
+/// point.
+fn assert_repeats(looped: &[i16], pass: &[i16], what: &str) {
+    for (i, s) in looped.iter().enumerate() {
+        assert_eq!(*s, pass[i % pass.len()], "sample {i}: {what}");
+    }
+}
+
 fn read_at_least(src: &mut dyn Source, len: usize, read_size: usize) -> Vec<i16> {
     let mut all = Vec::new();
     let mut buf = vec![0i16; read_size];
@@ -212,9 +220,7 @@ fn file_loop_is_sample_continuous() {
     // Whatever the read sizes, the stream is the file repeated, sample for sample.
     let mut from_start = source::open_file(&path).unwrap();
     let all = read_at_least(from_start.as_mut(), pass.len() * 4, 882 * 2);
-    for (i, s) in all.iter().enumerate() {
-        assert_eq!(*s, pass[i % pass.len()], "sample {i} of the looped stream");
-    }
+    assert_repeats(&all, &pass, "the looped stream");
 }
 
 #[test]
@@ -255,13 +261,11 @@ fn a_wav_cut_short_plays_its_whole_frames_then_loops_and_counts_the_damage() {
         // And then loops those frames, sample for sample: no header bytes played as audio at
         // the loop point, no channels swapped after it.
         let more = read_at_least(src.as_mut(), cut.len() * 3, 882 * 2);
-        for (i, s) in more.iter().enumerate() {
-            assert_eq!(
-                *s,
-                cut[i % cut.len()],
-                "{bits}-bit: sample {i} after the first loop point"
-            );
-        }
+        assert_repeats(
+            &more,
+            &cut,
+            &format!("{bits}-bit, after the first loop point"),
+        );
     }
 }
 
@@ -303,13 +307,7 @@ fn mp3_loop_repeats_the_decoded_file_exactly() {
     let first = one_pass(src.as_mut());
     let mut again = source::open_file(&fixture("mp3-22050Hz-stereo.mp3")).unwrap();
     let all = read_at_least(again.as_mut(), first.len() * 3, 441 * 2);
-    for (i, s) in all.iter().enumerate() {
-        assert_eq!(
-            *s,
-            first[i % first.len()],
-            "sample {i}: no gap, repeat or loss at the loop point"
-        );
-    }
+    assert_repeats(&all, &first, "no gap, repeat or loss at the loop point");
 }
 
 #[test]
