@@ -96,6 +96,8 @@ pub struct Worker {
     /// The newest chunk this worker last put into `shared.newest`, so the shared lock is only
     /// taken when a newer one arrived.
     published: Option<(u64, u64)>,
+    /// The stream's chunk length and `--poll-ms`, as the read schedule takes them.
+    pace: Pace,
 }
 
 impl Worker {
@@ -104,6 +106,11 @@ impl Worker {
         shared: Arc<Shared>,
         commands: Receiver<Command>,
     ) -> Worker {
+        let pace = Pace {
+            chunk_us: config.chunk_us.round() as u64,
+            poll_us: config.poll.as_micros() as u64,
+            lead_us: ARRIVAL_LEAD_US,
+        };
         Worker {
             config,
             shared,
@@ -112,6 +119,7 @@ impl Worker {
             scratch: vec![0; SCRATCH],
             window: Window::default(),
             published: None,
+            pace,
         }
     }
 
@@ -267,12 +275,9 @@ impl Worker {
                 let newest_due = l
                     .newest
                     .map(|(_, produced)| (produced as i64 - offset).max(0) as u64);
-                let pace = Pace {
-                    chunk_us: self.config.chunk_us.round() as u64,
-                    poll_us: self.config.poll.as_micros() as u64,
-                    lead_us: ARRIVAL_LEAD_US,
-                };
-                let next = l.schedule.after_read(read_at, new_chunks, newest_due, pace);
+                let next = l
+                    .schedule
+                    .after_read(read_at, new_chunks, newest_due, self.pace);
                 now + Duration::from_micros(next.saturating_sub(unix_us()))
             }
         };
