@@ -8,7 +8,7 @@ STATIC_TARGET ?= x86_64-unknown-linux-gnu
 # Cross-compiler for the Raspberry Pi targets: https://github.com/cross-rs/cross (Docker/Podman).
 CROSS      ?= cross
 
-.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test-pi test-pi-aarch64 test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast lbtest clean
+.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test-pi test-pi-aarch64 test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast bench-floor lbtest clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -98,6 +98,13 @@ bench:
 
 bench-icecast:
 	./scripts/bench-icecast.sh
+
+# The floor under a thread per listener: the CPU threads cost only to wake on a 20 or 60 ms grid,
+# as sessions do (benches/wake_floor.rs). About four minutes; prints a table for BENCHMARKS.md.
+FLOOR_THREADS ?= 1,10,50,100,200,500
+FLOOR_S       ?= 10
+bench-floor:
+	$(CARGO) bench --bench wake_floor -- --threads $(FLOOR_THREADS) --seconds $(FLOOR_S)
 
 # Failover through Debian's real HAProxy (installed when missing): three instances drained,
 # killed and frozen under six listeners; the table goes to BENCHMARKS.md. The same test runs in
