@@ -118,6 +118,43 @@ fn a_tiny_ladder_writes_the_table_csv_markdown_and_a_valid_svg() {
     assert_well_formed_xml(&svg);
 }
 
+/// Against a server that sends 60 ms groups of three chunks, the load generator learns the
+/// group and reads each socket about once per chunk (twice or three times per group, the early
+/// read that bounds `lag` included). Its schedule before 95f9ce0 read at every chunk's time and
+/// then backed off until the group came: 1.83 reads per chunk in the same run. A count of reads,
+/// not a timing figure; the bound leaves room for late reads on a busy machine.
+#[test]
+fn the_generator_reads_a_batching_server_about_once_per_chunk_not_once_per_poll() {
+    let server = Server::start(&["--source", "tone:", "--batch-ms", "60"]);
+    let dir = TempDir::new("bench-reads");
+    let csv = dir.join("b.csv");
+    let (code, stdout, stderr) = run_earshot(&[
+        "bench",
+        &server.ws_url(),
+        "--clients",
+        "20",
+        "--duration",
+        "3",
+        "--settle",
+        "1",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    let column = lines[0]
+        .split(',')
+        .position(|c| c == "gen_reads_per_chunk")
+        .unwrap_or_else(|| panic!("no gen_reads_per_chunk column in {csv}"));
+    let reads: f64 = lines[1].split(',').nth(column).unwrap().parse().unwrap();
+    // At least one read per group of three; well under the old schedule's 1.83.
+    assert!(
+        (0.33..=1.4).contains(&reads),
+        "{reads} reads per chunk against 60 ms groups:\n{csv}"
+    );
+}
+
 #[test]
 fn bench_refuses_a_ladder_that_does_not_ascend() {
     let (code, _, stderr) = run_earshot(&["bench", "ws://127.0.0.1:1/ws", "--clients", "20,1"]);

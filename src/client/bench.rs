@@ -297,6 +297,7 @@ fn summarise(
         Vec::new()
     };
     let on_time_total: u64 = listeners.iter().map(|l| l.on_time.min(due)).sum();
+    let received: u64 = listeners.iter().map(|l| l.received).sum();
     let has_timing = stream.hello.is_some() && !listeners.is_empty();
     let jitters: Vec<f64> = listeners.iter().map(|l| l.jitter_ms).collect();
     StepResult {
@@ -355,6 +356,7 @@ fn summarise(
             _ => None,
         },
         lag_p99_ms: report.lag.percentile(0.99).map(ms),
+        reads_per_chunk: (received > 0).then(|| report.reads as f64 / received as f64),
         ramp_s: ramp.as_secs_f64(),
     }
 }

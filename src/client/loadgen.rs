@@ -62,6 +62,9 @@ pub struct WindowReport {
     pub latency: Histogram,
     /// How late a worker got to a socket that was due, µs.
     pub lag: Histogram,
+    /// Reads of WebSocket listeners' sockets, those that found nothing included: against the
+    /// chunks received, how well the read schedule follows the server's sends.
+    pub reads: u64,
     pub bytes: u64,
     pub gaps: u64,
     pub gap_chunks: u64,
@@ -77,6 +80,7 @@ impl WindowReport {
         self.listeners.extend(other.listeners);
         self.latency.merge(&other.latency);
         self.lag.merge(&other.lag);
+        self.reads += other.reads;
         self.bytes += other.bytes;
         self.gaps += other.gaps;
         self.gap_chunks += other.gap_chunks;

@@ -48,6 +48,8 @@ pub struct StepResult {
     pub machine_busy_pct: Option<f64>,
     /// How late the generator read a due socket, p99.
     pub lag_p99_ms: Option<f64>,
+    /// The generator's socket reads per chunk received (WebSocket only).
+    pub reads_per_chunk: Option<f64>,
     pub ramp_s: f64,
 }
 
@@ -154,6 +156,7 @@ const COLUMNS: &[Column] = &[
     Column { key: "machine_busy_pct", shown: Shown::CsvOnly, title: "busy%", width: 5, show: |r| r.machine_busy_pct.map(|v| format!("{v:.0}")), raw: |r| raw(r.machine_busy_pct) },
     Column { key: "others_cpu_pct", shown: Shown::Everywhere, title: "others%", width: 7, show: |r| r.others_cpu_pct().map(|v| format!("{v:.0}")), raw: |r| raw(r.others_cpu_pct()) },
     Column { key: "gen_lag_p99_ms", shown: Shown::Everywhere, title: "lag ms", width: 6, show: |r| f1(r.lag_p99_ms), raw: |r| raw(r.lag_p99_ms) },
+    Column { key: "gen_reads_per_chunk", shown: Shown::Markdown, title: "reads/chunk", width: 11, show: |r| r.reads_per_chunk.map(|v| format!("{v:.2}")), raw: |r| raw(r.reads_per_chunk) },
     Column { key: "jitter_max_ms", shown: Shown::CsvOnly, title: "jitter max", width: 10, show: |r| f1(r.jitter_max_ms), raw: |r| raw(r.jitter_max_ms) },
     Column { key: "gap_chunks", shown: Shown::CsvOnly, title: "gap chunks", width: 10, show: |r| int(r.gap_chunks), raw: |r| int(r.gap_chunks) },
     Column { key: "skipped_chunks", shown: Shown::CsvOnly, title: "skipped chunks", width: 14, show: |r| int(r.skipped_chunks), raw: |r| int(r.skipped_chunks) },

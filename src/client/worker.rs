@@ -224,6 +224,9 @@ impl Worker {
     fn service(&mut self, i: usize) {
         let newest_before = self.listeners[i].newest;
         let read_at = unix_us();
+        if self.window.active && self.listeners[i].frames.is_some() {
+            self.window.report.reads += 1;
+        }
         self.listeners[i].first_new_produced_us = None;
         loop {
             let result = (&self.listeners[i].stream).read(&mut self.scratch);
