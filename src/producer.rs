@@ -163,30 +163,42 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool, batch: &dyn 
             }
             if due > now {
                 thread::sleep(due - now);
-            } else if now - due > MAX_LAG {
+            }
+            // Looked at after the sleep: a producer stopped while it slept (a frozen thread, a
+            // stopped process, a suspended machine) wakes up with a chunk whose time is long
+            // past.
+            let now = Instant::now();
+            let behind = now.saturating_duration_since(due);
+            if behind > MAX_LAG {
                 crate::log!(
                     "producer fell {} ms behind real time; continuing from now",
-                    (now - due).as_millis()
+                    behind.as_millis()
                 );
                 Stream::count(&stream.counters.producer_resyncs, 1);
+                // Jump to where the clock says the stream is, this chunk's stale audio left out:
+                // the lost stretch shows as a sequence gap of exactly its length, and sequence
+                // numbers keep counting in real time.
+                outbox.send(stream, source);
+                anchor = Anchor::now();
+                seq = seq.max(clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch));
                 start = now;
                 emitted = 0;
                 if aligned {
-                    // Jump to where the clock says the stream is: the lost stretch shows as a
-                    // sequence gap of exactly its length.
-                    anchor = Anchor::now();
-                    seq = clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch);
-                    outbox.send(stream, source);
                     if let Err(e) = source.seek_to(clock.first_frame(seq)) {
                         crate::log!("cannot realign {}: {e}", source.describe());
                     }
-                    continue;
                 }
+                continue;
             }
+            // The time it was due, not the time it was pushed: that is when real time reached
+            // the chunk's last frame, so a producer that woke late adds to the latency
+            // listeners measure instead of hiding in it, and `produced_us` keeps step with
+            // sequence numbers (PROTOCOL.md).
+            outbox.cut(&mut seq, system_time_at(due, now), &samples);
         } else {
             follow.wait_turn(stream, source);
+            outbox.cut(&mut seq, produced_now(source), &samples);
         }
-        outbox.cut(&mut seq, produced_now(source), &samples);
         outbox.send(stream, source);
     }
 }

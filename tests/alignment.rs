@@ -90,28 +90,53 @@ fn align_none_plays_a_file_from_its_start() {
     );
 }
 
+/// How far a chunk's `produced_us` may be from the clock time of its last frame: the producer
+/// stamps the time the chunk was due, converted from the monotonic clock to the wall clock.
+const STAMP_TOLERANCE_US: u64 = 5_000;
+
+/// Asserts that chunk `a` carries the wall-clock time its last frame was due: with `--align
+/// clock` and 20 ms chunks, chunk n ends at (n + 1) × 20 ms since the Unix epoch.
+fn assert_stamped_with_its_clock_time(a: &Audio, what: &str) {
+    let due_us = (a.seq + 1) * 20_000;
+    assert!(
+        a.produced_us.abs_diff(due_us) <= STAMP_TOLERANCE_US,
+        "{what}: chunk {} produced_us {} is {} ms from its clock time",
+        a.seq,
+        a.produced_us,
+        (a.produced_us as i64 - due_us as i64) / 1000
+    );
+}
+
+/// Regression: the chunk the producer was sleeping on when the process stopped used to go out
+/// after the freeze, stamped with the time it was pushed, 1.5 s after its audio's time, before
+/// the jump to "now". The page then took the stream for a different one and logged the freeze
+/// twice (a stall measured by the clock, then the gap): 4 s lost for a 2 s hold-up.
 #[test]
 fn a_frozen_instance_resumes_at_the_clock_position_and_the_gap_measures_the_freeze() {
     let steady = Server::start(&["--source", "tone:"]);
     let frozen = Server::start(&["--source", "tone:"]);
     let mut ws = connect(frozen.addr);
     read_json(&mut ws);
+    // The burst was produced before this listener came; the chunks after it go out live.
+    for _ in 0..10 {
+        next_audio(&mut ws);
+    }
     let mut last = next_audio(&mut ws).seq;
     for _ in 0..20 {
-        last = next_audio(&mut ws).seq;
+        let a = next_audio(&mut ws);
+        assert_stamped_with_its_clock_time(&a, "before the freeze");
+        last = a.seq;
     }
     frozen.signal("STOP");
     std::thread::sleep(Duration::from_millis(1500));
     frozen.signal("CONT");
-    // The first chunk after the freeze carries the sequence number of "now".
-    let mut after = match next_message(&mut ws) {
+    // The first chunk after the freeze carries the sequence number of "now": nothing stale
+    // comes first, and it is stamped with its own clock time.
+    let after = match next_message(&mut ws) {
         Incoming::Audio(a) => a,
         other => panic!("{other:?}: {}", frozen.stderr()),
     };
-    while after.seq == last + 1 {
-        last = after.seq;
-        after = next_audio(&mut ws);
-    }
+    assert_stamped_with_its_clock_time(&after, "first after the freeze");
     let gap_ms = (after.seq - last - 1) * 20;
     assert!(
         (1200..=2200).contains(&gap_ms),
@@ -125,7 +150,42 @@ fn a_frozen_instance_resumes_at_the_clock_position_and_the_gap_measures_the_free
     for expected in resume_at + 1..resume_at + 21 {
         let a = next_audio(&mut ws);
         assert_eq!(a.seq, expected, "contiguous again after the gap");
+        assert_stamped_with_its_clock_time(&a, "after the freeze");
         resumed.insert(a.seq, a.samples);
     }
     assert_same_audio_for_shared_seqs(&resumed, &reference);
+}
+
+/// With `--align none` the audio is whatever the source has next, but sequence numbers still
+/// count real time: a freeze is a jump in them as long as the audio not produced, as with
+/// `--align clock`. They used to go on from where they were, so the page saw the stream's
+/// sequence numbers and production times disagree by the length of the freeze.
+#[test]
+fn with_align_none_a_freeze_is_still_a_sequence_gap_of_its_length() {
+    let path = write_counting_wav(&tempdir("align-none-freeze"), "ramp.wav", 16_000);
+    let server = Server::start(&["--source", path.to_str().unwrap(), "--align", "none"]);
+    let mut ws = connect(server.addr);
+    assert_eq!(read_json(&mut ws)["align"], "none");
+    let mut last = next_audio(&mut ws);
+    for _ in 0..20 {
+        last = next_audio(&mut ws);
+    }
+    server.signal("STOP");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal("CONT");
+    let after = match next_message(&mut ws) {
+        Incoming::Audio(a) => a,
+        other => panic!("{other:?}: {}", server.stderr()),
+    };
+    let gap_ms = (after.seq - last.seq - 1) * 20;
+    assert!(
+        (1200..=2200).contains(&gap_ms),
+        "a 1.5 s freeze shows as {gap_ms} ms of lost audio"
+    );
+    let stamps_apart_ms = (after.produced_us - last.produced_us) / 1000;
+    assert!(
+        stamps_apart_ms.abs_diff((after.seq - last.seq) * 20) <= 40,
+        "sequence numbers {} apart, production times {stamps_apart_ms} ms apart",
+        after.seq - last.seq
+    );
 }
