@@ -1,0 +1,82 @@
+// A server whose producer is held up for 2 s while its connections stay up, in real Chromium:
+// what a listener lives through when a capture device overruns or a decoder stalls on a busy
+// machine. Audio stops, the page notices the stall and moves to a new connection, and audio
+// comes back with a jump in sequence numbers. The page must log that as one interruption whose
+// loss is what the sequence numbers skipped, not as two that count the same seconds twice.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
+import { freezeThread } from './support/cgroup.js';
+import { createSink } from './support/pulse.js';
+import { startServer } from './support/server.js';
+
+const FREEZE_MS = 2000;
+const CHUNK_MS = 20;
+
+let sink;
+let browser;
+let page;
+let server;
+
+before(async () => {
+  sink = await createSink('earshot_held_up');
+  server = await startServer({ instance: 'A' });
+  browser = await launchBrowser({ sink });
+  page = await browser.newPage(server.url);
+  await page.getByRole('button', { name: 'Start' }).click();
+  await waitForState(page, 'playing');
+  await page.waitForTimeout(1000);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.kill();
+  await sink?.remove();
+});
+
+test('a producer held up for 2 s is one stall row that lost what the sequence numbers skipped, and play goes on', async () => {
+  const before = await stats(page);
+  const since = Date.now();
+  const { frozenAt, thawedAt } = await freezeThread(server.pid, 'producer', FREEZE_MS);
+  await page.waitForTimeout(2000);
+
+  assert.ok(
+    server.log.some((l) => /producer fell \d+ ms behind real time/.test(l.line)),
+    server.log.map((l) => l.line).join('\n'),
+  );
+  const all = await interruptions(page);
+  const rows = all.filter((row) => row.start >= since - 100);
+  assert.equal(rows.length, 1, JSON.stringify(all));
+  const [row] = rows;
+  assert.equal(row.cause, 'stall');
+  assert.equal(row.ongoing, false);
+  assert.deepEqual([row.instanceBefore, row.instanceAfter], ['A', 'A']);
+  // Measured by sequence numbers: the server's chunks kept their clock times, so the page could
+  // tell it was the same stream.
+  assert.equal(row.measuredBy, 'sequence');
+  assert.equal(row.lostMs, Number(BigInt(row.seqAfter) - BigInt(row.seqBefore) - 1n) * CHUNK_MS);
+  const heldMs = thawedAt - frozenAt;
+  assert.ok(
+    row.lostMs >= heldMs - 200 && row.lostMs <= heldMs + 200,
+    `${row.lostMs} ms lost for a ${heldMs} ms hold-up: ${JSON.stringify(row)}`,
+  );
+  assert.ok(row.durationMs >= heldMs - 200, `${row.durationMs} ms without audio for a ${heldMs} ms hold-up`);
+
+  // What the page shows: the counters and the total agree with the one row.
+  const s = await stats(page);
+  assert.equal(s.totalLostMs - before.totalLostMs, row.lostMs);
+  assert.equal(s.gaps - before.gaps, 1);
+  assert.equal(s.gapMs - before.gapMs, row.lostMs);
+  const total = await page.locator('#lost-total').textContent();
+  assert.match(total, new RegExp(`Audio lost: ${Math.round(s.totalLostMs)} ms in \\d+ interruptions?\\.`));
+  const shown = await page.locator('#log tbody tr[data-cause="stall"]').count();
+  assert.equal(shown, 1);
+
+  // And audio flows again.
+  assert.equal(s.state, 'playing');
+  const chunksBefore = s.chunks;
+  await page.waitForTimeout(500);
+  assert.ok((await stats(page)).chunks >= chunksBefore + 15, 'chunks arrive again after the hold-up');
+});
