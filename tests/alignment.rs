@@ -107,6 +107,18 @@ fn assert_stamped_with_its_clock_time(a: &Audio, what: &str) {
     );
 }
 
+/// Stops `server` for 1.5 s (SIGSTOP, as a suspended host would), and returns the first
+/// message its listener `ws` gets afterwards, which must be audio.
+fn freeze_then_next_audio(server: &Server, ws: &mut Ws) -> Audio {
+    server.signal("STOP");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal("CONT");
+    match next_message(ws) {
+        Incoming::Audio(a) => a,
+        other => panic!("{other:?}: {}", server.stderr()),
+    }
+}
+
 /// Regression: the chunk the producer was sleeping on when the process stopped used to go out
 /// after the freeze, stamped with the time it was pushed, 1.5 s after its audio's time, before
 /// the jump to "now". The page then took the stream for a different one and logged the freeze
@@ -127,15 +139,9 @@ fn a_frozen_instance_resumes_at_the_clock_position_and_the_gap_measures_the_free
         assert_stamped_with_its_clock_time(&a, "before the freeze");
         last = a.seq;
     }
-    frozen.signal("STOP");
-    std::thread::sleep(Duration::from_millis(1500));
-    frozen.signal("CONT");
     // The first chunk after the freeze carries the sequence number of "now": nothing stale
     // comes first, and it is stamped with its own clock time.
-    let after = match next_message(&mut ws) {
-        Incoming::Audio(a) => a,
-        other => panic!("{other:?}: {}", frozen.stderr()),
-    };
+    let after = freeze_then_next_audio(&frozen, &mut ws);
     assert_stamped_with_its_clock_time(&after, "first after the freeze");
     let gap_ms = (after.seq - last - 1) * 20;
     assert!(
@@ -170,13 +176,7 @@ fn with_align_none_a_freeze_is_still_a_sequence_gap_of_its_length() {
     for _ in 0..20 {
         last = next_audio(&mut ws);
     }
-    server.signal("STOP");
-    std::thread::sleep(Duration::from_millis(1500));
-    server.signal("CONT");
-    let after = match next_message(&mut ws) {
-        Incoming::Audio(a) => a,
-        other => panic!("{other:?}: {}", server.stderr()),
-    };
+    let after = freeze_then_next_audio(&server, &mut ws);
     let gap_ms = (after.seq - last.seq - 1) * 20;
     assert!(
         (1200..=2200).contains(&gap_ms),
