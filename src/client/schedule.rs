@@ -65,8 +65,6 @@ pub struct ReadSchedule {
     empty_reads: u32,
     /// How many chunks the server sends this listener at once, as last seen.
     group: u64,
-    /// The due time of the last chunk of the group awaited (this machine's clock).
-    awaited_due_us: Option<u64>,
     /// When sends arrive, once learned.
     arrival: Option<Arrival>,
 }
@@ -77,7 +75,6 @@ impl ReadSchedule {
             last_read_us: now_us,
             empty_reads: 0,
             group: 1,
-            awaited_due_us: None,
             arrival: None,
         }
     }
@@ -127,12 +124,9 @@ impl ReadSchedule {
                 _ => None,
             };
             self.empty_reads = 0;
-            let Some(due) = newest_due_us else {
-                self.awaited_due_us = None;
+            let Some(next_due) = self.awaited_due(newest_due_us, pace) else {
                 return soonest;
             };
-            let next_due = due + self.group * pace.chunk_us;
-            self.awaited_due_us = Some(next_due);
             let first = match self.arrival {
                 // A group cannot come before its last chunk is produced: a read a poll before
                 // that finds nothing, and the read that finds the group follows it closely
@@ -144,7 +138,7 @@ impl ReadSchedule {
             return soonest.max(first);
         }
         self.empty_reads = self.empty_reads.saturating_add(1);
-        if let (Some(due), Some(window)) = (self.awaited_due_us, self.arrival) {
+        if let (Some(due), Some(window)) = (self.awaited_due(newest_due_us, pace), self.arrival) {
             // Early: the middle of the window, then its end, when the send has come as far as
             // the last groups tell. Past it, the server is later than it was: poll, ever less
             // often.
@@ -159,6 +153,11 @@ impl ReadSchedule {
         }
         let backoff = (self.empty_reads - 1).min(MAX_BACKOFF_SHIFT);
         read_us + (pace.poll_us << backoff)
+    }
+
+    /// When the last chunk of the group after the newest one is due (this machine's clock).
+    fn awaited_due(&self, newest_due_us: Option<u64>, pace: Pace) -> Option<u64> {
+        newest_due_us.map(|due| due + self.group * pace.chunk_us)
     }
 
     /// The arrival window after a read at `read_us` found the group whose newest chunk was due
