@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use earshot::client::procstat::ThreadCpu;
+use earshot::session;
+
 /// How a measured thread waits for its next chunk time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wait {
@@ -250,7 +253,7 @@ fn measure(step: Step, settle: Duration, length: Duration) -> Result<Outcome, St
     }
     drop(peers);
     Ok(Outcome {
-        cpu: cpu1.saturating_sub(cpu0),
+        cpu: Duration::from_secs_f64(cpu1.seconds_since(&cpu0)),
         wall,
         wakes: wakes1 - wakes0,
     })
@@ -274,11 +277,8 @@ fn wake_on_grid(
             match socket.as_mut() {
                 None => thread::sleep(wait),
                 Some(socket) => {
-                    // As a session does: whole milliseconds, and the timeout already set is kept
-                    // when it ends at most 2 ms later than needed (one system call saved).
-                    let fits = timeout.is_some_and(|t| t >= wait && t - wait <= MS * 2);
-                    if !fits {
-                        let wanted = MS * wait.as_micros().div_ceil(1000).max(1) as u32;
+                    // With the session's own rule for when to set the timeout again.
+                    if let Some(wanted) = session::read_timeout_to_set(timeout, wait) {
                         socket
                             .set_read_timeout(Some(wanted))
                             .map_err(|e| format!("set_read_timeout: {e}"))?;
@@ -302,26 +302,7 @@ fn wake_on_grid(
     Ok(())
 }
 
-const MS: Duration = Duration::from_millis(1);
-
-/// Every thread's time on a CPU so far, from `/proc/self/task/*/schedstat` (nanoseconds, unlike
-/// the clock ticks of `/proc/self/stat`, which are too coarse for a thread that runs 0.1 %).
-fn cpu_time() -> Result<Duration, String> {
-    let tasks =
-        std::fs::read_dir("/proc/self/task").map_err(|e| format!("/proc/self/task: {e}"))?;
-    let mut total = 0u64;
-    for task in tasks.flatten() {
-        let path = task.path().join("schedstat");
-        // A thread that ended between the listing and the read is simply not counted.
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let ns: u64 = text
-            .split_whitespace()
-            .next()
-            .and_then(|field| field.parse().ok())
-            .ok_or_else(|| format!("{}: unexpected contents {text:?}", path.display()))?;
-        total += ns;
-    }
-    Ok(Duration::from_nanos(total))
+/// Every thread's time on a CPU so far, as `earshot bench` measures a server's.
+fn cpu_time() -> Result<ThreadCpu, String> {
+    ThreadCpu::of(std::process::id()).ok_or_else(|| "cannot read /proc/self/task".to_string())
 }

@@ -403,11 +403,7 @@ impl ListenerSession<'_> {
     /// A session waits about one chunk period every time, so the timeout already set usually
     /// fits and the system call is skipped: one of the three a wake-up would otherwise cost.
     fn set_read_timeout(&mut self, wait: Duration) -> Result<(), End> {
-        let fits = self
-            .read_timeout
-            .is_some_and(|t| t >= wait && t - wait <= TIMEOUT_REUSE);
-        if !fits {
-            let wanted = Duration::from_millis(wait.as_micros().div_ceil(1000).max(1) as u64);
+        if let Some(wanted) = read_timeout_to_set(self.read_timeout, wait) {
             if self.ws.get_ref().set_read_timeout(Some(wanted)).is_err() {
                 return Err(End::ClientGone("socket closed".into()));
             }
@@ -589,6 +585,15 @@ impl Wakes {
     pub fn producer_batch(self) -> u64 {
         if self.together { self.chunks.max(1) } else { 1 }
     }
+}
+
+/// The read timeout to set for a wait of `wait` when `current` is set, or `None` when `current`
+/// already fits: at least `wait`, at most [`TIMEOUT_REUSE`] longer. Whole milliseconds, rounded
+/// up, since the kernel keeps socket timeouts in timer ticks anyway. Public so that
+/// `make bench-floor` (benches/wake_floor.rs) waits exactly as a session does.
+pub fn read_timeout_to_set(current: Option<Duration>, wait: Duration) -> Option<Duration> {
+    let fits = current.is_some_and(|t| t >= wait && t - wait <= TIMEOUT_REUSE);
+    (!fits).then(|| Duration::from_millis(wait.as_micros().div_ceil(1000).max(1) as u64))
 }
 
 /// A read or write that ended without data moving but without harm either: its timeout ran out,
