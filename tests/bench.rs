@@ -35,6 +35,20 @@ fn assert_well_formed_xml(text: &str) {
     assert!(stack.is_empty(), "unclosed tags: {stack:?}");
 }
 
+/// The value in column `name` of data row `row` (1 = the first after the header) of `csv`.
+fn csv_cell(csv: &str, row: usize, name: &str) -> String {
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap_or_default();
+    let column = header
+        .split(',')
+        .position(|c| c == name)
+        .unwrap_or_else(|| panic!("no {name} column in {csv}"));
+    let line = lines
+        .nth(row - 1)
+        .unwrap_or_else(|| panic!("no row {row} in {csv}"));
+    line.split(',').nth(column).unwrap().to_string()
+}
+
 #[test]
 fn a_tiny_ladder_writes_the_table_csv_markdown_and_a_valid_svg() {
     let server = Server::start(&["--source", "tone:"]);
@@ -83,10 +97,7 @@ fn a_tiny_ladder_writes_the_table_csv_markdown_and_a_valid_svg() {
     for row in &lines[1..] {
         assert_eq!(row.split(',').count(), columns.len());
     }
-    let cell = |row: usize, name: &str| {
-        let i = columns.iter().position(|c| *c == name).unwrap();
-        lines[row].split(',').nth(i).unwrap().to_string()
-    };
+    let cell = |row: usize, name: &str| csv_cell(&csv, row, name);
     assert_eq!(cell(2, "listeners"), "20");
     // 20 listeners on loopback: not a performance figure, only proof that chunks are counted
     // as on time at all (a count stuck at 0 would pass a 0..=100 check).
@@ -142,12 +153,7 @@ fn the_generator_reads_a_batching_server_about_once_per_chunk_not_once_per_poll(
     ]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let csv = std::fs::read_to_string(&csv).unwrap();
-    let lines: Vec<&str> = csv.lines().collect();
-    let column = lines[0]
-        .split(',')
-        .position(|c| c == "gen_reads_per_chunk")
-        .unwrap_or_else(|| panic!("no gen_reads_per_chunk column in {csv}"));
-    let reads: f64 = lines[1].split(',').nth(column).unwrap().parse().unwrap();
+    let reads: f64 = csv_cell(&csv, 1, "gen_reads_per_chunk").parse().unwrap();
     // At least one read per group of three; well under the old schedule's 1.83.
     assert!(
         (0.33..=1.4).contains(&reads),
