@@ -29,8 +29,8 @@ export async function freezeThread(pid, name, ms) {
   } catch (err) {
     throw new Error(`${group}: ${err.message} (this test needs the cgroup v1 freezer and root)`);
   }
-  await fs.writeFile(path.join(group, 'tasks'), tid);
   try {
+    await fs.writeFile(path.join(group, 'tasks'), tid);
     await fs.writeFile(path.join(group, 'freezer.state'), 'FROZEN');
     const frozenAt = Date.now();
     await sleep(ms);
