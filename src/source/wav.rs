@@ -249,3 +249,41 @@ fn fill<S>(
     }
     (n, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hound::WavWriter;
+
+    /// Writes a short stereo WAV of `bits`-bit integer PCM and opens it as a source.
+    fn open_written(bits: u16) -> WavFile {
+        let path = std::env::temp_dir().join(format!(
+            "earshot-wav-path-{}-{bits}.wav",
+            std::process::id()
+        ));
+        let spec = WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: bits,
+            sample_format: SampleFormat::Int,
+        };
+        let mut writer = WavWriter::create(&path, spec).unwrap();
+        for i in 0..200 {
+            writer.write_sample(i % 100).unwrap();
+        }
+        writer.finalize().unwrap();
+        let wav = WavFile::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        wav
+    }
+
+    #[test]
+    fn a_16_bit_wav_is_read_as_bytes_and_other_formats_through_hound() {
+        // tests/sources.rs checks that both paths play the right samples; this pins which path
+        // each format takes, so a change that sent 16-bit PCM back through hound's per-sample
+        // reads (most of an idle server's CPU) would fail here.
+        assert!(matches!(open_written(16).data, Data::Pcm16(_)));
+        assert!(matches!(open_written(24).data, Data::Hound { .. }));
+        assert!(matches!(open_written(8).data, Data::Hound { .. }));
+    }
+}
