@@ -222,28 +222,44 @@ fn live_arrivals(ws: &mut Ws, span: Duration) -> Arrivals {
 #[test]
 fn a_fixed_batch_sends_chunks_together_in_real_time_and_loses_none() {
     let server = Server::start(&["--source", "tone:", "--batch-ms", "60"]);
-    let mut ws = connect(server.addr);
-    let seen = live_arrivals(&mut ws, Duration::from_secs(2));
-    let (chunks, groups) = (seen.chunks, seen.groups);
-    // 2 s of 20 ms chunks in threes: about 100 chunks in about 33 groups.
-    assert!((85..=115).contains(&chunks), "{chunks} chunks in 2 s");
-    assert!(
-        groups * 2 <= chunks,
-        "{chunks} chunks came in {groups} groups: not batched"
-    );
-    // Batches follow sequence numbers, so the producer pushes a batch when its listeners wake
-    // for it; and each chunk still carries the time its audio was due, not the batch's.
-    let aligned = seen.group_ends.iter().filter(|&&s| s % 3 == 2).count();
-    assert!(
-        aligned * 10 >= seen.group_ends.len() * 9,
-        "groups ended at sequence numbers {:?}, not at ends of batches",
-        seen.group_ends
-    );
-    assert!(
-        seen.min_produced_apart_us >= 10_000,
-        "chunks sent together were stamped {} µs apart, not 20 ms",
-        seen.min_produced_apart_us
-    );
+    // Three listeners joining 27 ms apart, so that a server whose batches started wherever a
+    // listener joined would give at least two of them batches that end at different sequence
+    // numbers: one of those is not at a batch end.
+    let listeners: Vec<_> = (0..3)
+        .map(|i| {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(27));
+            }
+            let mut ws = connect(server.addr);
+            std::thread::spawn(move || live_arrivals(&mut ws, Duration::from_secs(2)))
+        })
+        .collect();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let seen = listener.join().unwrap();
+        let (chunks, groups) = (seen.chunks, seen.groups);
+        // 2 s of 20 ms chunks in threes: about 100 chunks in about 33 groups.
+        assert!(
+            (85..=115).contains(&chunks),
+            "listener {i}: {chunks} chunks in 2 s"
+        );
+        assert!(
+            groups * 2 <= chunks,
+            "listener {i}: {chunks} chunks came in {groups} groups: not batched"
+        );
+        // Batches follow sequence numbers, so the producer pushes a batch when its listeners
+        // wake for it; and each chunk still carries the time its audio was due, not the batch's.
+        let aligned = seen.group_ends.iter().filter(|&&s| s % 3 == 2).count();
+        assert!(
+            aligned * 10 >= seen.group_ends.len() * 9,
+            "listener {i}: groups ended at sequence numbers {:?}, not at ends of batches",
+            seen.group_ends
+        );
+        assert!(
+            seen.min_produced_apart_us >= 10_000,
+            "listener {i}: chunks sent together were stamped {} µs apart, not 20 ms",
+            seen.min_produced_apart_us
+        );
+    }
 }
 
 #[test]
