@@ -8,7 +8,7 @@ STATIC_TARGET ?= x86_64-unknown-linux-gnu
 # Cross-compiler for the Raspberry Pi targets: https://github.com/cross-rs/cross (Docker/Podman).
 CROSS      ?= cross
 
-.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test-pi test-pi-aarch64 test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast bench-floor lbtest clean
+.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test-pi test-pi-aarch64 test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast bench-icecast-rounds bench-floor lbtest clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -98,6 +98,11 @@ bench:
 
 bench-icecast:
 	./scripts/bench-icecast.sh
+
+# The comparison at 1-100 listeners, ROUNDS times in a row (5 by default, about 17 minutes):
+# each round's CPU ratio and the median, since at small counts one run moves with the machine.
+bench-icecast-rounds:
+	./scripts/bench-icecast-rounds.sh
 
 # The floor under a thread per listener: the CPU threads cost only to wake on a 20 or 60 ms grid,
 # as sessions do (benches/wake_floor.rs). About four minutes; prints a table for BENCHMARKS.md.
