@@ -1,7 +1,8 @@
-//! The producer thread: reads the source, cuts fixed-duration chunks, and pushes them into the
+//! The producer thread: reads the source, cuts fixed-duration chunks, and puts them into the
 //! ring at the pace of real time.
 //!
-//! A clock-paced source (file, tone) is paced from a monotonic start time and the count of frames
+//! A clock-paced source (file, tone) is read a stage ahead ([`STAGE`]) and each chunk becomes
+//! readable when it is due, reckoned from a monotonic start time and the count of frames
 //! emitted, never by sleeping one chunk's duration, so the stream cannot drift from real time
 //! however long it runs. A capture device blocks in `read` and sets the pace with its own clock;
 //! its chunks carry the time their audio was captured, so latency measured from them is honest.
@@ -26,8 +27,15 @@ use crate::source::{Pacing, Source};
 use crate::stream::{SourceState, Stream};
 
 /// How far behind real time a clock-paced source may fall (a suspended machine, a stopped
-/// process) before it stops catching up chunk by chunk and starts again from now.
-const MAX_LAG: Duration = Duration::from_secs(1);
+/// process) before it stops catching up chunk by chunk and starts again from now: as long as
+/// the ring keeps a staged chunk that was not read on time.
+const MAX_LAG: Duration = crate::ring::MAX_LATE;
+/// How much of a clock-paced source (a file, `tone:`) is read per wake-up of the producer, ahead
+/// of real time. Its chunks wait in the ring until they are due and readers take them then, so
+/// the producer wakes five times a second instead of once per chunk or batch: on an idle or
+/// lightly loaded machine its wake-ups were half the server's CPU (BENCHMARKS.md). A stage ahead
+/// also rides out a producer held up for less than that without a gap.
+pub const STAGE: Duration = Duration::from_millis(200);
 /// The first pause after a source fails; it doubles on each failed attempt up to
 /// [`RETRY_MAX`], so a device that is replugged comes back within a second or so, while one
 /// that stays away costs a retry every few seconds.
@@ -46,28 +54,28 @@ const DEVICE_MAX_BACKLOG: Duration = Duration::from_secs(10);
 /// from the system clock by a hundredth of that (100 ppm), so only an unclocked one is held.
 const DEVICE_DRIFT_ALLOWANCE: u32 = 100;
 
-/// Starts the producer. `batch` says how many chunks to push per wake-up now
-/// (`session::Wakes::producer_batch`): a clock-paced source is read that many at a time.
+/// Starts the producer.
 pub fn spawn(
     mut source: Box<dyn Source>,
     stream: Arc<Stream>,
     stop: Arc<AtomicBool>,
-    batch: impl Fn() -> u64 + Send + 'static,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     // Live before the port opens, not when the thread first runs: a listener that connected in
     // between would otherwise be told the source came back (`source` `live`) on its first wake.
     stream.set_state(SourceState::Live);
     thread::Builder::new()
         .name("producer".into())
-        .spawn(move || run(source.as_mut(), &stream, &stop, &batch))
+        .spawn(move || run(source.as_mut(), &stream, &stop))
 }
 
-fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool, batch: &dyn Fn() -> u64) {
+fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     let channels = usize::from(stream.format.channels);
     let mut samples = vec![0i16; stream.chunk_frames * channels];
     let mut outbox = Outbox::default();
     let clock = StreamClock::new(stream.format.sample_rate, stream.chunk_frames);
     let paced_by_clock = source.pacing() == Pacing::Clock;
+    // A clock-paced source is read a stage at a time, ahead of real time ([`STAGE`]).
+    let stage = stream.chunks_in(STAGE.as_millis() as u32).max(1);
     // The server decided (`--align clock` and a clock-paced source); a failed seek undoes it.
     let mut aligned = stream.aligned();
     // Where pacing starts: the next chunk boundary of the wall clock, aligned or not, so that
@@ -125,7 +133,10 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool, batch: &dyn 
                         crate::log!("cannot realign {}: {e}", source.describe());
                     }
                 }
-                start = Instant::now();
+                // After what was staged before the failure, which listeners are still to get.
+                start = outbox
+                    .staged_until
+                    .map_or(Instant::now(), |t| t.max(Instant::now()));
                 emitted = 0;
                 follow.restart();
                 continue;
@@ -153,32 +164,36 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool, batch: &dyn 
             } else {
                 start + stream.format.duration_of(emitted)
             };
-            let now = Instant::now();
-            if !ends_batch(seq, batch()) {
-                // Listeners take several chunks per wake-up, and this one is not the last of
-                // its batch: it waits here instead of in the ring, so the producer wakes once
-                // per batch too. It carries the time it was due, as if pushed then.
-                outbox.cut(&mut seq, system_time_at(due, now), &samples);
+            // Read ahead: the chunk goes into the ring now and is read from the time it is
+            // due, when real time reaches its last frame. It carries that time as its
+            // production time (PROTOCOL.md), so latency figures are those of a chunk pushed
+            // then.
+            outbox.cut_due(&mut seq, due, &samples);
+            if outbox.held.len() < stage {
                 continue;
             }
-            if due > now {
-                thread::sleep(due - now);
+            let first_due = outbox.first_due().unwrap_or(due);
+            outbox.send(stream, source);
+            // Sleep until the first chunk just staged is due: the rest of the stage is still
+            // ahead when the next one is read.
+            let now = Instant::now();
+            if first_due > now {
+                thread::sleep(first_due - now);
             }
             // Looked at after the sleep: a producer stopped while it slept (a frozen thread, a
-            // stopped process, a suspended machine) wakes up with a chunk whose time is long
-            // past.
+            // stopped process, a suspended machine) wakes up with the clock long past what it
+            // staged.
             let now = Instant::now();
-            let behind = now.saturating_duration_since(due);
+            let behind = now.saturating_duration_since(first_due);
             if behind > MAX_LAG {
                 crate::log!(
                     "producer fell {} ms behind real time; continuing from now",
                     behind.as_millis()
                 );
                 Stream::count(&stream.counters.producer_resyncs, 1);
-                // Jump to where the clock says the stream is, this chunk's stale audio left out:
-                // the lost stretch shows as a sequence gap of exactly its length, and sequence
-                // numbers keep counting in real time.
-                outbox.send(stream, source);
+                // Jump to where the clock says the stream is: the time nothing was staged for
+                // shows as a sequence gap of exactly its length, and sequence numbers keep
+                // counting in real time.
                 anchor = Anchor::now();
                 seq = seq.max(clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch));
                 start = now;
@@ -188,61 +203,72 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool, batch: &dyn 
                         crate::log!("cannot realign {}: {e}", source.describe());
                     }
                 }
-                continue;
             }
-            // The time it was due, not the time it was pushed: that is when real time reached
-            // the chunk's last frame, so a producer that woke late adds to the latency
-            // listeners measure instead of hiding in it, and `produced_us` keeps step with
-            // sequence numbers (PROTOCOL.md).
-            outbox.cut(&mut seq, system_time_at(due, now), &samples);
-        } else {
-            follow.wait_turn(stream, source);
-            outbox.cut(&mut seq, produced_now(source), &samples);
+            continue;
         }
+        follow.wait_turn(stream, source);
+        outbox.cut(&mut seq, produced_now(source), &samples);
         outbox.send(stream, source);
     }
 }
 
-/// Chunks cut but not yet in the ring, and the buffers of chunks the ring dropped, reused for
-/// the next ones so that a steady stream allocates nothing.
+/// Chunks cut but not yet in the ring, each with the time it may be read (`None`: at once),
+/// and the buffers of chunks the ring dropped, reused for the next ones so that a steady stream
+/// allocates nothing.
 #[derive(Default)]
 struct Outbox {
-    held: Vec<Chunk>,
+    held: Vec<(Chunk, Option<Instant>)>,
     spares: Vec<Vec<u8>>,
+    /// When the last chunk put into the ring is due.
+    staged_until: Option<Instant>,
 }
 
 impl Outbox {
-    /// Encodes `samples` as chunk `seq`, produced at `produced`, and moves `seq` on.
+    /// Encodes `samples` as chunk `seq`, produced at `produced`, readable at once, and moves
+    /// `seq` on.
     fn cut(&mut self, seq: &mut u64, produced: SystemTime, samples: &[i16]) {
+        self.cut_at(seq, produced, None, samples);
+    }
+
+    /// Encodes `samples` as chunk `seq`, due at `due`: readable from then, and stamped with it.
+    fn cut_due(&mut self, seq: &mut u64, due: Instant, samples: &[i16]) {
+        let produced = system_time_at(due, Instant::now());
+        self.cut_at(seq, produced, Some(due), samples);
+    }
+
+    fn cut_at(&mut self, seq: &mut u64, produced: SystemTime, due: Option<Instant>, s: &[i16]) {
         let buf = self.spares.pop().unwrap_or_default();
         let produced_us = audio::unix_micros(produced);
-        self.held
-            .push(protocol::encode_chunk_into(buf, *seq, produced_us, samples));
+        let chunk = protocol::encode_chunk_into(buf, *seq, produced_us, s);
+        self.held.push((chunk, due));
         *seq = seq.wrapping_add(1);
     }
 
-    /// Pushes every held chunk into the ring at once.
+    /// When the first held chunk is due, if it waits for a time.
+    fn first_due(&self) -> Option<Instant> {
+        self.held.first().and_then(|(_, due)| *due)
+    }
+
+    /// Puts every held chunk into the ring at once, each readable from its time.
     fn send(&mut self, stream: &Stream, source: &dyn Source) {
         if self.held.is_empty() {
             return;
         }
         let count = self.held.len() as u64;
+        // As many spare buffers as a stage's worth of dropped chunks.
+        let keep = self.held.len().max(MAX_CHUNKS_PER_WAKE);
+        let now = Instant::now();
+        self.staged_until = self.held.last().map(|(_, due)| due.unwrap_or(now));
         let spares = &mut self.spares;
-        stream.ring.push_all(self.held.drain(..), |dropped| {
-            if spares.len() < MAX_CHUNKS_PER_WAKE {
+        let held = self.held.drain(..).map(|(c, due)| (c, due.unwrap_or(now)));
+        stream.ring.stage(held, |dropped| {
+            if spares.len() < keep {
                 spares.push(protocol::recycle(dropped));
             }
         });
         Stream::count(&stream.counters.chunks_produced, count);
         stream.set_source_stats(source.stats());
     }
-}
-
-/// Whether chunk `seq` is the last of its batch when listeners take `batch` chunks per
-/// wake-up. Batches follow sequence numbers (`seq + 1` a multiple of `batch`), as sessions
-/// ask for them, so the producer's push and the listeners' wake-ups fall together.
-pub fn ends_batch(seq: u64, batch: u64) -> bool {
-    seq.wrapping_add(1) % batch.max(1) == 0
 }
 
 /// When a chunk produced now was produced: a capture device says when its audio was captured.
@@ -507,7 +533,7 @@ mod tests {
         ));
         assert!(stream.aligned());
         let stop = Arc::new(AtomicBool::new(false));
-        let producer = spawn(Box::new(Unseekable), stream.clone(), stop.clone(), || 1).unwrap();
+        let producer = spawn(Box::new(Unseekable), stream.clone(), stop.clone()).unwrap();
         let produced = stream
             .ring
             .wait_first(Instant::now() + Duration::from_secs(2));
@@ -521,44 +547,55 @@ mod tests {
     }
 
     #[test]
-    fn in_batches_a_clock_paced_source_is_pushed_a_batch_at_once_each_chunk_stamped_when_due() {
+    fn a_clock_paced_source_is_read_a_stage_ahead_and_each_chunk_is_readable_when_due() {
         let stream = Arc::new(Stream::new("main", "silence:".into(), CD, 20, 1000, false));
         let stop = Arc::new(AtomicBool::new(false));
-        let producer = spawn(Box::new(Unseekable), stream.clone(), stop.clone(), || 3).unwrap();
+        let producer = spawn(Box::new(Unseekable), stream.clone(), stop.clone()).unwrap();
         assert!(
             stream
                 .ring
                 .wait_first(Instant::now() + Duration::from_secs(2))
         );
-        let mut pushes = Vec::new();
-        let until = Instant::now() + Duration::from_millis(400);
+        let stage = stream.chunks_in(STAGE.as_millis() as u32) as u64;
+        let first = stream.ring.burst_start(1000).unwrap();
+        let mut most_ahead = 0;
+        let mut newest = Vec::new();
+        let until = Instant::now() + Duration::from_millis(600);
         while Instant::now() < until {
-            let next = stream.ring.next_seq().unwrap();
-            if pushes.last() != Some(&next) {
-                pushes.push(next);
+            let mut chunks = Vec::new();
+            stream.ring.read_from(first, 1000, &mut chunks);
+            let now_us = audio::unix_micros(SystemTime::now());
+            let last = chunks.last().unwrap();
+            assert!(
+                last.produced_us <= now_us + 1000,
+                "chunk {} readable {} µs before it is due",
+                last.seq,
+                last.produced_us - now_us
+            );
+            assert!(
+                now_us - last.produced_us <= 25_000,
+                "chunk {} was due {} µs ago and is still the newest readable",
+                last.seq,
+                now_us - last.produced_us
+            );
+            let produced = stream.counters.chunks_produced.load(Ordering::Relaxed);
+            most_ahead = most_ahead.max(produced - chunks.len() as u64);
+            if newest.last() != Some(&last.seq) {
+                newest.push(last.seq);
             }
             thread::sleep(Duration::from_millis(1));
         }
         stop.store(true, Ordering::Relaxed);
         producer.join().unwrap();
-        assert!(pushes.len() >= 4, "pushes seen: {pushes:?}");
         assert!(
-            pushes.iter().all(|next| next % 3 == 0),
-            "each push ends a batch of three: {pushes:?}"
+            most_ahead >= stage,
+            "the producer was at most {most_ahead} chunks ahead of the readers, not a stage"
         );
-        let mut chunks = Vec::new();
-        let oldest = stream.ring.burst_start(1000).unwrap();
-        stream.ring.read_from(oldest, 1000, &mut chunks);
-        assert!(chunks.len() >= 10, "{} chunks", chunks.len());
-        for pair in chunks.windows(2) {
-            let apart = pair[1].produced_us - pair[0].produced_us;
-            assert!(
-                (10_000..=60_000).contains(&apart),
-                "chunks {} and {} stamped {apart} µs apart: not when each was due",
-                pair[0].seq,
-                pair[1].seq
-            );
-        }
+        assert!(
+            newest.windows(2).all(|w| w[1] == w[0] + 1),
+            "chunks became readable one at a time, as each was due: {newest:?}"
+        );
+        assert!(newest.len() >= 25, "{} chunks in 600 ms", newest.len());
     }
 
     #[test]

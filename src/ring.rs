@@ -5,11 +5,14 @@
 //! whose cursor fell off the end learns exactly which chunks it lost. Chunks are immutable and
 //! share their bytes, so a reader copies only reference counts under a read lock.
 //!
+//! A chunk may be staged ahead of its time: the producer of a file or `tone:` reads a stage
+//! ahead and sleeps, and each chunk becomes readable when it is due, made so by the first reader
+//! that looks then. The producer does not wake per chunk, and readers get chunks exactly on time.
+//!
 //! Waking is designed for thousands of readers on two cores: instead of one broadcast per chunk
 //! (every reader woken, every reader taking the same mutex), a reader sleeps on its own timer until
 //! the chunk it wants is due, and only falls back to the condition variable when the producer is
-//! late. A reader that asks for several chunks at once (coalescing) wakes that many times less;
-//! with few readers, the producer then pushes a whole batch at once, when they wake for it
+//! late. A reader that asks for several chunks at once (coalescing) wakes that many times less
 //! (`session::Wakes`).
 
 use std::collections::VecDeque;
@@ -39,28 +42,51 @@ pub struct ReadOutcome {
 }
 
 pub struct Ring {
-    chunks: RwLock<VecDeque<Chunk>>,
+    /// Every chunk with the time it may be read, in nanoseconds after `epoch`: readable chunks
+    /// first, then those staged ahead of their time (a file or `tone:` is read ahead).
+    chunks: RwLock<VecDeque<Slot>>,
+    /// How many readable chunks are kept: staged ones do not count.
     capacity: usize,
     period: Duration,
-    /// The sequence number the next pushed chunk will have (before the first one: what
-    /// [`Ring::expect_first`] said, or 0).
+    /// The sequence number of the first chunk not readable yet: the first staged chunk, else
+    /// the one the next push will carry (before the first one: what [`Ring::expect_first`]
+    /// said, or 0).
     next_seq: AtomicU64,
     /// Whether `next_seq` means something: a chunk was pushed, or the first one announced.
     next_known: AtomicBool,
-    /// Nanoseconds after `epoch` at which the newest chunk was pushed (0: never), read without a
-    /// lock by every session on every wake-up to predict the next chunk.
-    last_push_ns: AtomicU64,
+    /// Nanoseconds after `epoch` at which the newest readable chunk became readable (0: none
+    /// yet), read without a lock by every session on every wake-up to predict the next chunk.
+    last_ready_ns: AtomicU64,
+    /// Nanoseconds after `epoch` at which the first staged chunk becomes readable (0: none
+    /// staged). The first reader to find it past makes it readable ([`Ring::release`]).
+    staged_ns: AtomicU64,
     epoch: Instant,
-    /// Only sessions that found the producer late wait here.
+    /// Held while the atomics above change; only sessions that found the producer late wait
+    /// on `pushed` under it.
     late: Mutex<()>,
     pushed: Condvar,
 }
 
-/// How long after a chunk is due a sleeping reader wakes, to find it already there.
+/// A chunk in the ring and when it may be read.
+#[derive(Debug)]
+struct Slot {
+    ready_ns: u64,
+    chunk: Chunk,
+}
+
+/// How late a staged chunk may become readable. One not read within this of its time was due
+/// while the whole process stood still (a stopped process, a suspended machine: readers
+/// release staged chunks on time otherwise); it is dropped, as the producer skips what it did
+/// not produce when it wakes this late, and the time shows as a sequence gap instead of as
+/// stale audio sent after it.
+pub const MAX_LATE: Duration = Duration::from_secs(1);
+
+/// How long after a chunk is due a sleeping reader wakes, to find it already there, when the
+/// producer pushes it then (a capture device): a staged chunk is there on time.
 const WAKE_SLACK: Duration = Duration::from_micros(1500);
 
 impl Ring {
-    /// A ring of `capacity` chunks (at least 2), each lasting `period`.
+    /// A ring keeping `capacity` readable chunks (at least 2), each lasting `period`.
     pub fn new(capacity: usize, period: Duration) -> Ring {
         let capacity = capacity.max(2);
         Ring {
@@ -69,15 +95,21 @@ impl Ring {
             period,
             next_seq: AtomicU64::new(0),
             next_known: AtomicBool::new(false),
-            last_push_ns: AtomicU64::new(0),
-            epoch: Instant::now(),
+            last_ready_ns: AtomicU64::new(0),
+            staged_ns: AtomicU64::new(0),
+            // A little before now, so that times just before the ring was made keep their order
+            // and their distance from now.
+            epoch: Instant::now()
+                .checked_sub(MAX_LATE * 10)
+                .unwrap_or_else(Instant::now),
             late: Mutex::new(()),
             pushed: Condvar::new(),
         }
     }
 
-    /// Appends a chunk, dropping the oldest one when full, and returns the dropped one so its
-    /// buffer can be reused once no reader holds it. Never blocks on a reader.
+    /// Appends a chunk, readable at once, dropping the oldest one when full, and returns the
+    /// dropped one so its buffer can be reused once no reader holds it. Never blocks on a
+    /// reader.
     ///
     /// Sequence numbers must increase by one per chunk; the first one may be any number.
     pub fn push(&self, chunk: Chunk) -> Option<Chunk> {
@@ -86,33 +118,133 @@ impl Ring {
         dropped
     }
 
-    /// [`Ring::push`] for several chunks at once (a producer that wakes once per batch): one
-    /// lock and one signal for all of them. Hands each chunk dropped to make room to `dropped`.
-    pub fn push_all(&self, new: impl IntoIterator<Item = Chunk>, mut dropped: impl FnMut(Chunk)) {
-        let mut next = None;
+    /// [`Ring::push`] for several chunks at once: one lock and one signal for all of them.
+    /// Hands each chunk dropped to make room to `dropped`.
+    pub fn push_all(&self, new: impl IntoIterator<Item = Chunk>, dropped: impl FnMut(Chunk)) {
+        let now = Instant::now();
+        self.stage(new.into_iter().map(|chunk| (chunk, now)), dropped);
+    }
+
+    /// Appends chunks that readers get only from the time paired with each (a producer that
+    /// reads a file ahead and sleeps meanwhile: its chunks appear on time without it waking).
+    /// Times before the previous chunk's count as that one's. Readable chunks beyond the
+    /// capacity are dropped, oldest first, and handed to `dropped`; staged ones never are.
+    pub fn stage(
+        &self,
+        new: impl IntoIterator<Item = (Chunk, Instant)>,
+        mut dropped: impl FnMut(Chunk),
+    ) {
+        let mut added = false;
         {
-            let mut chunks = self.chunks.write().unwrap_or_else(|e| e.into_inner());
-            for chunk in new {
-                next = Some(chunk.seq.wrapping_add(1));
-                if chunks.len() == self.capacity {
-                    if let Some(old) = chunks.pop_front() {
-                        dropped(old);
-                    }
+            let now_ns = self.ns_at(Instant::now());
+            let mut slots = self.chunks.write().unwrap_or_else(|e| e.into_inner());
+            // The readable chunks are a prefix: those released, and staged ones whose time has
+            // come (ready times never decrease).
+            let mut readable = self.readable(&slots);
+            while slots.get(readable).is_some_and(|s| s.ready_ns <= now_ns) {
+                readable += 1;
+            }
+            let mut floor = slots.back().map_or(0, |s| s.ready_ns);
+            for (chunk, ready) in new {
+                floor = floor.max(self.ns_at(ready));
+                if floor <= now_ns && readable == slots.len() {
+                    readable += 1;
                 }
-                chunks.push_back(chunk);
+                slots.push_back(Slot {
+                    ready_ns: floor,
+                    chunk,
+                });
+                added = true;
+                while readable > self.capacity {
+                    match slots.pop_front() {
+                        Some(old) => dropped(old.chunk),
+                        None => break,
+                    }
+                    readable -= 1;
+                }
             }
         }
-        let Some(next) = next else {
-            return;
-        };
-        let since_epoch = self.epoch.elapsed().as_nanos().max(1) as u64;
-        // Under the lock, so a late reader between its check and its wait cannot miss the wake.
+        if added {
+            self.update(true);
+        }
+    }
+
+    /// Makes the staged chunks whose time has come readable; cheap when none has.
+    fn release(&self) {
+        let staged = self.staged_ns.load(Ordering::Acquire);
+        if staged != 0 && self.ns_at(Instant::now()) >= staged {
+            self.update(false);
+        }
+    }
+
+    /// Recomputes what is readable now and wakes late readers if more is. `pushed`: chunks
+    /// were just added (the first staged one may be new).
+    fn update(&self, pushed: bool) {
+        let now_ns = self.ns_at(Instant::now());
         let guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
-        self.last_push_ns.store(since_epoch, Ordering::Release);
+        self.drop_overdue(now_ns);
+        let slots = self.chunks.read().unwrap_or_else(|e| e.into_inner());
+        let next = self.next_seq.load(Ordering::Acquire);
+        let known = self.next_known.load(Ordering::Acquire);
+        let first = if known {
+            slots.partition_point(|s| seq_before(s.chunk.seq, next))
+        } else {
+            0
+        };
+        let mut released = None;
+        let mut staged = None;
+        for slot in slots.range(first..) {
+            if slot.ready_ns > now_ns {
+                staged = Some(slot);
+                break;
+            }
+            released = Some(slot);
+        }
+        if released.is_none() && !pushed {
+            return; // another reader was first
+        }
+        if let Some(slot) = released {
+            self.last_ready_ns.store(slot.ready_ns, Ordering::Release);
+        }
+        let next = match (staged, released, slots.back()) {
+            (Some(s), _, _) => s.chunk.seq,
+            (None, _, Some(newest)) => newest.chunk.seq.wrapping_add(1),
+            (None, _, None) => next,
+        };
+        self.staged_ns
+            .store(staged.map_or(0, |s| s.ready_ns), Ordering::Release);
         self.next_seq.store(next, Ordering::Release);
         self.next_known.store(true, Ordering::Release);
+        let woke = released.is_some();
+        drop(slots);
         drop(guard);
-        self.pushed.notify_all();
+        if woke {
+            self.pushed.notify_all();
+        }
+    }
+
+    /// Drops the staged chunks more than [`MAX_LATE`] past their time. Called with `late` held.
+    fn drop_overdue(&self, now_ns: u64) {
+        let cutoff = now_ns.saturating_sub(MAX_LATE.as_nanos() as u64);
+        let overdue = |slots: &VecDeque<Slot>| {
+            let first = self.readable(slots);
+            slots.get(first).is_some_and(|s| s.ready_ns < cutoff)
+        };
+        if !overdue(&self.chunks.read().unwrap_or_else(|e| e.into_inner())) {
+            return;
+        }
+        let mut slots = self.chunks.write().unwrap_or_else(|e| e.into_inner());
+        let first = self.readable(&slots);
+        let overdue = slots
+            .range(first..)
+            .take_while(|s| s.ready_ns < cutoff)
+            .count();
+        slots.drain(first..first + overdue);
+    }
+
+    /// `t` in nanoseconds after the ring's epoch (at least 1: 0 means "never").
+    fn ns_at(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos().max(1) as u64
     }
 
     /// Says which sequence number the first chunk will carry, before it exists, so a reader that
@@ -120,15 +252,16 @@ impl Ring {
     /// back. Ignored once a chunk was pushed.
     pub fn expect_first(&self, seq: u64) {
         let _guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
-        if self.last_push_ns.load(Ordering::Acquire) == 0 {
+        if !self.next_known.load(Ordering::Acquire) {
             self.next_seq.store(seq, Ordering::Release);
             self.next_known.store(true, Ordering::Release);
         }
     }
 
-    /// The sequence number the next chunk will carry; `None` before the first chunk is pushed
-    /// or announced.
+    /// The sequence number the next readable chunk will carry; `None` before the first chunk
+    /// is pushed or announced.
     pub fn next_seq(&self) -> Option<u64> {
+        self.release();
         self.next_known
             .load(Ordering::Acquire)
             .then(|| self.next_seq.load(Ordering::Acquire))
@@ -136,24 +269,37 @@ impl Ring {
 
     /// Where a new reader starts: `burst` chunks back from the live edge (or the oldest chunk).
     pub fn burst_start(&self, burst: usize) -> Option<u64> {
-        let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
-        let back = chunks.len().min(burst.max(1));
-        chunks.get(chunks.len().checked_sub(back)?).map(|c| c.seq)
+        self.release();
+        let slots = self.chunks.read().unwrap_or_else(|e| e.into_inner());
+        let readable = self.readable(&slots);
+        let back = readable.min(burst.max(1));
+        slots.get(readable.checked_sub(back)?).map(|s| s.chunk.seq)
     }
 
-    /// Appends to `out` up to `max` chunks starting at `cursor`.
+    /// How many chunks at the front of `slots` are readable.
+    fn readable(&self, slots: &VecDeque<Slot>) -> usize {
+        if self.last_ready_ns.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        let next = self.next_seq.load(Ordering::Acquire);
+        slots.partition_point(|s| seq_before(s.chunk.seq, next))
+    }
+
+    /// Appends to `out` up to `max` readable chunks starting at `cursor`.
     ///
-    /// A cursor older than the oldest chunk moves to the live edge (the newest chunk), and the
-    /// outcome names the chunks skipped. A cursor ahead of the newest chunk reads nothing.
+    /// A cursor older than the oldest chunk moves to the live edge (the newest readable chunk),
+    /// and the outcome names the chunks skipped. A cursor past it reads nothing.
     pub fn read_from(&self, cursor: u64, max: usize, out: &mut Vec<Chunk>) -> ReadOutcome {
-        let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
-        let (Some(oldest), Some(newest)) = (chunks.front(), chunks.back()) else {
+        self.release();
+        let slots = self.chunks.read().unwrap_or_else(|e| e.into_inner());
+        let readable = self.readable(&slots);
+        let (Some(oldest), Some(newest)) = (slots.front(), readable.checked_sub(1)) else {
             return ReadOutcome {
                 skipped: None,
                 next: cursor,
             };
         };
-        let (oldest, newest) = (oldest.seq, newest.seq);
+        let (oldest, newest) = (oldest.chunk.seq, slots[newest].chunk.seq);
         let mut skipped = None;
         let mut cursor = cursor;
         // Wrap-safe comparison: a cursor "before" the oldest chunk is at most 2^63 behind it.
@@ -169,47 +315,57 @@ impl Ring {
         }
         // Sequence numbers increase but may jump (a producer that resynchronised to the clock
         // after a stall), so find the cursor by search rather than by offset.
-        let first = chunks.partition_point(|c| seq_before(c.seq, cursor));
-        let end = chunks.len().min(first + max);
-        out.extend(chunks.range(first..end).cloned());
+        let first = slots.partition_point(|s| seq_before(s.chunk.seq, cursor));
+        let end = readable.min(first + max);
+        out.extend(slots.range(first..end).map(|s| s.chunk.clone()));
         let next = match end.checked_sub(1).filter(|&last| last >= first) {
-            Some(last) => chunks[last].seq.wrapping_add(1),
+            Some(last) => slots[last].chunk.seq.wrapping_add(1),
             None => cursor,
         };
         ReadOutcome { skipped, next }
     }
 
-    /// When chunk `seq` is expected, judging by the last push and the chunk period, plus a
-    /// little slack so a reader that sleeps until then finds it there. `None` before any push.
+    /// When chunk `seq` is expected: a staged chunk when its time comes, one still to be pushed
+    /// judging by the last chunk and the period, plus a little slack so a reader that sleeps
+    /// until then finds it there. `None` before any chunk is readable or staged.
     pub fn due(&self, seq: u64) -> Option<Instant> {
         let next = self.next_seq.load(Ordering::Acquire);
-        let last = match self.last_push_ns.load(Ordering::Acquire) {
-            0 => return None,
-            ns => self.epoch + Duration::from_nanos(ns),
-        };
         let ahead = seq.wrapping_sub(next);
+        let staged = self.staged_ns.load(Ordering::Acquire);
+        let last = self.last_ready_ns.load(Ordering::Acquire);
         if ahead > u64::from(u32::MAX) {
-            return Some(last); // already there (or absurdly far ahead)
+            // Already there (or absurdly far ahead).
+            return (last != 0).then(|| self.epoch + Duration::from_nanos(last));
         }
+        if staged != 0 {
+            // `next` is the first staged chunk; the ones after it follow a period apart.
+            return Some(self.epoch + Duration::from_nanos(staged) + self.period * ahead as u32);
+        }
+        if last == 0 {
+            return None;
+        }
+        let last = self.epoch + Duration::from_nanos(last);
         Some(last + self.period * (ahead as u32 + 1) + WAKE_SLACK)
     }
 
-    /// Blocks until chunk `seq` exists or `deadline` passes; returns whether it exists.
+    /// Blocks until chunk `seq` is readable or `deadline` passes; returns whether it is.
     ///
     /// Readers call this only when the producer is late: on time, they sleep until [`Ring::due`].
     pub fn wait_for(&self, seq: u64, deadline: Instant) -> bool {
-        self.wait_until(deadline, || self.has(seq))
+        self.wait_until(deadline, || self.readable_now(seq))
     }
 
-    /// Blocks until the first chunk exists or `deadline` passes; returns whether it exists.
+    /// Blocks until the first chunk is readable or `deadline` passes; returns whether it is.
     pub fn wait_first(&self, deadline: Instant) -> bool {
-        self.wait_until(deadline, || self.last_push_ns.load(Ordering::Acquire) != 0)
+        self.wait_until(deadline, || self.last_ready_ns.load(Ordering::Acquire) != 0)
     }
 
-    /// Waits on the push signal until `ready` holds or `deadline` passes.
+    /// Waits on the push signal until `ready` holds or `deadline` passes, waking also when a
+    /// staged chunk's time comes.
     fn wait_until(&self, deadline: Instant, ready: impl Fn() -> bool) -> bool {
-        let mut guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
         loop {
+            self.release();
+            let guard = self.late.lock().unwrap_or_else(|e| e.into_inner());
             if ready() {
                 return true;
             }
@@ -217,17 +373,28 @@ impl Ring {
             if now >= deadline {
                 return false;
             }
-            guard = self
-                .pushed
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            let wake = match self.staged_ns.load(Ordering::Acquire) {
+                0 => deadline,
+                ns => deadline.min(self.epoch + Duration::from_nanos(ns)),
+            };
+            if wake > now {
+                drop(
+                    self.pushed
+                        .wait_timeout(guard, wake - now)
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+            }
         }
     }
 
-    /// Whether chunk `seq` has been produced (it may since have been dropped).
+    /// Whether chunk `seq` is readable (it may since have been dropped).
     pub fn has(&self, seq: u64) -> bool {
-        self.last_push_ns.load(Ordering::Acquire) != 0
+        self.release();
+        self.readable_now(seq)
+    }
+
+    fn readable_now(&self, seq: u64) -> bool {
+        self.last_ready_ns.load(Ordering::Acquire) != 0
             && seq_before(seq, self.next_seq.load(Ordering::Acquire))
     }
 }
@@ -368,6 +535,77 @@ mod tests {
         let mut out = Vec::new();
         ring.read_from(u64::MAX - 1, 8, &mut out);
         assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn a_staged_chunk_is_read_from_its_time_on_without_another_push() {
+        let ring = Ring::new(4, Duration::from_millis(20));
+        ring.push(chunk(1));
+        let now = Instant::now();
+        let later = now + Duration::from_millis(40);
+        ring.stage([(chunk(2), now), (chunk(3), later)], |_| {});
+        let mut out = Vec::new();
+        let r = ring.read_from(1, 8, &mut out);
+        assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(r.next, 3, "chunk 3 is not readable before its time");
+        assert!(ring.has(2) && !ring.has(3));
+        assert_eq!(ring.next_seq(), Some(3));
+        assert_eq!(
+            ring.burst_start(8),
+            Some(1),
+            "the live edge is the readable chunk 2"
+        );
+        assert_eq!(
+            ring.due(3),
+            Some(later),
+            "a staged chunk is due exactly at its time"
+        );
+        assert_eq!(ring.due(4), Some(later + Duration::from_millis(20)));
+        // A late reader waiting for it wakes at its time, though nothing is pushed.
+        assert!(ring.wait_for(3, now + Duration::from_secs(5)));
+        assert!(Instant::now() >= later);
+        out.clear();
+        assert_eq!(ring.read_from(3, 8, &mut out).next, 4);
+        assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn a_staged_chunk_not_read_within_a_second_of_its_time_is_dropped_not_sent_late() {
+        let ring = Ring::new(8, Duration::from_millis(20));
+        ring.push(chunk(1));
+        let soon = Instant::now() + Duration::from_millis(20);
+        ring.stage([(chunk(2), soon), (chunk(3), soon)], |_| {});
+        // Nobody reads for more than a second after they were due, as when the whole process
+        // stood still; then the producer, resynchronised, stages the chunk of now.
+        std::thread::sleep(MAX_LATE + Duration::from_millis(100));
+        ring.stage([(chunk(10), Instant::now())], |_| {});
+        let mut out = Vec::new();
+        let r = ring.read_from(2, 8, &mut out);
+        assert_eq!(
+            out.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            [10],
+            "chunks 2 and 3 were due more than a second ago"
+        );
+        assert_eq!(r.next, 11);
+    }
+
+    #[test]
+    fn staged_chunks_do_not_count_against_the_readable_chunks_kept() {
+        let ring = Ring::new(2, Duration::from_millis(20));
+        ring.push_all([chunk(1), chunk(2)], |_| {});
+        let later = Instant::now() + Duration::from_secs(60);
+        let mut dropped = Vec::new();
+        ring.stage((3..=6).map(|s| (chunk(s), later)), |c| dropped.push(c.seq));
+        assert!(
+            dropped.is_empty(),
+            "dropped {dropped:?} for chunks not readable yet"
+        );
+        let mut out = Vec::new();
+        ring.read_from(1, 8, &mut out);
+        assert_eq!(out.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
+        // Out-of-order times count as the previous chunk's: chunk 7 waits for 6.
+        ring.stage([(chunk(7), Instant::now())], |c| dropped.push(c.seq));
+        assert!(!ring.has(7));
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl Server {
         self.listeners.load(Ordering::Relaxed)
     }
 
-    /// When sessions and the producer wake, for the listeners connected now.
+    /// When sessions wake, for the listeners connected now.
     pub fn wakes(&self) -> session::Wakes {
         session::Wakes::new(
             self.listener_count(),
@@ -241,11 +241,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         shutting_down: AtomicBool::new(false),
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let batch = {
-        let server = server.clone();
-        move || server.wakes().producer_batch()
-    };
-    let producer = producer::spawn(source, stream.clone(), stop.clone(), batch)
+    let producer = producer::spawn(source, stream.clone(), stop.clone())
         .map_err(|e| Error::io("start producer thread", e))?;
     watch_source_end(server.clone(), producer)?;
     watch_signals(server.clone())?;

@@ -554,11 +554,11 @@ pub struct Wakes {
     /// Chunks a session asks for per wake-up ([`wake_every`]).
     pub chunks: u64,
     /// Whether batches follow sequence numbers (`seq + 1` a multiple of `chunks`), so every
-    /// session and the producer wake together once per batch. Below [`STAGGER_FROM`]
-    /// listeners that is cheapest: one wake-up of an idle machine instead of several. From
-    /// there on each session's batches start where its cursor is, which spreads the sessions
-    /// over the chunk periods: two thousand threads made runnable at once took 5–8 % more of
-    /// one core and added about 10 ms to p99 latency (BENCHMARKS.md).
+    /// session wakes together once per batch. Below [`STAGGER_FROM`] listeners that is
+    /// cheapest: one wake-up of an idle machine instead of several. From there on each
+    /// session's batches start where its cursor is, which spreads the sessions over the chunk
+    /// periods: two thousand threads made runnable at once took 5–8 % more of one core and
+    /// added about 10 ms to p99 latency (BENCHMARKS.md).
     pub together: bool,
 }
 
@@ -578,12 +578,6 @@ impl Wakes {
         } else {
             cursor.wrapping_add(batch - 1)
         }
-    }
-
-    /// How many chunks the producer of a clock-paced source cuts per wake-up: a whole batch
-    /// when sessions wake together, else one, so that staggered sessions find theirs.
-    pub fn producer_batch(self) -> u64 {
-        if self.together { self.chunks.max(1) } else { 1 }
     }
 }
 
@@ -618,24 +612,24 @@ mod tests {
     }
 
     #[test]
-    fn a_few_sessions_wake_for_the_end_of_the_producers_batch() {
+    fn a_few_sessions_wake_together_for_batches_that_follow_sequence_numbers() {
         let wakes = Wakes::new(STAGGER_FROM - 1, 20, Some(3));
-        assert_eq!(wakes.producer_batch(), 3);
+        assert!(wakes.together);
         assert_eq!(wakes.next_want(30), 32);
         assert_eq!(wakes.next_want(31), 32);
         assert_eq!(wakes.next_want(32), 32);
         assert_eq!(wakes.next_want(33), 35);
         for seq in 30..40 {
-            assert!(crate::producer::ends_batch(wakes.next_want(seq), 3));
+            assert_eq!((wakes.next_want(seq) + 1) % 3, 0, "batch ends at {seq}");
         }
         assert_eq!(Wakes::new(1, 20, None).next_want(31), 31);
     }
 
     #[test]
-    fn many_sessions_stagger_their_batches_and_the_producer_pushes_every_chunk() {
+    fn many_sessions_stagger_their_batches() {
         let wakes = Wakes::new(STAGGER_FROM, 20, None);
         assert_eq!(wakes.chunks, 3);
-        assert_eq!(wakes.producer_batch(), 1);
+        assert!(!wakes.together);
         assert_eq!(wakes.next_want(30), 32);
         assert_eq!(wakes.next_want(31), 33);
         assert_eq!(wakes.next_want(32), 34);
