@@ -87,13 +87,9 @@ cat "$table"
 if [ "$RECORD" = 1 ]; then
   body=$LOGS/rounds-section.md
   {
-    echo
-    echo "Measured $started on $machine: $ROUNDS rounds, one after the other."
-    echo
-    echo '```sh'
-    echo "make bench-icecast-rounds   # ROUNDS=$ROUNDS LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S BATCHES='$BATCHES'"
-    echo "# each round: RECORD=0 make bench-icecast with the same settings (commands in the section above)"
-    echo '```'
+    bench_section_head "Measured $started on $machine: $ROUNDS rounds, one after the other." \
+      "make bench-icecast-rounds   # ROUNDS=$ROUNDS LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S BATCHES='$BATCHES'" \
+      "# each round: RECORD=0 make bench-icecast with the same settings (commands in the section above)"
     cat "$table"
     echo
   } >"$body"

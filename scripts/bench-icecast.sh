@@ -196,17 +196,14 @@ done
 if [ "$RECORD" = 1 ]; then
   body=$LOGS/icecast-section.md
   {
-    echo
-    echo "Measured $started on $machine. $(icecast2 -v 2>&1 | head -1); $(ffmpeg -version | head -1 | cut -d' ' -f1-3)."
-    echo
-    echo '```sh'
-    echo "make bench-icecast   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S BATCHES='$BATCHES'"
-    echo "ffmpeg -i audio/earshot-sample.mp3 -ar 44100 -ac 2 -c:a pcm_s16le sample.wav"
-    printf '%s\n' "${earshot_lines[@]}"
-    echo "icecast2 -c icecast.xml   # written by scripts/bench-icecast.sh: port $ICECAST_PORT, <clients>$((max + 100))</clients>"
-    echo "ffmpeg -re -stream_loop -1 -i sample.wav -c:a pcm_s16le -f wav -content_type audio/wav icecast://source:PASSWORD@127.0.0.1:$ICECAST_PORT/earshot.wav"
-    echo "${icecast_cmd[*]#target/release/}" | sed "s|--server-pid $icecast|--server-pid \$ICECAST_PID|"
-    echo '```'
+    bench_section_head \
+      "Measured $started on $machine. $(icecast2 -v 2>&1 | head -1); $(ffmpeg -version | head -1 | cut -d' ' -f1-3)." \
+      "make bench-icecast   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S BATCHES='$BATCHES'" \
+      "ffmpeg -i audio/earshot-sample.mp3 -ar 44100 -ac 2 -c:a pcm_s16le sample.wav" \
+      "${earshot_lines[@]}" \
+      "icecast2 -c icecast.xml   # written by scripts/bench-icecast.sh: port $ICECAST_PORT, <clients>$((max + 100))</clients>" \
+      "ffmpeg -re -stream_loop -1 -i sample.wav -c:a pcm_s16le -f wav -content_type audio/wav icecast://source:PASSWORD@127.0.0.1:$ICECAST_PORT/earshot.wav" \
+      "$(echo "${icecast_cmd[*]#target/release/}" | sed "s|--server-pid $icecast|--server-pid \$ICECAST_PID|")"
     echo
     echo "e = earshot (WebSocket), i = Icecast (HTTP). Ratios below 1 favour earshot. \"CPU µs a"
     echo "listener adds\" is the server's CPU above what it used with no listeners (measured for one"

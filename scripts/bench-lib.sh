@@ -113,6 +113,19 @@ bench_machine() {
   echo "$cores cores ($model), $mem RAM, Linux $(uname -r); load average before the run: $load"
 }
 
+# The head of a recorded section: SENTENCE (when and where it was measured), then the commands
+# that made it, one per further argument, as a shell block.
+bench_section_head() {
+  local sentence=$1
+  shift
+  echo
+  echo "$sentence"
+  echo
+  echo '```sh'
+  printf '%s\n' "$@"
+  echo '```'
+}
+
 # Replaces what lies between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in FILE with the
 # contents of BODY (a file).
 bench_replace_section() {

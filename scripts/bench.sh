@@ -52,14 +52,10 @@ bench_stop "$server"
 if [ "$RECORD" = 1 ]; then
   body=$LOGS/earshot-section.md
   {
-    echo
-    echo "Measured $started on $machine."
-    echo
-    echo '```sh'
-    echo "make bench   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S SOURCE=$SOURCE BATCH=$BATCH"
-    echo "earshot ${BENCH_SERVE_ARGS[*]}"
-    echo "${cmd[*]#target/release/}" | sed "s|--server-pid $server|--server-pid \$SERVER_PID|"
-    echo '```'
+    bench_section_head "Measured $started on $machine." \
+      "make bench   # LADDER=$LADDER STEP_S=$STEP_S SETTLE_S=$SETTLE_S SOURCE=$SOURCE BATCH=$BATCH" \
+      "earshot ${BENCH_SERVE_ARGS[*]}" \
+      "$(echo "${cmd[*]#target/release/}" | sed "s|--server-pid $server|--server-pid \$SERVER_PID|")"
     echo
     cat "$LOGS/earshot-ladder.md"
     echo

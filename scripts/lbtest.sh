@@ -26,12 +26,8 @@ LBTEST_TABLE=$table timeout 300 "${cmd[@]}"
 if [ "$RECORD" = 1 ]; then
   body=target/lbtest/section.md
   {
-    echo
-    echo "Measured $when on $machine; $(haproxy -v | head -1 | cut -d' ' -f1-3)."
-    echo
-    echo '```sh'
-    echo "make lbtest   # ${cmd[*]}"
-    echo '```'
+    bench_section_head "Measured $when on $machine; $(haproxy -v | head -1 | cut -d' ' -f1-3)." \
+      "make lbtest   # ${cmd[*]}"
     echo
     cat "$table"
     echo
