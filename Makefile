@@ -105,11 +105,14 @@ bench-icecast-rounds:
 	./scripts/bench-icecast-rounds.sh
 
 # The floor under a thread per listener: the CPU threads cost only to wake on a 20 or 60 ms grid,
-# as sessions do (benches/wake_floor.rs). About four minutes; prints a table for BENCHMARKS.md.
+# as sessions do, then to send the audio as well, and what one sender thread for all listeners
+# (a pool) pays for the same (benches/wake_floor.rs). About ten minutes with every mode; prints
+# a table for BENCHMARKS.md. FLOOR_MODES picks from socket,sleep,send,pool.
 FLOOR_THREADS ?= 1,10,50,100,200,500
+FLOOR_MODES   ?= socket,sleep,send,pool
 FLOOR_S       ?= 10
 bench-floor:
-	$(CARGO) bench --bench wake_floor -- --threads $(FLOOR_THREADS) --seconds $(FLOOR_S)
+	$(CARGO) bench --bench wake_floor -- --listeners $(FLOOR_THREADS) --mode $(FLOOR_MODES) --seconds $(FLOOR_S)
 
 # Failover through Debian's real HAProxy (installed when missing): three instances drained,
 # killed and frozen under six listeners; the table goes to BENCHMARKS.md. The same test runs in
