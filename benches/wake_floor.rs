@@ -361,7 +361,7 @@ fn measure(step: Step, settle: Duration, length: Duration) -> Result<Outcome, St
                 let period = step.period;
                 spawn(
                     "sleeper",
-                    Box::new(move || sleep_on_grid(grid, period, &shared)),
+                    Box::new(move || sleep_and_send(grid, period, Vec::new(), &[], &shared)),
                 )?;
             }
         }
@@ -389,7 +389,7 @@ fn measure(step: Step, settle: Duration, length: Duration) -> Result<Outcome, St
                 let period = step.period;
                 spawn(
                     "sender",
-                    Box::new(move || pool_sender(grid, period, share, &payload, &shared)),
+                    Box::new(move || sleep_and_send(grid, period, share, &payload, &shared)),
                 )?;
             }
         }
@@ -448,16 +448,21 @@ fn next_after(mut next: Instant, period: Duration, now: Instant) -> Instant {
     next
 }
 
-/// `Sleep`: wakes at every grid time until told to stop.
-fn sleep_on_grid(grid: Instant, period: Duration, shared: &Shared) -> Result<(), String> {
-    let mut next = grid;
+/// Sleeps to each grid time from `first` on, and runs `at_time` there, until told to stop.
+fn every_grid_time(
+    first: Instant,
+    period: Duration,
+    shared: &Shared,
+    mut at_time: impl FnMut() -> Result<(), String>,
+) -> Result<(), String> {
+    let mut next = first;
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if now < next {
             thread::sleep(next - now);
             continue;
         }
-        shared.wakes.fetch_add(1, Ordering::Relaxed);
+        at_time()?;
         next = next_after(next, period, now);
     }
     Ok(())
@@ -508,21 +513,16 @@ fn session_on_grid(
     Ok(())
 }
 
-/// `Pool`: sleeps to each grid time, then writes the chunk to each of its listeners' sockets.
-fn pool_sender(
+/// `Sleep` (no sockets) and `Pool`: sleeps to each grid time, then writes the chunk to each
+/// of its listeners' sockets.
+fn sleep_and_send(
     grid: Instant,
     period: Duration,
     mut sockets: Vec<TcpStream>,
     payload: &[u8],
     shared: &Shared,
 ) -> Result<(), String> {
-    let mut next = grid;
-    while !shared.stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now < next {
-            thread::sleep(next - now);
-            continue;
-        }
+    every_grid_time(grid, period, shared, || {
         shared.wakes.fetch_add(1, Ordering::Relaxed);
         for socket in &mut sockets {
             match socket.write(payload) {
@@ -537,9 +537,8 @@ fn pool_sender(
                 Err(e) => return Err(format!("write: {e}")),
             }
         }
-        next = next_after(next, period, now);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The listeners' side (not measured): a few milliseconds after each grid time, reads every
@@ -547,22 +546,15 @@ fn pool_sender(
 fn read_on_grid(
     grid: Instant,
     period: Duration,
-    peers: Vec<TcpStream>,
+    mut peers: Vec<TcpStream>,
     shared: &Shared,
 ) -> Result<(), String> {
     for peer in &peers {
         peer.set_nonblocking(true)
             .map_err(|e| format!("set_nonblocking: {e}"))?;
     }
-    let mut peers = peers;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut next = grid + Duration::from_millis(3);
-    while !shared.stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now < next {
-            thread::sleep(next - now);
-            continue;
-        }
+    every_grid_time(grid + Duration::from_millis(3), period, shared, || {
         for peer in &mut peers {
             loop {
                 match peer.read(&mut buf) {
@@ -578,9 +570,8 @@ fn read_on_grid(
                 }
             }
         }
-        next = next_after(next, period, now);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// This thread's id, as `/proc/self/task` names it.
