@@ -563,6 +563,10 @@ mod tests {
         let until = Instant::now() + Duration::from_millis(600);
         while Instant::now() < until {
             let mut chunks = Vec::new();
+            // Every chunk due by `before_us` must be readable; none due after `now_us` may be.
+            // Read on each side of `read_from`, so a test thread held up in between fails
+            // neither.
+            let before_us = audio::unix_micros(SystemTime::now());
             stream.ring.read_from(first, 1000, &mut chunks);
             let now_us = audio::unix_micros(SystemTime::now());
             let last = chunks.last().unwrap();
@@ -572,8 +576,8 @@ mod tests {
                 last.seq,
                 last.produced_us - now_us
             );
-            // Saturating: the stamp may be a few µs past `now_us` (the two clocks are read apart).
-            let since_due = now_us.saturating_sub(last.produced_us);
+            // Saturating: the newest may have become due after `before_us`.
+            let since_due = before_us.saturating_sub(last.produced_us);
             assert!(
                 since_due <= 25_000,
                 "chunk {} was due {since_due} µs ago and is still the newest readable",
