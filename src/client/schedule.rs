@@ -167,16 +167,21 @@ impl ReadSchedule {
             }
             let past = read_us - (due + window.there_us);
             let backoff = (past / pace.poll_us.max(1)).min(u64::from(MAX_BACKOFF_SHIFT)) as u32;
-            return read_us + (pace.poll_us << self.backoff(backoff));
+            return read_us + (pace.poll_us << self.backoff(backoff, pace));
         }
         let backoff = (self.empty_reads - 1).min(MAX_BACKOFF_SHIFT);
-        read_us + (pace.poll_us << self.backoff(backoff))
+        read_us + (pace.poll_us << self.backoff(backoff, pace))
     }
 
     /// How far to back off from polling every poll: not at all while a group seen once is
-    /// awaited again, so that its second coming, which decides it, is read as it comes.
-    fn backoff(&self, shift: u32) -> u32 {
-        if self.candidate.is_some() { 0 } else { shift }
+    /// awaited again, so that its second coming, which decides it, is read as it comes; but
+    /// only for as long as such a group takes, so that a server that goes quiet after a burst
+    /// is not read every poll for as long as it stays quiet.
+    fn backoff(&self, shift: u32, pace: Pace) -> u32 {
+        match self.candidate {
+            Some(group) if u64::from(self.empty_reads) * pace.poll_us <= group * pace.chunk_us => 0,
+            _ => shift,
+        }
     }
 
     /// When the last chunk of the group after the newest one is due (this machine's clock).
@@ -451,6 +456,30 @@ mod tests {
         let mut schedule = ReadSchedule::new(0);
         read_server(&mut schedule, 3, 6);
         assert_eq!(schedule.group(), 3);
+    }
+
+    /// A burst and then nothing (the source went down): the schedule polls every poll only
+    /// for as long as the group the burst would be takes, then backs off as for any quiet
+    /// server, so a thousand quiet listeners do not cost a thousand reads every 4 ms.
+    #[test]
+    fn a_server_quiet_after_a_burst_is_polled_ever_less_often() {
+        let mut schedule = ReadSchedule::new(0);
+        schedule.after_read(30_000, 1, Some(0), PACE);
+        schedule.after_read(98_000, 0, Some(0), PACE);
+        // Chunks 1 to 5 at once, between two reads less than a chunk apart: perhaps a group.
+        let mut at = schedule.after_read(101_000, 5, Some(100_000), PACE);
+        let mut gaps = Vec::new();
+        for _ in 0..40 {
+            let next = schedule.after_read(at, 0, Some(100_000), PACE);
+            gaps.push(next - at);
+            at = next;
+        }
+        assert_eq!(schedule.group(), 1);
+        assert!(gaps.iter().take(10).all(|&g| g <= PACE.poll_us), "{gaps:?}");
+        assert!(
+            gaps.iter().skip(35).all(|&g| g == 4 * PACE.poll_us),
+            "{gaps:?}"
+        );
     }
 
     #[test]
