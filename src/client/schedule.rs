@@ -446,8 +446,8 @@ mod tests {
         assert!(r.reads <= 2 * 174, "{} reads for 174 chunks", r.reads);
     }
 
-    /// The same burst twice in a row is not a group either when the server sent single chunks
-    /// in between; a group is two arrivals of the same size one after the other.
+    /// One group could be a burst: a group is learned from two arrivals of the same size, one
+    /// after the other.
     #[test]
     fn a_group_is_learned_from_two_groups_of_the_same_size_in_a_row() {
         let mut schedule = ReadSchedule::new(0);
