@@ -233,6 +233,42 @@ fn a_server_frozen_during_a_step_shows_as_late_chunks_and_a_missed_target() {
     );
 }
 
+/// A step the server cannot take whole: the listeners it refuses are counted, with the
+/// server's own reason, and the step misses the target however well the others are served.
+#[test]
+fn listeners_the_server_refuses_are_counted_and_the_step_misses_the_target() {
+    let server = Server::start(&["--source", "tone:", "--max-listeners", "3"]);
+    let dir = TempDir::new("bench-refused");
+    let csv = dir.join("b.csv");
+    let (code, stdout, stderr) = run_earshot(&[
+        "bench",
+        &server.ws_url(),
+        "--clients",
+        "2,5",
+        "--duration",
+        "1",
+        "--settle",
+        "0.5",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("2 of 5 listeners could not connect")
+            && stderr.contains("listener limit reached (3)"),
+        "{stderr}"
+    );
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv_cell(&csv, 1, "connect_failures"), "0");
+    assert_eq!(csv_cell(&csv, 2, "connected"), "3");
+    assert_eq!(csv_cell(&csv, 2, "connect_failures"), "2");
+    assert!(stdout.contains("met at: 2\n"), "{stdout}");
+    assert!(
+        stdout.contains("target missed at: 5 (3 connected"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn bench_refuses_a_ladder_that_does_not_ascend() {
     let (code, _, stderr) = run_earshot(&["bench", "ws://127.0.0.1:1/ws", "--clients", "20,1"]);
