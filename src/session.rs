@@ -163,6 +163,7 @@ impl ListenerSession<'_> {
                 Ok(Message::Binary(_)) => {
                     return Err(self.refuse(CloseCode::Policy, "the first message must be a login"));
                 }
+                Ok(Message::Close(_)) => return Err(self.client_closed()),
                 Ok(_) => continue,
                 Err(e) if is_timeout(&e) => continue,
                 Err(e) => return Err(self.read_failed(e)),
@@ -427,9 +428,7 @@ impl ListenerSession<'_> {
                         self.refuse(CloseCode::Unsupported, "binary messages are not accepted")
                     );
                 }
-                Ok(Message::Close(_)) => {
-                    // tungstenite has queued the reply; the next read completes the handshake.
-                }
+                Ok(Message::Close(_)) => return Err(self.client_closed()),
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => return Ok(()),
                 Err(e) => return Err(self.read_failed(e)),
@@ -512,6 +511,15 @@ impl ListenerSession<'_> {
                 break;
             }
         }
+    }
+
+    /// The client's close frame was read: tungstenite has queued the reply, which goes out now,
+    /// and the session is over. Reading on instead, a session whose read had run past its
+    /// deadline went to send audio (or a keepalive ping), which tungstenite refuses after a
+    /// close, and logged a clean close as a lost connection.
+    fn client_closed(&mut self) -> End {
+        let _ = self.ws.flush();
+        End::ClientClosed
     }
 
     fn io_end(&self, e: WsError) -> End {
