@@ -15,6 +15,11 @@ pub const CHUNK_HEADER_LEN: usize = 16;
 /// Largest message a client may send; anything bigger is closed with 1009 (message too big).
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
 
+/// Most messages (text, ping or pong frames) a client may send in one second; more are closed
+/// with 1008. Listeners send a ping every one or two seconds (the page, `earshot listen`); a
+/// client that floods would keep a core busy answering it.
+pub const MAX_CLIENT_MESSAGES_PER_S: u32 = 50;
+
 /// Builds a chunk whose payload is ready to go on the wire as one binary message.
 pub fn encode_chunk(seq: u64, produced_us: u64, samples: &[i16]) -> Chunk {
     encode_chunk_into(Vec::new(), seq, produced_us, samples)

@@ -78,6 +78,8 @@ struct ListenerSession<'a> {
     read_timeout: Option<Duration>,
     /// When audio last went out (or the last keepalive ping), for [`KEEPALIVE`].
     last_sent: Instant,
+    /// The second the client's messages are counted in, and how many came in it.
+    messages: (Instant, u32),
     scratch: Vec<Chunk>,
 }
 
@@ -108,6 +110,7 @@ pub fn run(
         told_to_go: false,
         read_timeout: None,
         last_sent: Instant::now(),
+        messages: (Instant::now(), 0),
         scratch: Vec::with_capacity(MAX_CHUNKS_PER_WAKE),
     };
     let end = match login.map(|client| session.login_by_message(client)) {
@@ -150,7 +153,11 @@ impl ListenerSession<'_> {
             // must not end a login that takes its time.
             self.keep_alive(now)?;
             self.set_read_timeout((deadline - now).min(LOGIN_POLL))?;
-            let password = match self.ws.read() {
+            let message = self.ws.read();
+            if message.is_ok() {
+                self.count_message()?;
+            }
+            let password = match message {
                 Ok(Message::Text(text)) => match protocol::parse_client_message(text.as_str()) {
                     Some(ClientMessage::Login { password }) => password,
                     _ => {
@@ -421,7 +428,11 @@ impl ListenerSession<'_> {
                 return Ok(());
             }
             self.set_read_timeout(deadline - now)?;
-            match self.ws.read() {
+            let message = self.ws.read();
+            if message.is_ok() {
+                self.count_message()?;
+            }
+            match message {
                 Ok(Message::Text(text)) => self.answer(text.as_str())?,
                 Ok(Message::Binary(_)) => {
                     return Err(
@@ -451,6 +462,25 @@ impl ListenerSession<'_> {
             WsError::Utf8(_) => self.refuse(CloseCode::Invalid, "text message is not UTF-8"),
             e => self.io_end(e),
         }
+    }
+
+    /// Counts a message from the client; past [`MAX_CLIENT_MESSAGES_PER_S`] in a second, the
+    /// client is closed with 1008.
+    fn count_message(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        let (since, count) = &mut self.messages;
+        if now.duration_since(*since) >= Duration::from_secs(1) {
+            (*since, *count) = (now, 0);
+        }
+        *count += 1;
+        if *count > protocol::MAX_CLIENT_MESSAGES_PER_S {
+            let reason = format!(
+                "more than {} messages in a second",
+                protocol::MAX_CLIENT_MESSAGES_PER_S
+            );
+            return Err(self.refuse(CloseCode::Policy, &reason));
+        }
+        Ok(())
     }
 
     fn answer(&mut self, text: &str) -> Result<(), End> {

@@ -156,6 +156,70 @@ fn clients_closing_at_any_moment_are_each_logged_as_a_clean_close() {
     assert!(!log.contains("Sending after closing"), "{log}");
 }
 
+/// A client that floods the server with messages is closed with 1008 and the limit in the
+/// reason; answering it would keep a core busy (a tight loop of pings took 80 % of one).
+#[test]
+fn a_client_that_floods_messages_is_closed_with_1008() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    for id in 0..200 {
+        // The server may close before all are written.
+        if ws
+            .send(Message::text(format!(r#"{{"type":"ping","id":{id}}}"#)))
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Audio keeps coming until the close, so the wait for it has a deadline of its own.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut pongs = 0;
+    let frame = loop {
+        assert!(Instant::now() < deadline, "not closed after {pongs} pongs");
+        match ws.read() {
+            Ok(Message::Close(frame)) => break frame.expect("a close code"),
+            Ok(Message::Text(t)) if t.contains(r#""type":"pong""#) => pongs += 1,
+            Ok(_) => {}
+            Err(e) => panic!("connection ended without a close frame: {e}"),
+        }
+    };
+    assert_eq!(frame.code, CloseCode::Policy, "{}", frame.reason);
+    assert_eq!(frame.reason, "more than 50 messages in a second");
+    assert_eq!(pongs, 50, "every message up to the limit is answered");
+}
+
+/// Far more than a listener needs (one ping a second), and under the limit: still listening.
+#[test]
+fn a_client_sending_twenty_messages_a_second_keeps_listening() {
+    let server = Server::start(&["--source", "tone:"]);
+    let mut ws = connect(server.addr);
+    read_json(&mut ws);
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut pongs = 0;
+    for id in 0..60 {
+        ws.send(Message::text(format!(r#"{{"type":"ping","id":{id}}}"#)))
+            .unwrap();
+        let until = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < until {
+            match ws.read() {
+                Ok(Message::Text(t)) if t.contains(r#""type":"pong""#) => pongs += 1,
+                Ok(Message::Close(frame)) => panic!("closed: {frame:?}"),
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert_eq!(pongs, 60);
+}
+
 #[test]
 fn oversized_client_message_is_closed_with_1009() {
     let server = Server::start(&["--source", "tone:"]);
