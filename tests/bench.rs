@@ -269,6 +269,58 @@ fn listeners_the_server_refuses_are_counted_and_the_step_misses_the_target() {
     );
 }
 
+/// A server with a listening password: without it the bench says what the server said and
+/// how to give it; with it (from the environment, as the README advises) every listener gets
+/// in on the token the one login earned, and the server logs one login, not one per listener.
+#[test]
+fn a_password_protected_server_is_measured_with_its_password() {
+    let server = Server::start(&["--source", "tone:", "--password", "correct horse"]);
+    let (code, _, stderr) = run_earshot(&["bench", &server.ws_url(), "--clients", "1"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("login required"), "{stderr}");
+    assert!(stderr.contains("give --password"), "{stderr}");
+
+    let output = earshot()
+        .args([
+            "bench",
+            &server.ws_url(),
+            "--clients",
+            "1,5",
+            "--duration",
+            "1",
+            "--settle",
+            "0.5",
+        ])
+        .env("EARSHOT_PASSWORD", "correct horse")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("could not connect"), "{stderr}");
+    let header = stdout
+        .lines()
+        .position(|l| l.contains("listeners") && l.contains("p99 ms"))
+        .unwrap_or_else(|| panic!("no table in:\n{stdout}"));
+    let five: Vec<&str> = stdout
+        .lines()
+        .nth(header + 2)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&five[..2], ["5", "5"], "all five connected:\n{stdout}");
+    assert_eq!(
+        server.stderr().matches("login from").count(),
+        1,
+        "{}",
+        server.stderr()
+    );
+
+    let (code, _, stderr) = run_earshot(&["bench", "http://127.0.0.1:1/stream", "--password", "x"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not an http:// one"), "{stderr}");
+}
+
 #[test]
 fn bench_refuses_a_ladder_that_does_not_ascend() {
     let (code, _, stderr) = run_earshot(&["bench", "ws://127.0.0.1:1/ws", "--clients", "20,1"]);

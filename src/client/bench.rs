@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::auth::Secret;
 use crate::client::chart;
-use crate::client::config::BenchConfig;
+use crate::client::config::{BenchConfig, ListenCredentials};
 use crate::client::connection::{ConnectOptions, Connection, Event, Hello};
 use crate::client::endpoint::Scheme;
 use crate::client::loadgen::{LoadConfig, LoadGen, WindowReport};
@@ -37,6 +38,8 @@ struct StreamInfo {
     byte_rate: f64,
     /// The server's CPU before any listener joined, in % of one core.
     idle_cpu_pct: Option<f64>,
+    /// The token every listener presents: given, or earned by the probe's password login.
+    token: Option<Secret>,
 }
 
 pub fn run(config: &BenchConfig) -> Result<()> {
@@ -71,6 +74,7 @@ pub fn run(config: &BenchConfig) -> Result<()> {
         on_time_us: config.on_time.as_micros() as u64,
         chunk_us: stream.hello.as_ref().map_or(20_000.0, Hello::chunk_us),
         clock_offset_us: stream.clock_offset_us,
+        token: stream.token.clone(),
     })?;
     println!("{}", results::table_header());
     let mut steps: Vec<StepResult> = Vec::new();
@@ -98,13 +102,23 @@ fn probe(config: &BenchConfig) -> Result<StreamInfo> {
             clock_offset_us: 0,
             byte_rate: config.byte_rate as f64,
             idle_cpu_pct: None,
+            token: None,
         });
     }
     let options = ConnectOptions {
         timeout: config.connect_timeout,
         stall: Some(Duration::from_secs(5)),
     };
-    let mut connection = Connection::open(&config.endpoint, &options, Credentials::None, None)?;
+    let credentials = match &config.credentials {
+        ListenCredentials::None => Credentials::None,
+        ListenCredentials::Password(p) => Credentials::Password(p.expose()),
+        ListenCredentials::Token(t) => Credentials::Token(t.expose()),
+    };
+    let mut connection = Connection::open(&config.endpoint, &options, credentials, None)?;
+    let token = match &config.credentials {
+        ListenCredentials::Token(t) => Some(t.clone()),
+        _ => connection.token.clone(),
+    };
     let deadline = Instant::now() + Duration::from_millis(1500);
     while connection.pongs() < 2 && Instant::now() < deadline {
         if let Event::Closed(c) = connection.next_event(deadline) {
@@ -130,6 +144,7 @@ fn probe(config: &BenchConfig) -> Result<StreamInfo> {
         clock_offset_us,
         byte_rate,
         idle_cpu_pct: None,
+        token,
     })
 }
 

@@ -201,6 +201,26 @@ pub const BENCH_FLAGS: &[Flag] = &[
                share compares against it",
     },
     Flag {
+        name: "password",
+        value: Some("PW"),
+        default: None,
+        help: "For a server with a listening password: logged in once, and every listener\n\
+               presents the token it earns. Prefer EARSHOT_PASSWORD: argv is visible in ps",
+    },
+    Flag {
+        name: "password-file",
+        value: Some("FILE"),
+        default: None,
+        help: "Read the password from the first line of FILE instead (keeps it out of ps)",
+    },
+    Flag {
+        name: "token",
+        value: Some("TOKEN"),
+        default: None,
+        help: "A token from POST /api/login, which every listener presents (Authorization:\n\
+               Bearer)",
+    },
+    Flag {
         name: "connect-timeout-ms",
         value: Some("MS"),
         default: Some("5000"),
@@ -208,7 +228,7 @@ pub const BENCH_FLAGS: &[Flag] = &[
     },
 ];
 
-/// How `earshot listen` proves it may listen.
+/// How `earshot listen` (or `bench`'s listeners) proves it may listen.
 #[derive(Debug, Clone)]
 pub enum ListenCredentials {
     None,
@@ -253,6 +273,8 @@ pub struct BenchConfig {
     pub label: String,
     pub byte_rate: u64,
     pub connect_timeout: Duration,
+    /// How the listeners prove they may listen (a password is logged in once, by the probe).
+    pub credentials: ListenCredentials,
 }
 
 /// Seconds with decimals, within `range`, or `None` when the flag is absent.
@@ -323,14 +345,7 @@ impl ListenConfig {
             endpoint,
             out: raw.str("out").map(PathBuf::from),
             report: raw.str("report").map(PathBuf::from),
-            credentials: match (crate::config::password(raw)?, raw.str("token")) {
-                (Some(_), Some(_)) => {
-                    return Err(Error::usage("give --password or --token, not both"));
-                }
-                (Some(p), None) => ListenCredentials::Password(p),
-                (None, Some(t)) => ListenCredentials::Token(Secret::new(t)),
-                (None, None) => ListenCredentials::None,
-            },
+            credentials: credentials(raw)?,
             ca_file: raw.str("ca-file").map(PathBuf::from),
             duration: seconds(raw, "duration", 0.01..=1e7)?,
             json: raw.switch("json")?,
@@ -356,6 +371,12 @@ impl BenchConfig {
                 "{}: bench speaks ws:// and http:// only; measure the server behind the proxy",
                 endpoint.url()
             )));
+        }
+        let credentials = credentials(raw)?;
+        if endpoint.scheme == Scheme::Http && !matches!(credentials, ListenCredentials::None) {
+            return Err(Error::usage(
+                "--password and --token are for an earshot ws:// stream, not an http:// one",
+            ));
         }
         let clients =
             parse_ladder(&raw.string_or("clients", "1,5,10,20,35,50,100,200,500,1000,2000"))?;
@@ -384,8 +405,19 @@ impl BenchConfig {
             label,
             byte_rate: raw.number("byte-rate", 176_400u64, 1..=1_000_000_000)?,
             connect_timeout: millis(raw, "connect-timeout-ms", 5000, 100..=600_000)?,
+            credentials,
         })
     }
+}
+
+/// `--password` (or `--password-file`) or `--token`, at most one of them.
+fn credentials(raw: &RawArgs) -> Result<ListenCredentials> {
+    Ok(match (crate::config::password(raw)?, raw.str("token")) {
+        (Some(_), Some(_)) => return Err(Error::usage("give --password or --token, not both")),
+        (Some(p), None) => ListenCredentials::Password(p),
+        (None, Some(t)) => ListenCredentials::Token(Secret::new(t)),
+        (None, None) => ListenCredentials::None,
+    })
 }
 
 /// `1,5,10` into counts, ascending and positive.

@@ -147,9 +147,10 @@ impl Connection {
             )));
         }
         let sent_us = unix_us();
+        let without_credentials = matches!(credentials, Credentials::None);
         let wsclient::Connection { mut ws, token } =
             wsclient::connect_within(&url, ca_file, credentials, options.timeout)
-                .map_err(|e| connect_error(&url, e))?;
+                .map_err(|e| with_login_hint(connect_error(&url, e), without_credentials))?;
         let tcp = ws.get_ref().tcp();
         tcp.set_read_timeout(Some(options.timeout))
             .and_then(|()| tcp.set_write_timeout(Some(options.timeout)))
@@ -424,6 +425,25 @@ fn connect_error(url: &str, e: ConnectError) -> Error {
             retry_after: None,
         },
         other => Error::source(url, other.to_string()),
+    }
+}
+
+/// A 401 to a client that gave no password or token says how to give one (the flags are the
+/// same for `listen` and `bench`).
+fn with_login_hint(e: Error, without_credentials: bool) -> Error {
+    match e {
+        Error::Refused {
+            what,
+            status: 401,
+            reason,
+            retry_after,
+        } if without_credentials => Error::Refused {
+            what,
+            status: 401,
+            reason: format!("{reason} (give --password, --password-file or --token)"),
+            retry_after,
+        },
+        e => e,
     }
 }
 

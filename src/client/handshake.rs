@@ -26,9 +26,13 @@ pub fn open(config: &LoadConfig) -> Result<(TcpStream, Vec<u8>), String> {
         // wss:// is refused by `bench`'s config: its sockets are plain.
         Scheme::Ws | Scheme::Wss => format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
             endpoint.path,
-            endpoint.host_port()
+            endpoint.host_port(),
+            config.token.as_ref().map_or(String::new(), |t| format!(
+                "Authorization: Bearer {}\r\n",
+                t.expose()
+            ))
         ),
         Scheme::Http => format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: earshot-bench\r\nConnection: close\r\n\r\n",

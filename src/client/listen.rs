@@ -299,19 +299,6 @@ impl<'a> Listener<'a> {
                 self.token = None;
                 return self.open();
             }
-            Err(Error::Refused {
-                what,
-                status: 401,
-                reason,
-                retry_after,
-            }) if matches!(self.config.credentials, ListenCredentials::None) => {
-                return Err(Error::Refused {
-                    what,
-                    status: 401,
-                    reason: format!("{reason} (give --password, --password-file or --token)"),
-                    retry_after,
-                });
-            }
             other => other?,
         };
         if let Some(token) = &c.token {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::auth::Secret;
 use crate::client::clock::unix_us;
 use crate::client::endpoint::{Endpoint, Scheme};
 use crate::client::handshake;
@@ -43,6 +44,8 @@ pub struct LoadConfig {
     pub chunk_us: f64,
     /// Server clock minus this machine's clock.
     pub clock_offset_us: i64,
+    /// Sent by every listener as `Authorization: Bearer`, for a server with a password.
+    pub token: Option<Secret>,
 }
 
 /// One listener's numbers for a measurement window.
