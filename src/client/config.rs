@@ -9,6 +9,14 @@ use crate::client::endpoint::{Endpoint, Scheme};
 use crate::error::{Error, Result};
 use crate::flags::{Flag, RawArgs};
 
+/// `--password-file`, the same for `listen` and `bench`.
+const PASSWORD_FILE: Flag = Flag {
+    name: "password-file",
+    value: Some("FILE"),
+    default: None,
+    help: "Read the password from the first line of FILE instead (keeps it out of ps)",
+};
+
 pub const LISTEN_USAGE: &str = "earshot listen [OPTIONS] ws://HOST:PORT/ws | wss://HOST/ws";
 pub const LISTEN_SUMMARY: &str = "\
 Listen to a stream and measure it: one line per second with latency p50/p99 (corrected by the
@@ -38,12 +46,7 @@ pub const LISTEN_FLAGS: &[Flag] = &[
         help: "The server's listening password, sent as the first WebSocket message; the token it\n\
                earns is used for reconnects. Prefer EARSHOT_PASSWORD: argv is visible in ps",
     },
-    Flag {
-        name: "password-file",
-        value: Some("FILE"),
-        default: None,
-        help: "Read the password from the first line of FILE instead (keeps it out of ps)",
-    },
+    PASSWORD_FILE,
     Flag {
         name: "token",
         value: Some("TOKEN"),
@@ -207,12 +210,7 @@ pub const BENCH_FLAGS: &[Flag] = &[
         help: "For a server with a listening password: logged in once, and every listener\n\
                presents the token it earns. Prefer EARSHOT_PASSWORD: argv is visible in ps",
     },
-    Flag {
-        name: "password-file",
-        value: Some("FILE"),
-        default: None,
-        help: "Read the password from the first line of FILE instead (keeps it out of ps)",
-    },
+    PASSWORD_FILE,
     Flag {
         name: "token",
         value: Some("TOKEN"),
