@@ -322,17 +322,10 @@ fn first_message_login_closes_with_1008_on_anything_but_a_login() {
 fn a_client_that_closes_instead_of_logging_in_is_answered_and_logged_as_a_clean_close() {
     let server = start_with_password(&[]);
     let mut ws = try_connect(server.addr, "/ws?auth=message").unwrap();
-    ws.close(None).unwrap();
-    let mut answered = false;
-    loop {
-        match ws.read() {
-            Ok(tungstenite::Message::Close(_)) => answered = true,
-            Ok(_) => {}
-            Err(tungstenite::Error::ConnectionClosed) => break,
-            Err(e) => panic!("unclean end: {e}"),
-        }
-    }
-    assert!(answered, "the server echoed the close frame");
+    assert!(
+        close_and_read_echo(&mut ws),
+        "the server echoed the close frame"
+    );
     assert!(
         server.wait_log(": client closed", Duration::from_secs(3)),
         "{}",

@@ -37,6 +37,20 @@ fn assert_well_formed_xml(text: &str) {
     assert!(stack.is_empty(), "unclosed tags: {stack:?}");
 }
 
+/// The rows of the table `bench` prints, split into cells; panics when there is none.
+fn table_rows(stdout: &str) -> Vec<Vec<&str>> {
+    let header = stdout
+        .lines()
+        .position(|l| l.contains("listeners") && l.contains("p99 ms"))
+        .unwrap_or_else(|| panic!("no table header in:\n{stdout}"));
+    stdout
+        .lines()
+        .skip(header + 1)
+        .take_while(|l| l.starts_with(' '))
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}
+
 /// The value in column `name` of data row `row` (1 = the first after the header) of `csv`.
 fn csv_cell(csv: &str, row: usize, name: &str) -> String {
     let mut lines = csv.lines();
@@ -74,16 +88,7 @@ fn a_tiny_ladder_writes_the_table_csv_markdown_and_a_valid_svg() {
     ]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
 
-    let header = stdout
-        .lines()
-        .position(|l| l.contains("listeners") && l.contains("p99 ms"))
-        .unwrap_or_else(|| panic!("no table header in:\n{stdout}"));
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .skip(header + 1)
-        .take(2)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows = table_rows(&stdout);
     assert_eq!(rows[0][0], "1");
     assert_eq!(rows[1][0], "20");
     assert_eq!(rows[1][1], "20", "all 20 connected");
@@ -298,17 +303,8 @@ fn a_password_protected_server_is_measured_with_its_password() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(!stderr.contains("could not connect"), "{stderr}");
-    let header = stdout
-        .lines()
-        .position(|l| l.contains("listeners") && l.contains("p99 ms"))
-        .unwrap_or_else(|| panic!("no table in:\n{stdout}"));
-    let five: Vec<&str> = stdout
-        .lines()
-        .nth(header + 2)
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    assert_eq!(&five[..2], ["5", "5"], "all five connected:\n{stdout}");
+    let rows = table_rows(&stdout);
+    assert_eq!(rows[1][..2], ["5", "5"], "all five connected:\n{stdout}");
     assert_eq!(
         server.stderr().matches("login from").count(),
         1,

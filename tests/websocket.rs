@@ -85,17 +85,10 @@ fn client_close_is_answered_with_the_same_code_then_tcp_closes() {
     let mut ws = connect(server.addr);
     read_json(&mut ws);
     next_audio(&mut ws);
-    ws.close(None).unwrap();
-    let mut got_close = false;
-    loop {
-        match ws.read() {
-            Ok(Message::Close(_)) => got_close = true,
-            Ok(_) => {}
-            Err(tungstenite::Error::ConnectionClosed) => break,
-            Err(e) => panic!("unclean end: {e}"),
-        }
-    }
-    assert!(got_close, "the server echoed the close frame");
+    assert!(
+        close_and_read_echo(&mut ws),
+        "the server echoed the close frame"
+    );
     assert!(
         server.wait_log("left after", Duration::from_secs(3)),
         "{}",

@@ -332,6 +332,21 @@ pub fn next_message(ws: &mut Ws) -> Incoming {
     }
 }
 
+/// Sends a close frame and reads to the end: true when the server echoed it and then closed
+/// TCP (RFC 6455 §5.5.1); panics on any other end.
+pub fn close_and_read_echo(ws: &mut Ws) -> bool {
+    ws.close(None).unwrap();
+    let mut echoed = false;
+    loop {
+        match ws.read() {
+            Ok(Message::Close(_)) => echoed = true,
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => return echoed,
+            Err(e) => panic!("unclean end: {e}"),
+        }
+    }
+}
+
 /// Every message that arrives over `window` (pings and pongs included), failing if the
 /// connection breaks meanwhile.
 pub fn messages_within(ws: &mut Ws, window: Duration) -> Vec<Message> {
