@@ -211,7 +211,8 @@ function statsSnapshot() {
       chunkMs: chunkDurationMs(hello),
     },
     latencyMs: networkMs,
-    // Without the sound card's part where the browser is not asked for it (Firefox): then at least.
+    // Without the sound card's part where the browser is not asked for it (Firefox) or does not
+    // report it (WebKit): then at least.
     endToEndMs:
       networkMs !== null && bufferMs !== null && output
         ? networkMs + bufferMs + output.baseLatencyMs + (output.outputLatencyMs ?? 0)
@@ -338,9 +339,10 @@ function renderStats() {
   );
 }
 
-/** The output latency, or what is known of it where the browser is not asked (Firefox). */
-function outputLatencyText({ baseLatencyMs, outputLatencyMs }) {
-  if (outputLatencyMs === null) return `${ms(baseLatencyMs)} output latency and the sound card's, not asked of this browser`;
+/** The output latency, or what is known of it where the browser is not asked (Firefox) or does
+ * not say (WebKit). */
+function outputLatencyText({ baseLatencyMs, outputLatencyMs, outputLatencyUnknown }) {
+  if (outputLatencyMs === null) return `${ms(baseLatencyMs)} output latency and the sound card's, ${outputLatencyUnknown}`;
   return `${ms(baseLatencyMs + outputLatencyMs)} output latency`;
 }
 

@@ -34,6 +34,22 @@ export function asksOutputLatency(userAgent = globalThis.navigator?.userAgent ??
   return !/\bFirefox\//.test(userAgent);
 }
 
+/**
+ * The sound card's part of the output latency, in ms, or null with the reason it is unknown (not
+ * asked of Firefox, see asksOutputLatency; here, not reported). WebKit has the attribute but answers
+ * 0 while it plays through a sound server with tens of ms of its own (WebKitGTK 2.50 on
+ * PulseAudio, in plays-in-webkit.test.js); no sound card has none, so 0 is taken as not known,
+ * like a missing attribute, rather than shown as a complete latency to the speaker.
+ */
+export function outputLatency(seconds) {
+  if (!(Number.isFinite(seconds) && seconds > 0)) {
+    return { outputLatencyMs: null, outputLatencyUnknown: 'not reported by this browser' };
+  }
+  return { outputLatencyMs: 1000 * seconds, outputLatencyUnknown: null };
+}
+
+const NOT_ASKED = Object.freeze({ outputLatencyMs: null, outputLatencyUnknown: 'not asked of this browser' });
+
 export class Player extends EventTarget {
   constructor({ workletUrl = 'worklet.js', targetMs = 80, volume = 1, muted = false, userAgent } = {}) {
     super();
@@ -152,8 +168,7 @@ export class Player extends EventTarget {
       state: this.ctx.state,
       sampleRate: this.ctx.sampleRate,
       baseLatencyMs: 1000 * (this.ctx.baseLatency || 0),
-      // null where it is not asked (see asksOutputLatency): the sound card's part is unknown.
-      outputLatencyMs: this.asksOutputLatency ? 1000 * (this.ctx.outputLatency || 0) : null,
+      ...(this.asksOutputLatency ? outputLatency(this.ctx.outputLatency) : NOT_ASKED),
       glitches: playback ? playback.underrunEvents : null,
       glitchMs: playback ? 1000 * playback.underrunDuration : null,
     };

@@ -1,10 +1,11 @@
 // The player's output facts, without a browser: which browsers are asked for their output
-// latency (Firefox can freeze the tab answering it; see asksOutputLatency in www/player.js).
+// latency (Firefox can freeze the tab answering it; see asksOutputLatency in www/player.js), and
+// which answers count (WebKit's 0 does not).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Player, asksOutputLatency } from '../../www/player.js';
+import { Player, asksOutputLatency, outputLatency } from '../../www/player.js';
 
 const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:153.0) Gecko/20100101 Firefox/153.0';
 const FIREFOX_ANDROID = 'Mozilla/5.0 (Android 15; Mobile; rv:153.0) Gecko/153.0 Firefox/153.0';
@@ -12,7 +13,7 @@ const CHROMIUM = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, lik
 const SAFARI = 'Mozilla/5.0 (iPhone; CPU iPhone OS 19_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/19.0 Mobile/15E148 Safari/604.1';
 
 /** An AudioContext stand-in that counts the questions about its output latency. */
-function context() {
+function context(seconds = 0.04) {
   const asked = { outputLatency: 0 };
   const ctx = {
     state: 'running',
@@ -20,7 +21,7 @@ function context() {
     baseLatency: 0.01,
     get outputLatency() {
       asked.outputLatency += 1;
-      return 0.04;
+      return seconds;
     },
   };
   return { ctx, asked };
@@ -34,6 +35,7 @@ test('Firefox is never asked for its output latency, and the page says the sound
     player.ctx = ctx;
     const output = player.output;
     assert.equal(output.outputLatencyMs, null);
+    assert.equal(output.outputLatencyUnknown, 'not asked of this browser');
     assert.equal(output.baseLatencyMs, 10);
     assert.equal(asked.outputLatency, 0, 'outputLatency was read');
   }
@@ -45,7 +47,21 @@ test('other browsers are asked, and their output latency counts', () => {
     const player = new Player({ userAgent });
     const { ctx, asked } = context();
     player.ctx = ctx;
-    assert.equal(player.output.outputLatencyMs, 40);
+    const { outputLatencyMs, outputLatencyUnknown } = player.output;
+    assert.deepEqual({ outputLatencyMs, outputLatencyUnknown }, { outputLatencyMs: 40, outputLatencyUnknown: null });
     assert.equal(asked.outputLatency, 1);
   }
+});
+
+test('an output latency of 0 (WebKit) or none is not reported, never a sound card without latency', () => {
+  for (const seconds of [0, undefined, Number.NaN, -0.01, Infinity]) {
+    assert.deepEqual(outputLatency(seconds), { outputLatencyMs: null, outputLatencyUnknown: 'not reported by this browser' }, String(seconds));
+  }
+  const player = new Player({ userAgent: SAFARI });
+  const { ctx, asked } = context(0);
+  player.ctx = ctx;
+  const { outputLatencyMs, outputLatencyUnknown } = player.output;
+  assert.deepEqual({ outputLatencyMs, outputLatencyUnknown }, { outputLatencyMs: null, outputLatencyUnknown: 'not reported by this browser' });
+  assert.equal(asked.outputLatency, 1);
+  assert.equal(outputLatency(0.025).outputLatencyMs, 25);
 });

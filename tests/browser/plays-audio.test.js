@@ -96,6 +96,11 @@ test('the page shows what it plays: levels, format, instance, latency and a full
   assert.ok(Math.abs(s.bufferMs - s.targetMs) < 45, `buffer ${s.bufferMs} ms for target ${s.targetMs}`);
   assert.equal(s.underruns, 0);
   assert.equal(s.gaps, 0);
+  // Chromium reports the sound card's part of the output latency, so the latency to the speaker
+  // is the whole of it.
+  assert.ok(s.output.outputLatencyMs > 0, `output latency ${s.output.outputLatencyMs} ms`);
+  assert.equal(s.output.outputLatencyUnknown, null);
+  assert.equal(s.endToEndComplete, true);
   // What a person reads: the same facts in the stats panel and meters.
   const panel = await page.locator('#stats').innerText();
   assert.match(panel, /Instance\s+A/);
@@ -105,6 +110,8 @@ test('the page shows what it plays: levels, format, instance, latency and a full
   assert.equal(await meters.count(), 2);
   assert.match(await meters.first().getAttribute('aria-valuetext'), /RMS −1[45]\.\d dBFS/);
   assert.equal(await page.locator('#lost-total').innerText(), 'No audio lost.');
+  assert.match(panel, /\d+ ms output latency \(running\)/);
+  assert.doesNotMatch(panel, /at least|sound card's/);
 });
 
 test('chunks arrive and the worklet renders at real-time rates over 4 s', async (t) => {

@@ -76,6 +76,7 @@ test('the page shows what it plays in Firefox: instance, format, latency and a f
   // sound card's part is unknown, and the latency to the speaker is a lower bound.
   assert.equal(s.output.glitches, null);
   assert.equal(s.output.outputLatencyMs, null);
+  assert.equal(s.output.outputLatencyUnknown, 'not asked of this browser');
   assert.equal(s.endToEndComplete, false);
   const output = await page.$eval('[data-stat=output]', (el) => el.textContent);
   assert.match(output, /output latency and the sound card's, not asked of this browser/);
