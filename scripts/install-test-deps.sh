@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # PulseAudio and Node.js (20 or newer, with npm: NodeSource's build) for the browser tests,
 # JACK (its dummy backend: a clock without a sound card) for the capture overrun test,
 # HAProxy and nginx for the proxy and failover tests, openssl for the proxy tests'
-# certificates, sox for fixtures.
-packages=(libasound2-dev alsa-utils chromium firefox-esr pulseaudio pulseaudio-utils jackd2 nodejs haproxy nginx openssl sox)
+# certificates, sox for fixtures. WebKitGTK's WebDriver (it brings the MiniBrowser and
+# GStreamer's PulseAudio sink) and Xvfb for the WebKit test: MiniBrowser has no headless mode.
+packages=(libasound2-dev alsa-utils chromium firefox-esr pulseaudio pulseaudio-utils jackd2 nodejs haproxy nginx openssl sox
+  webkit2gtk-driver xvfb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need=()
-for tool in chromium firefox-esr pulseaudio parec pactl haproxy nginx node npm; do
+for tool in chromium firefox-esr WebKitWebDriver Xvfb pulseaudio parec pactl haproxy nginx node npm; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/puppeteer-core ]; then

@@ -1,0 +1,206 @@
+// Debian's WebKitGTK (Safari's engine: WebKit and JavaScriptCore) for browser tests, driven by
+// its own WebKitWebDriver over classic W3C WebDriver. Neither Playwright (its own patched WebKit
+// only) nor puppeteer (WebDriver BiDi, which WebKitWebDriver 2.50 does not offer) drives it, so
+// this calls the handful of WebDriver endpoints the tests need with fetch: new session, navigate,
+// find and click an element, run a script, delete the session. The browser is WebKitGTK's
+// MiniBrowser on a private Xvfb display (it has no headless mode), with sound through GStreamer's
+// PulseAudio sink into the given sink. What it cannot tell apart from Safari is said in README,
+// "Browser player".
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+
+import { consoleProblems } from './browser.js';
+import { keepChildrenPrioritized } from './priority.js';
+
+/** WebKitGTK's MiniBrowser: Debian ships it beside the library, under the multiarch directory. */
+export function miniBrowser() {
+  if (process.env.WEBKIT_BROWSER) return process.env.WEBKIT_BROWSER;
+  for (const dir of fs.readdirSync('/usr/lib')) {
+    const candidate = `/usr/lib/${dir}/webkit2gtk-4.1/MiniBrowser`;
+    if (fs.existsSync(candidate)) return candidate;
+  }
+  throw new Error('WebKitGTK MiniBrowser not found under /usr/lib/*/webkit2gtk-4.1/ (Debian package webkit2gtk-driver)');
+}
+
+/** Starts Xvfb on the first free display; resolves with the process and its `:N`. */
+function startXvfb() {
+  return new Promise((resolve, reject) => {
+    // -displayfd: Xvfb picks a free display and writes its number to fd 3 once it accepts
+    // clients, so there is neither a race for a number nor a wait loop.
+    const xvfb = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1280x900x24', '-nolisten', 'tcp'], {
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    xvfb.stderr.on('data', (d) => (err += d));
+    xvfb.stdio[3].on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve({ xvfb, display: `:${out.trim()}` });
+    });
+    xvfb.on('error', reject);
+    xvfb.on('exit', (code) => reject(new Error(`Xvfb exited with ${code}: ${err}`)));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One WebDriver command; a WebDriver error (its `error` and `message`) is thrown. */
+async function command(base, method, route, body) {
+  const response = await fetch(`${base}${route}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const reply = await response.json();
+  if (!response.ok) {
+    const { error, message } = reply.value ?? {};
+    throw new Error(`WebDriver ${method} ${route}: ${error}${message ? `: ${message}` : ''}`);
+  }
+  return reply.value;
+}
+
+// Installed after each navigation: WebDriver classic has no console events, so the page's own
+// console errors and warnings, and uncaught errors, are kept in the page for `problems`. Messages
+// logged while the page loads, before this runs, are not seen.
+const WATCH_CONSOLE = `
+  if (!window.__earshotConsole) {
+    const kept = (window.__earshotConsole = []);
+    for (const type of ['error', 'warn']) {
+      const original = console[type].bind(console);
+      console[type] = (...args) => { kept.push({ type, text: args.map(String).join(' ') }); original(...args); };
+    }
+    addEventListener('error', (e) => kept.push({ type: 'pageerror', text: String(e.error?.stack ?? e.message) }));
+    addEventListener('unhandledrejection', (e) => kept.push({ type: 'pageerror', text: String(e.reason?.stack ?? e.reason) }));
+  }`;
+
+export async function launchWebKit({ sink }) {
+  const { xvfb, display } = await startXvfb();
+  const port = await freePort();
+  // The driver starts MiniBrowser, which starts WebKit's web process: all inherit this
+  // environment, which is how the display and the sink reach them.
+  const driver = spawn('WebKitWebDriver', [`--port=${port}`], {
+    env: { ...process.env, DISPLAY: display, PULSE_SINK: sink.name },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let driverLog = '';
+  driver.stderr.on('data', (d) => (driverLog = (driverLog + d).slice(-4000)));
+  const base = `http://127.0.0.1:${port}`;
+  const kill = () => {
+    driver.kill('SIGKILL');
+    xvfb.kill('SIGKILL');
+  };
+  let ready = false;
+  for (let i = 0; i < 100 && !ready; i++) {
+    ready = await command(base, 'GET', '/status').then((s) => s.ready, () => false);
+    if (!ready) await sleep(50);
+  }
+  if (!ready) {
+    kill();
+    throw new Error(`WebKitWebDriver did not answer on ${base}: ${driverLog}`);
+  }
+  let session;
+  try {
+    session = await command(base, 'POST', '/session', {
+      capabilities: {
+        alwaysMatch: {
+          'webkitgtk:browserOptions': {
+            binary: miniBrowser(),
+            // Autoplay as the other browser tests set it; Start is still a real click.
+            args: ['--automation', '--autoplay-policy=allow'],
+          },
+        },
+      },
+    });
+  } catch (e) {
+    kill();
+    throw new Error(`${e.message}; driver: ${driverLog}`, { cause: e });
+  }
+  const stopPrioritizing = keepChildrenPrioritized();
+  const route = `/session/${session.sessionId}`;
+  const run = (method, path, body) => command(base, method, `${route}${path}`, body);
+  const evaluate = async (fn, ...args) => {
+    // The script's last argument is WebDriver's callback; a rejected promise comes back as an
+    // error message rather than a WebDriver timeout.
+    const reply = await run('POST', '/execute/async', {
+      script: `const done = arguments[arguments.length - 1];
+        Promise.resolve().then(() => (${fn})(...Array.from(arguments).slice(0, -1)))
+          .then((value) => done({ value }), (e) => done({ error: String(e?.stack ?? e) }));`,
+      args,
+    });
+    if (reply?.error) throw new Error(`WebKit: page script failed: ${reply.error}`);
+    return reply?.value;
+  };
+  // WebDriver names a found element by a key of its own (the "element identifier").
+  const element = async (selector) => Object.values(await run('POST', '/element', { using: 'css selector', value: selector }))[0];
+  const page = {
+    evaluate,
+    async $eval(selector, fn) {
+      return evaluate(`(s) => (${fn})(document.querySelector(s))`, selector);
+    },
+    /** A real click (WebDriver's element click), which gives the page user activation. */
+    async click(selector) {
+      await run('POST', `/element/${await element(selector)}/click`, {});
+    },
+    /** Replaces an input's text by typing `text` into it, as a person would. */
+    async fill(selector, text) {
+      const id = await element(selector);
+      await run('POST', `/element/${id}/clear`, {});
+      await run('POST', `/element/${id}/value`, { text });
+    },
+    /** Whether the element is shown (WebDriver's "displayed"). */
+    async isVisible(selector) {
+      return run('GET', `/element/${await element(selector)}/displayed`);
+    },
+    /** Resolves once `fn` (run in the page) returns something truthy; else fails after `timeout`. */
+    async waitFor(fn, timeout = 5000) {
+      const deadline = Date.now() + timeout;
+      while (Date.now() < deadline) {
+        if (await evaluate(fn)) return;
+        await sleep(50);
+      }
+      throw new Error(`WebKit: still false after ${timeout} ms: ${fn}`);
+    },
+    async goto(url) {
+      await run('POST', '/url', { url });
+      await run('POST', '/execute/sync', { script: WATCH_CONSOLE, args: [] });
+    },
+  };
+  const problems = async (allowed = []) => consoleProblems(await evaluate(() => window.__earshotConsole ?? []), allowed);
+  return {
+    version: session.capabilities.browserVersion,
+    async newPage(url) {
+      await page.goto(url);
+      return page;
+    },
+    problems,
+    /** Resolves once the page says it is `state`; else fails with what it says instead. */
+    async waitForState(_page, state, timeout = 10_000) {
+      const deadline = Date.now() + timeout;
+      let now;
+      while (Date.now() < deadline) {
+        now = await evaluate(() => ({ state: window.earshot?.state, status: document.querySelector('#status')?.textContent }));
+        if (now.state === state) return;
+        await sleep(50);
+      }
+      throw new Error(`WebKit: not ${state} after ${timeout} ms: ${JSON.stringify(now)}; console: ${JSON.stringify(await problems().catch(String))}`);
+    },
+    async close() {
+      stopPrioritizing();
+      await Promise.race([run('DELETE', '').catch(() => {}), sleep(10_000)]);
+      kill();
+    },
+  };
+}
