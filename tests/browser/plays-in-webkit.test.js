@@ -7,9 +7,10 @@
 // Safari's own audio output (CoreAudio) is not WebKitGTK's (GStreamer), see README.
 //
 // Unlike the Chromium and Firefox tests, these do not fail on a silent block. WebKitGTK here runs
-// without a GPU (Xvfb), and the player underruns now and then where Chromium's does not: its
-// main thread, which carries the page's WebSocket, is held up while it paints the waveform (the
-// last test prints for how long, with the waveform drawn and hidden). The sound server does not
+// without a GPU (Xvfb) and runs the page less evenly: the player underruns now and then where
+// Chromium's does not, and the main thread, which carries the page's WebSocket, is held for tens
+// of ms at a time, longer while it paints the waveform (the last test prints for how long, with
+// the waveform drawn and hidden, and the underruns meanwhile). The sound server does not
 // run dry, so its log cannot excuse those silences as it does for the other browsers, and WebKit
 // has no count of its own glitches: nothing outside the page tells them from the page's own
 // faults. Each test prints the recording's silences beside the underruns the page counted; the
