@@ -57,6 +57,15 @@ function freePort() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Asks `child` to end (Xvfb then removes its display's socket and lock), and kills it if it
+ * has not within 3 s. */
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', () => resolve(true)));
+  child.kill('SIGTERM');
+  if (!(await Promise.race([exited, sleep(3000)]))) child.kill('SIGKILL');
+}
+
 /** One WebDriver command; a WebDriver error (its `error` and `message`) is thrown. */
 async function command(base, method, route, body) {
   const response = await fetch(`${base}${route}`, {
@@ -98,9 +107,9 @@ export async function launchWebKit({ sink }) {
   let driverLog = '';
   driver.stderr.on('data', (d) => (driverLog = (driverLog + d).slice(-4000)));
   const base = `http://127.0.0.1:${port}`;
-  const kill = () => {
-    driver.kill('SIGKILL');
-    xvfb.kill('SIGKILL');
+  const kill = async () => {
+    await stop(driver);
+    await stop(xvfb);
   };
   let ready = false;
   for (let i = 0; i < 100 && !ready; i++) {
@@ -108,7 +117,7 @@ export async function launchWebKit({ sink }) {
     if (!ready) await sleep(50);
   }
   if (!ready) {
-    kill();
+    await kill();
     throw new Error(`WebKitWebDriver did not answer on ${base}: ${driverLog}`);
   }
   let session;
@@ -125,7 +134,7 @@ export async function launchWebKit({ sink }) {
       },
     });
   } catch (e) {
-    kill();
+    await kill();
     throw new Error(`${e.message}; driver: ${driverLog}`, { cause: e });
   }
   const stopPrioritizing = keepChildrenPrioritized();
@@ -200,7 +209,7 @@ export async function launchWebKit({ sink }) {
     async close() {
       stopPrioritizing();
       await Promise.race([run('DELETE', '').catch(() => {}), sleep(10_000)]);
-      kill();
+      await kill();
     },
   };
 }
