@@ -8,24 +8,21 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { blockLevels } from './support/audio.js';
 import { saveRecording } from './support/artifacts.js';
 import { launchFirefox } from './support/firefox.js';
 import { createSink, record } from './support/pulse.js';
-import { assertRestartRow } from './support/restart.js';
-import { getJson, startServer } from './support/server.js';
+import { assertRestartRow, assertStopStops, killAndRestart } from './support/restart.js';
+import { startServer } from './support/server.js';
 import { BLOCK_MS, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
 
 let sink;
 let server; // whichever server currently holds the port
-let port;
 let firefox;
 let page;
 
 before(async () => {
   sink = await createSink('earshot_firefox');
   server = await startServer({ source: 'tone:', instance: 'A' });
-  port = server.port;
   firefox = await launchFirefox({ sink });
   page = await firefox.newPage(server.url);
 });
@@ -88,20 +85,9 @@ test('the page shows what it plays in Firefox: instance, format, latency and a f
 });
 
 test('in Firefox, a killed server is logged as socket closed for as long as the page was without it, and play resumes by itself without clicks', async () => {
-  const since = Date.now();
-  const recorder = record(sink);
-  await sleep(1500);
-  const killedAt = Date.now();
-  await server.kill('SIGKILL');
-  await sleep(1500);
-  const upAt = Date.now();
-  server = await startServer({ source: 'tone:', instance: 'A', listen: `127.0.0.1:${port}` });
-  await firefox.waitForState(page, 'playing', 8000);
-  const joinedAt = server.joinedAfter(upAt - 1000);
-  assert.ok(joinedAt, 'the page connected to the restarted server by itself');
-  await sleep(2500);
-  const recording = await recorder.stop();
-  await saveRecording('restart-in-firefox.wav', recording);
+  const restart = await killAndRestart({ server, browser: firefox, page, sink, wav: 'restart-in-firefox.wav' });
+  server = restart.server;
+  const { recording, since, killedAt, joinedAt } = restart;
 
   const rows = await page.evaluate(() => window.earshot.log());
   const row = assertRestartRow(rows, { since, instance: 'A', killedAt, joinedAt });
@@ -124,16 +110,7 @@ test('in Firefox, a killed server is logged as socket closed for as long as the 
 });
 
 test('Stop in Firefox silences the sound card and nothing reconnects', async () => {
-  const before = await getJson(server, '/api/status');
-  assert.equal(before.listeners.current, 1);
-  await page.click('#toggle');
-  await firefox.waitForState(page, 'stopped', 5000);
-  await sleep(300);
-  const r = await recordFor(2000);
-  assert.ok(Math.max(...blockLevels(r.channels[0], r.rate)) < -80, 'silent after Stop');
-  const status = await getJson(server, '/api/status');
-  assert.equal(status.listeners.current, 0);
-  assert.equal(status.listeners.total, before.listeners.total, 'no new connection after Stop');
+  await assertStopStops({ server, browser: firefox, page, sink });
 });
 
 test('the only console errors in Firefox are its reports of refused connections while no server ran', () => {

@@ -44,6 +44,8 @@ function startXvfb() {
   });
 }
 
+/** A port free a moment ago, for the driver to listen on (it takes no port 0). Another process
+ * could take it in between; the driver then does not answer, and launchWebKit says so. */
 function freePort() {
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
