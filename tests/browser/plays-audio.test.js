@@ -82,7 +82,7 @@ test('the sound card receives the tone: 440 Hz at −15 dBFS RMS on both channel
   }
 });
 
-test('the page shows what it plays: levels, format, instance, latency and a full buffer', async () => {
+test('the page shows what it plays: levels, format, instance, latency and a full buffer', async (t) => {
   const s = await stats(page);
   assert.equal(s.instance, 'A');
   assert.deepEqual(s.format, { codec: 'pcm_s16le', sampleRate: 44100, channels: 2, chunkMs: 20 });
@@ -98,6 +98,7 @@ test('the page shows what it plays: levels, format, instance, latency and a full
   assert.equal(s.gaps, 0);
   // Chromium reports the sound card's part of the output latency, so the latency to the speaker
   // is the whole of it.
+  t.diagnostic(`Chromium through PulseAudio: output latency ${s.output.outputLatencyMs.toFixed(1)} ms, base ${s.output.baseLatencyMs.toFixed(1)} ms`);
   assert.ok(s.output.outputLatencyMs > 0, `output latency ${s.output.outputLatencyMs} ms`);
   assert.equal(s.output.outputLatencyUnknown, null);
   assert.equal(s.endToEndComplete, true);
