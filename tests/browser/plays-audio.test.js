@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { blockLevels, median } from './support/audio.js';
 import { artifactPath, saveRecording } from './support/artifacts.js';
 import { launchBrowser, stats, statusText, waitForState } from './support/browser.js';
-import { createSink, record } from './support/pulse.js';
+import { createSink, record, recordFor } from './support/pulse.js';
 import { getJson, startServer } from './support/server.js';
 import { TONE_RMS_DB, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
 
@@ -48,11 +48,6 @@ function zeroRuns(samples, min) {
   return runs;
 }
 
-async function recordFor(ms) {
-  const recorder = record(sink);
-  await page.waitForTimeout(ms);
-  return recorder.stop();
-}
 
 test('Start is a real button reachable from the keyboard, and Enter starts playback', async () => {
   const start = page.getByRole('button', { name: 'Start' });
@@ -69,7 +64,7 @@ test('Start is a real button reachable from the keyboard, and Enter starts playb
 
 test('the sound card receives the tone: 440 Hz at −15 dBFS RMS on both channels, no silent 20 ms block, no click', async (t) => {
   await page.waitForTimeout(500); // past the fade-in and the first drift-correction steps
-  const recording = await recordFor(5000);
+  const recording = await recordFor(sink, 5000);
   await saveRecording('plays-audio-tone.wav', recording);
   const { underruns } = await stats(page); // tells a player fault from an output-path one
   assert.ok(recording.channels[0].length >= 4.5 * recording.rate, 'recorded 5 s');
@@ -154,7 +149,7 @@ test('a screenshot of the playing page is saved and is not blank', async () => {
 test('volume at 50% lowers the output by 12 dB, mute silences it, unmute restores it', async () => {
   const level = async () => {
     await page.waitForTimeout(300); // the gain glides over ~10 ms; settle well past it
-    const r = await recordFor(1200);
+    const r = await recordFor(sink, 1200);
     return median(blockLevels(r.channels[0], r.rate));
   };
   await page.getByRole('slider', { name: 'Volume' }).fill('50');
@@ -240,7 +235,7 @@ test('Stop stops: the button says Start, the sound card goes silent, and nothing
   await page.getByRole('button', { name: 'Start' }).waitFor();
   assert.equal(await page.evaluate(() => window.earshot.state), 'stopped');
   await page.waitForTimeout(300);
-  const r = await recordFor(2500);
+  const r = await recordFor(sink, 2500);
   assert.ok(Math.max(...blockLevels(r.channels[0], r.rate)) < -80, 'silent after Stop');
   const status = await getJson(server, '/api/status');
   assert.equal(status.listeners.current, 0);

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 
 import { saveRecording } from './support/artifacts.js';
 import { launchFirefox } from './support/firefox.js';
-import { createSink, record } from './support/pulse.js';
+import { createSink, recordFor } from './support/pulse.js';
 import { assertRestartRow, assertStopStops, killAndRestart } from './support/restart.js';
 import { startServer } from './support/server.js';
 import { BLOCK_MS, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
@@ -36,17 +36,12 @@ after(async () => {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const stats = () => page.evaluate(() => window.earshot.stats());
 
-async function recordFor(ms) {
-  const recorder = record(sink);
-  await sleep(ms);
-  return recorder.stop();
-}
 
 test('in Firefox, Start plays the tone: 440 Hz at −15 dBFS on both channels, no silent block, no click', async (t) => {
   await page.click('#toggle');
   await firefox.waitForState(page, 'playing');
   await sleep(1000); // past the fade-in and the first drift-correction steps
-  const recording = await recordFor(4000);
+  const recording = await recordFor(sink, 4000);
   await saveRecording('plays-in-firefox.wav', recording);
   const { underruns } = await stats();
   assert.ok(recording.channels[0].length >= 3.5 * recording.rate, 'recorded 4 s');

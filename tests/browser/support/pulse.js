@@ -79,6 +79,13 @@ export async function createSink(name) {
   };
 }
 
+/** Records `sink` for `ms` and returns the recording (see `record`). */
+export async function recordFor(sink, ms) {
+  const recorder = record(sink);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return recorder.stop();
+}
+
 /**
  * Starts recording `sink`. `stop()` returns { channels: [Float32Array…], rate, startMs }, where
  * startMs is the wall-clock time of the first sample (the arrival of the first data, less what

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 
 import { blockLevels } from './audio.js';
 import { saveRecording } from './artifacts.js';
-import { record } from './pulse.js';
+import { record, recordFor } from './pulse.js';
 import { getJson, startServer } from './server.js';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -43,9 +43,7 @@ export async function assertStopStops({ server, browser, page, sink }) {
   await page.click('#toggle');
   await browser.waitForState(page, 'stopped', 5000);
   await sleep(300);
-  const recorder = record(sink);
-  await sleep(2000);
-  const r = await recorder.stop();
+  const r = await recordFor(sink, 2000);
   assert.ok(Math.max(...blockLevels(r.channels[0], r.rate)) < -80, 'silent after Stop');
   const status = await getJson(server, '/api/status');
   assert.equal(status.listeners.current, 0);
