@@ -23,7 +23,7 @@ import { after, before, test } from 'node:test';
 
 import { blockLevels, median } from './support/audio.js';
 import { saveRecording } from './support/artifacts.js';
-import { createSink, record } from './support/pulse.js';
+import { createSink, recordFor } from './support/pulse.js';
 import { assertRestartRow, assertStopStops, killAndRestart } from './support/restart.js';
 import { startServer } from './support/server.js';
 import { BLOCK_MS, TONE_RMS_DB, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
@@ -50,11 +50,6 @@ after(async () => {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const stats = () => page.evaluate(() => window.earshot.stats());
 
-async function recordFor(ms) {
-  const recorder = record(sink);
-  await sleep(ms);
-  return recorder.stop();
-}
 
 /** The recording's silent blocks beside the underruns the page counted meanwhile, for a
  * diagnostic (see the top of this file for why they are not asserted). */
@@ -72,7 +67,7 @@ test('in WebKit, Start plays the tone: 440 Hz at −15 dBFS on both channels, no
   await webkit.waitForState(page, 'playing');
   await sleep(1000); // past the fade-in and the first drift-correction steps
   const before = await stats();
-  const recording = await recordFor(4000);
+  const recording = await recordFor(sink, 4000);
   await saveRecording('plays-in-webkit.wav', recording);
   const after = await stats();
   assert.ok(recording.channels[0].length >= 3.5 * recording.rate, 'recorded 4 s');
@@ -114,10 +109,26 @@ test('the page shows what it plays in WebKit: instance, format, latency and its 
   await page.waitFor(() => /^Playing from A$/.test(document.querySelector('#status').textContent), 2000);
 });
 
+test('WebKitGTK answers an output latency of 0 from a context that plays through PulseAudio', async () => {
+  // What www/player.js's outputLatency and README's troubleshooting row rest on: the attribute is
+  // there, and 0 while sound flows. A WebKit that reports its real latency fails this, and the
+  // page then shows it like Chromium's.
+  const answer = await page.evaluate(async () => {
+    const ctx = new AudioContext();
+    new OscillatorNode(ctx, { frequency: 440 }).connect(new GainNode(ctx, { gain: 0 })).connect(ctx.destination);
+    await ctx.resume();
+    while (ctx.currentTime < 0.3) await new Promise((resolve) => setTimeout(resolve, 20));
+    const seen = { has: 'outputLatency' in AudioContext.prototype, seconds: ctx.outputLatency, state: ctx.state };
+    await ctx.close();
+    return seen;
+  });
+  assert.deepEqual(answer, { has: true, seconds: 0, state: 'running' });
+});
+
 test('in WebKit, volume at 50% lowers the output by 12 dB, mute silences it, unmute restores it', async () => {
   const level = async () => {
     await sleep(300); // the gain glides over ~10 ms; settle well past it
-    const r = await recordFor(1200);
+    const r = await recordFor(sink, 1200);
     return median(blockLevels(r.channels[0], r.rate));
   };
   // WebDriver cannot drag a range input; the page reads the slider on its input event.
@@ -220,7 +231,7 @@ test('in WebKit, a wrong password is refused, the right one plays, and Log out a
     await webkit.waitForState(page, 'playing');
     await sleep(500);
     const before = await stats();
-    const recording = await recordFor(2000);
+    const recording = await recordFor(sink, 2000);
     const s = await stats();
     assert.equal(s.instance, 'L');
     assert.equal(joined(), 1);
