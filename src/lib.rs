@@ -20,6 +20,8 @@ pub mod http;
 pub mod limits;
 #[macro_use]
 pub mod log;
+#[macro_use]
+pub mod out;
 pub mod producer;
 pub mod protocol;
 pub mod ring;

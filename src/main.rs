@@ -6,6 +6,7 @@ use earshot::client::{bench, listen};
 use earshot::config::{self, ServeConfig};
 use earshot::error::{Error, Result};
 use earshot::flags::{self, Flag};
+use earshot::outln;
 
 const USAGE: &str = "\
 earshot — low-latency live audio to browsers and native clients over WebSocket
@@ -34,16 +35,16 @@ fn main() {
 fn try_main() -> Result<i32> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        println!("{USAGE}");
+        outln!("{USAGE}");
         return Ok(0);
     };
     match command.as_str() {
         "-h" | "--help" | "help" => {
-            println!("{USAGE}");
+            outln!("{USAGE}");
             Ok(0)
         }
         "-V" | "--version" => {
-            println!("earshot {}", env!("CARGO_PKG_VERSION"));
+            outln!("earshot {}", env!("CARGO_PKG_VERSION"));
             Ok(0)
         }
         "serve" => {
@@ -97,7 +98,7 @@ fn parse_or_help(
 ) -> Result<Option<flags::RawArgs>> {
     let raw = flags::parse(flag_table, args)?;
     if raw.help {
-        print!("{}", flags::help(usage, summary, flag_table));
+        outln!("{}", flags::help(usage, summary, flag_table).trim_end());
         return Ok(None);
     }
     Ok(Some(raw))

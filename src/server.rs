@@ -260,7 +260,7 @@ pub fn run(config: ServeConfig) -> Result<()> {
         }
     );
     // The one line on standard output: scripts and tests read the real port from it.
-    println!("earshot listening on http://{local_addr}/ (WebSocket: ws://{local_addr}/ws)");
+    crate::outln!("earshot listening on http://{local_addr}/ (WebSocket: ws://{local_addr}/ws)");
     let _ = std::io::stdout().flush();
     if local_addr.ip().is_unspecified() {
         let port = local_addr.port();

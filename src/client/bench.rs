@@ -60,7 +60,7 @@ pub fn run(config: &BenchConfig) -> Result<()> {
     print_preamble(config, &stream, server_pid);
     stream.idle_cpu_pct = measure_idle(config, server_pid);
     if let Some(idle) = stream.idle_cpu_pct {
-        println!(
+        crate::outln!(
             "server idle (no listeners, {:.1} s): {idle:.2} % of one core",
             config.duration.as_secs_f64()
         );
@@ -76,11 +76,11 @@ pub fn run(config: &BenchConfig) -> Result<()> {
         clock_offset_us: stream.clock_offset_us,
         token: stream.token.clone(),
     })?;
-    println!("{}", results::table_header());
+    crate::outln!("{}", results::table_header());
     let mut steps: Vec<StepResult> = Vec::new();
     for &target in &config.clients {
         let step = run_step(config, &generator, &stream, server_pid, target);
-        println!("{}", results::table_row(&step));
+        crate::outln!("{}", results::table_row(&step));
         let nobody = step.connected == 0;
         steps.push(step);
         write_outputs(config, &steps, &stream)?;
@@ -171,8 +171,8 @@ fn print_preamble(config: &BenchConfig, stream: &StreamInfo, server_pid: Option<
     let pid = server_pid.map_or("not found (no CPU or RSS figures)".to_string(), |p| {
         p.to_string()
     });
-    println!("earshot bench {} ({what})", config.endpoint.url());
-    println!(
+    crate::outln!("earshot bench {} ({what})", config.endpoint.url());
+    crate::outln!(
         "server pid {pid}; {} generator threads, {} cores; {:.1} s per step after {:.1} s settling; \
          on time = within {} ms of production",
         config.threads,
@@ -448,7 +448,7 @@ fn print_verdict(steps: &[StepResult], timed: bool) {
         })
         .collect();
     let none = || "none".to_string();
-    println!(
+    crate::outln!(
         "target (every listener >= {TARGET_SHARE_PCT} % of chunks on time, p99 < {TARGET_P99_MS} \
          ms) met at: {}",
         if met.is_empty() {
@@ -457,7 +457,7 @@ fn print_verdict(steps: &[StepResult], timed: bool) {
             met.join(", ")
         }
     );
-    println!(
+    crate::outln!(
         "target missed at: {}",
         if missed.is_empty() {
             none()

@@ -2,8 +2,6 @@
 //! text for a person or as JSON lines for a script (fields documented in README, "Native client
 //! and benchmarks").
 
-use std::io::Write;
-
 use serde_json::{Value, json};
 
 use crate::client::connection::Hello;
@@ -306,10 +304,8 @@ impl Console {
     }
 
     fn line(&self, text: String) {
-        let mut out = std::io::stdout().lock();
         // A closed stdout (a pipe to `head`) must not stop the recording.
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+        crate::outln!("{text}");
     }
 }
 
