@@ -20,12 +20,16 @@ build:
 build-alsa:
 	$(CARGO) build --release --features alsa
 
-# Raspberry Pi builds with ALSA capture, cross-compiled with `cross`; Cross.toml installs the
-# Pi's libasound2-dev in the build image. The binary lands in target/TARGET/release/earshot.
-# Pick by the Pi's `uname -m`: an armv7 binary dies with "Illegal instruction" on an ARMv6 Pi.
-# These cannot run on the CI machine (no container runtime, no Pi): see README "Live capture".
-pi-zero:      # armv6l: Pi Zero, Zero W, Pi 1 (32-bit Raspberry Pi OS)
-	$(call pi-build,arm-unknown-linux-gnueabihf,arm-linux-gnueabihf)
+# Raspberry Pi builds with ALSA capture. Pick by the Pi's `uname -m`: an armv7 binary dies with
+# "Illegal instruction" on an ARMv6 Pi. See README "Building for a Raspberry Pi".
+# armv6l (Pi Zero, Zero W, Pi 1): one static binary, target/pi-zero/earshot, built here from
+# Debian's packages (scripts/pi-zero.sh says how and why); no Docker.
+pi-zero:
+	./scripts/pi-zero.sh
+
+# The others are cross-compiled with `cross` (Docker or Podman, which the CI machine has not);
+# Cross.toml installs the Pi's libasound2-dev in the build image. The binary lands in
+# target/TARGET/release/earshot.
 pi-armv7:     # armv7l: Pi 2, 3, 4, Zero 2 W with a 32-bit OS
 	$(call pi-build,armv7-unknown-linux-gnueabihf,arm-linux-gnueabihf)
 pi-aarch64:   # aarch64: Pi 3, 4, 5, Zero 2 W with a 64-bit OS
