@@ -8,7 +8,7 @@ STATIC_TARGET ?= x86_64-unknown-linux-gnu
 # Cross-compiler for the Raspberry Pi targets: https://github.com/cross-rs/cross (Docker/Podman).
 CROSS      ?= cross
 
-.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test-pi test-pi-aarch64 test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast bench-icecast-rounds bench-floor lbtest clean
+.PHONY: run build build-alsa pi-zero pi-armv7 pi-aarch64 check-pi test-pi-zero test-pi test-pi-aarch64 test test-deps test-rust test-browser static fmt lint fuzz bench bench-icecast bench-icecast-rounds bench-floor lbtest clean
 
 run: build
 	$(RELEASE) serve --listen $(LISTEN)
@@ -42,10 +42,14 @@ check-pi:
 	CRATE_CC_NO_DEFAULTS=1 CC_armv7_unknown_linux_gnueabihf=cc PKG_CONFIG_ALLOW_CROSS=1 \
 		$(CARGO) clippy --all-targets --features alsa --target armv7-unknown-linux-gnueabihf -- -D warnings
 
-# Builds a Pi binary (with ALSA) and runs the Rust integration tests against it under qemu:
-# test-pi the armv7 one (qemu-arm), test-pi-aarch64 the 64-bit one (qemu-aarch64). Installs the
-# cross compiler, qemu-user and the target's libasound when missing. Not part of `make test`:
-# it adds a Debian architecture (armhf, arm64) to the machine (see the README).
+# Builds a Pi binary (with ALSA) and runs the Rust integration tests against it under qemu.
+# test-pi-zero: the Pi Zero build on qemu's ARM1176 CPU (part of `make test`; it adds no Debian
+# architecture). test-pi (armv7, qemu-arm) and test-pi-aarch64 (qemu-aarch64) install the cross
+# compiler, qemu-user and the target's libasound when missing; they are not part of `make test`
+# because they add a Debian architecture (armhf, arm64) to the machine (see the README).
+test-pi-zero:
+	./scripts/pi-emulated.sh armv6
+
 test-pi:
 	./scripts/pi-emulated.sh armv7
 
@@ -59,7 +63,7 @@ define pi-build
 	@ls -l target/$(1)/release/earshot
 endef
 
-test: test-deps lint test-rust test-browser
+test: test-deps lint test-rust test-pi-zero test-browser
 
 test-deps:
 	./scripts/install-test-deps.sh

@@ -132,7 +132,23 @@ impl Server {
     }
 
     fn launch(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Stdio) -> Server {
-        let mut cmd = earshot();
+        Server::launch_with(earshot(), dir, args, env, stdin)
+    }
+
+    /// Like [`Server::start`], always with the binary cargo built for this machine, even when
+    /// `EARSHOT_TEST_BINARY` names another (to compare the two).
+    pub fn start_native(args: &[&str]) -> Server {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_earshot"));
+        Server::launch_with(cmd, &repo_root(), args, &[], Stdio::null())
+    }
+
+    fn launch_with(
+        mut cmd: Command,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Stdio,
+    ) -> Server {
         cmd.arg("serve");
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
