@@ -244,7 +244,8 @@ fn open_device(uri: &str, device: &str, request: &CaptureParams) -> Result<(PCM,
     }
     let fail =
         |what: &str, e: ::alsa::Error| Error::source(uri, format!("{what}: {}", describe(&e)));
-    let pcm = PCM::new(device, Direction::Capture, false).map_err(|e| open_error(uri, e))?;
+    let pcm = PCM::new(device, Direction::Capture, false)
+        .map_err(|e| open_error(uri, Direction::Capture, e))?;
     let setup = {
         let hw =
             HwParams::any(&pcm).map_err(|e| fail("cannot read the device's capabilities", e))?;
@@ -350,7 +351,8 @@ fn frames(n: u32) -> Frames {
     Frames::try_from(n).unwrap_or(Frames::MAX)
 }
 
-fn alsa_format(f: SampleFormat) -> AlsaFormat {
+/// The ALSA name of a sample format (also for `listen --play`).
+pub(crate) fn alsa_format(f: SampleFormat) -> AlsaFormat {
     match f {
         SampleFormat::S16Le => AlsaFormat::S16LE,
         SampleFormat::S24Le => AlsaFormat::S24LE,
@@ -365,28 +367,38 @@ fn is_recoverable(e: &::alsa::Error) -> bool {
     matches!(e.errno().abs(), libc::EPIPE | libc::ESTRPIPE)
 }
 
-/// An error opening the device, with the likely cause for the common errors.
-fn open_error(uri: &str, e: ::alsa::Error) -> Error {
+/// An error opening a capture or (for `listen --play`) playback device, with the likely cause
+/// for the common errors.
+pub(crate) fn open_error(uri: &str, direction: Direction, e: ::alsa::Error) -> Error {
+    let capture = matches!(direction, Direction::Capture);
     let hint = match e.errno().abs() {
-        libc::ENOENT | libc::ENODEV | libc::ENXIO => {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO if capture => {
             "no such capture device (`arecord -L` lists the names; check the card is plugged in)"
         }
-        libc::EBUSY => {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO => {
+            "no such playback device (`aplay -L` lists the names; check the card is plugged in)"
+        }
+        libc::EBUSY if capture => {
             "device is busy: another program is capturing from it (share it through a dsnoop \
+             device)"
+        }
+        libc::EBUSY => {
+            "device is busy: another program is playing through it (share it through a dmix \
              device)"
         }
         libc::EACCES | libc::EPERM => "permission denied (add the user to the audio group)",
         _ => "",
     };
+    let what = if capture { "capture" } else { "playback" };
     if hint.is_empty() {
-        Error::source(uri, format!("cannot open capture device: {}", describe(&e)))
+        Error::source(uri, format!("cannot open {what} device: {}", describe(&e)))
     } else {
         Error::source(uri, hint)
     }
 }
 
 /// An ALSA error as the OS describes its errno, e.g. `No such device (os error 19)`.
-fn describe(e: &::alsa::Error) -> String {
+pub(crate) fn describe(e: &::alsa::Error) -> String {
     std::io::Error::from_raw_os_error(e.errno().abs()).to_string()
 }
 

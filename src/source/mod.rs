@@ -5,7 +5,7 @@
 //! samples in the source's own format, and the producer thread alone decides when to read.
 
 #[cfg(feature = "alsa")]
-mod alsa;
+pub(crate) mod alsa;
 mod mp3;
 mod pipe;
 mod raw;

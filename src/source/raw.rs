@@ -1,5 +1,6 @@
 //! Raw interleaved PCM as capture devices and pipes deliver it: the sample formats earshot reads,
-//! by their ALSA names, and their conversion to the stream's s16le.
+//! by their ALSA names, and their conversion to the stream's s16le (and back, for a playback
+//! device that takes no s16le).
 //!
 //! Wider samples are rounded to 16 bits and saturate at full scale (see [`audio::int_to_i16`]).
 //! 32-bit integer samples are taken at their full 32-bit scale: I2S microphones on a Raspberry Pi
@@ -94,6 +95,21 @@ impl SampleFormat {
         }
     }
 
+    /// Appends one s16 sample in this format: widened exactly, so [`to_i16`](Self::to_i16)
+    /// gives it back unchanged.
+    pub fn push_i16(self, sample: i16, out: &mut Vec<u8>) {
+        let wide = i32::from(sample);
+        match self {
+            SampleFormat::S16Le => out.extend_from_slice(&sample.to_le_bytes()),
+            SampleFormat::S24Le => out.extend_from_slice(&(wide << 8).to_le_bytes()),
+            SampleFormat::S24_3Le => out.extend_from_slice(&(wide << 8).to_le_bytes()[..3]),
+            SampleFormat::S32Le => out.extend_from_slice(&(wide << 16).to_le_bytes()),
+            SampleFormat::FloatLe => {
+                out.extend_from_slice(&(f32::from(sample) / 32768.0).to_le_bytes())
+            }
+        }
+    }
+
     /// Converts whole frames of `in_channels` samples in `bytes` into `out`, keeping the first
     /// `out_channels` of each frame (a 4-channel microphone array streamed as stereo keeps
     /// channels 1 and 2). Returns the number of samples written to `out`.
@@ -148,6 +164,26 @@ mod tests {
         let mut out = [0i16; 1];
         assert_eq!(format.decode(bytes, 1, 1, &mut out), 1);
         out[0]
+    }
+
+    #[test]
+    fn every_s16_sample_widened_for_playback_reads_back_unchanged() {
+        for format in SampleFormat::BEST_FIRST {
+            let mut bytes = Vec::new();
+            for v in i16::MIN..=i16::MAX {
+                bytes.clear();
+                format.push_i16(v, &mut bytes);
+                assert_eq!(bytes.len(), format.width(), "{format}");
+                assert_eq!(format.to_i16(&bytes), v, "{format}");
+            }
+        }
+        // Full scale lands at the top of the wider word, not at its 16-bit value.
+        let mut bytes = Vec::new();
+        SampleFormat::S32Le.push_i16(i16::MIN, &mut bytes);
+        assert_eq!(bytes, i32::MIN.to_le_bytes());
+        bytes.clear();
+        SampleFormat::FloatLe.push_i16(i16::MIN, &mut bytes);
+        assert_eq!(bytes, (-1.0f32).to_le_bytes());
     }
 
     #[test]
