@@ -362,23 +362,6 @@ impl Drop for PulseMic {
     }
 }
 
-/// Reads until a `source` message with `state`, returning the audio that came before it.
-fn audio_until_source_state(ws: &mut Ws, state: &str) -> (Vec<Audio>, serde_json::Value) {
-    let mut audio = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::time::Instant::now() < deadline {
-        match next_message(ws) {
-            Incoming::Audio(a) => audio.push(a),
-            Incoming::Control(c) if c["type"] == "source" && c["state"] == state => {
-                return (audio, c);
-            }
-            Incoming::Control(c) => assert_ne!(c["type"], "bye", "unexpected {c}"),
-            Incoming::Closed => panic!("connection closed waiting for source {state}"),
-        }
-    }
-    panic!("no source {state} message within 15 s");
-}
-
 fn unix_micros_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -15,6 +15,7 @@ use tungstenite::protocol::WebSocket;
 pub mod cgroup;
 pub mod listen;
 pub mod proxy;
+pub mod vm;
 
 pub type Ws = WebSocket<TcpStream>;
 
@@ -567,4 +568,22 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Reads until a `source` message with `state` (within 15 s), returning it and the audio that
+/// came before it.
+pub fn audio_until_source_state(ws: &mut Ws, state: &str) -> (Vec<Audio>, serde_json::Value) {
+    let mut audio = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        match next_message(ws) {
+            Incoming::Audio(a) => audio.push(a),
+            Incoming::Control(c) if c["type"] == "source" && c["state"] == state => {
+                return (audio, c);
+            }
+            Incoming::Control(c) => assert_ne!(c["type"], "bye", "unexpected {c}"),
+            Incoming::Closed => panic!("connection closed waiting for source {state}"),
+        }
+    }
+    panic!("no source {state} message within 15 s");
 }

@@ -1,0 +1,212 @@
+//! `alsa:` capture and `listen --play` on a real ALSA kernel driver: ALSA's loopback card
+//! (`snd-aloop`) in a small virtual machine (tests/support/vm.rs). What one side of the card
+//! plays, the other side captures, with the kernel's own rules: one capture at a time per
+//! device, and both sides held to the same rate and sample format.
+//!
+//! The rest of the capture tests use ALSA's user-space plugins, which are never busy, never
+//! refuse a format and never vanish from the kernel; these check the paths only a driver takes.
+#![cfg(feature = "alsa")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::vm::Vm;
+use support::*;
+
+/// The capture side of the loopback card: what is played into `hw:Loopback,0,0`.
+const CAPTURE: &str = "alsa:hw:Loopback,1,0";
+/// The stream's format in these tests: the rate the card's capture side is opened at.
+const RATE: u32 = 48_000;
+
+fn boot(name: &str) -> Vm {
+    Vm::boot(name, std::path::Path::new(env!("CARGO_BIN_EXE_earshot")))
+}
+
+/// Starts `earshot serve --source SOURCE` on the VM's port 8080 (logging to /tmp/NAME.log
+/// there) and connects to it from here once it answers; returns the connection past `hello`.
+fn serve_in_vm(vm: &mut Vm, source: &str, log: &str) -> (Ws, serde_json::Value) {
+    let (out, code) = vm.sh(
+        &format!("earshot serve --source '{source}' --rate {RATE} --listen 0.0.0.0:8080 > /tmp/{log}.log 2>&1 &"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // qemu accepts on the forwarded port before the VM listens; the handshake tells.
+        if let Ok(mut ws) = try_connect(vm.addr, "/ws") {
+            let hello = read_json(&mut ws);
+            return (ws, hello);
+        }
+        if Instant::now() > deadline {
+            let (log, _) = vm.sh(&format!("cat /tmp/{log}.log"), Duration::from_secs(10));
+            panic!("earshot in the VM did not answer within 30 s; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// `n` chunks with consecutive sequence numbers, or a panic naming the gap.
+fn consecutive_audio(ws: &mut Ws, n: usize) -> Vec<Audio> {
+    let chunks: Vec<Audio> = (0..n).map(|_| next_audio(ws)).collect();
+    for pair in chunks.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "a gap in the captured stream");
+    }
+    chunks
+}
+
+#[test]
+fn a_second_capture_of_a_busy_kernel_device_is_refused_and_the_first_streams_on() {
+    let mut vm = boot("busy");
+    let (mut ws, hello) = serve_in_vm(&mut vm, CAPTURE, "first");
+    assert_eq!(hello["sample_rate"], RATE);
+    next_audio(&mut ws);
+
+    let (out, code) = vm.sh(
+        &format!("earshot serve --source {CAPTURE} --rate {RATE} --listen 0.0.0.0:8081"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "earshot: {CAPTURE}: device is busy: another program is capturing from it \
+             (share it through a dsnoop device)"
+        )),
+        "{out}"
+    );
+    // The first capture lost nothing to the refused one: a second of unbroken audio.
+    consecutive_audio(&mut ws, 50);
+}
+
+#[test]
+fn audio_played_into_a_kernel_loopback_at_s32_is_captured_bit_exact() {
+    let mut vm = boot("loop");
+    // Nothing asks the capture for a format, so it takes the card's best, S32_LE, and the
+    // card then holds its playback side to S32_LE too: `--play` must widen the stream.
+    let (mut ws, _) = serve_in_vm(&mut vm, CAPTURE, "capture");
+    next_audio(&mut ws);
+    let (log, _) = vm.sh("cat /tmp/capture.log", Duration::from_secs(10));
+    assert!(log.contains("capturing S32_LE, 48000 Hz"), "{log}");
+
+    // The reference: the same tone from this machine. `tone:` is a pure function of the stream
+    // position, so the VM's tone is these samples, whenever the VM's clock says it is.
+    let reference_server = Server::start_native(&["--source", "tone:?rate=48000"]);
+    let mut reference_ws = connect(reference_server.addr);
+    read_json(&mut reference_ws);
+    let reference = std::thread::spawn(move || {
+        let chunks = consecutive_audio(&mut reference_ws, 300);
+        chunks
+            .into_iter()
+            .flat_map(|a| a.samples)
+            .collect::<Vec<i16>>()
+    });
+
+    let (out, code) = vm.sh(
+        "earshot serve --source 'tone:?rate=48000' --listen 127.0.0.1:8082 > /tmp/tone.log 2>&1 & \
+         sleep 1; earshot listen --duration 4 --play --play-device hw:Loopback,0,0 \
+         ws://127.0.0.1:8082/ws > /tmp/play.log 2>&1 &",
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{out}");
+    // Skip the silence before the tone reached the card, and the first half second after.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = next_audio(&mut ws);
+        if a.samples.iter().any(|s| s.unsigned_abs() > 1000) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no tone was captured within 20 s"
+        );
+    }
+    consecutive_audio(&mut ws, 25);
+    let captured: Vec<i16> = consecutive_audio(&mut ws, 50)
+        .into_iter()
+        .flat_map(|a| a.samples)
+        .collect();
+    let reference = reference.join().unwrap();
+    let found = reference
+        .windows(captured.len())
+        .step_by(2)
+        .any(|w| w == captured.as_slice());
+    if !found {
+        let (play, _) = vm.sh("cat /tmp/play.log", Duration::from_secs(10));
+        panic!(
+            "a second of captured audio is not the played tone, sample for sample; play log:\n{play}"
+        );
+    }
+}
+
+#[test]
+fn a_kernel_playback_device_at_another_rate_is_refused_with_the_reason() {
+    let mut vm = boot("rate");
+    let (mut ws, _) = serve_in_vm(&mut vm, CAPTURE, "capture");
+    next_audio(&mut ws);
+    // The card's playback side now runs at 48 kHz only; the tone is 44.1 kHz.
+    vm.sh(
+        "earshot serve --source tone: --listen 127.0.0.1:8082 > /tmp/tone.log 2>&1 & sleep 1",
+        Duration::from_secs(10),
+    );
+    let (out, code) = vm.sh(
+        "earshot listen --duration 2 --play --play-device hw:Loopback,0,0 ws://127.0.0.1:8082/ws",
+        Duration::from_secs(30),
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(
+            "alsa:hw:Loopback,0,0: device cannot play 44100 Hz, the stream's rate (it takes \
+             48000 Hz); play through a plug device, which converts (plughw:CARD=…, or default)"
+        ),
+        "{out}"
+    );
+    // Through ALSA's plug layer, the same stream plays (resampled to the card's rate).
+    let (out, code) = vm.sh(
+        "earshot listen --duration 2 --play --play-device plughw:Loopback,0,0 ws://127.0.0.1:8082/ws",
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_kernel_card_that_vanishes_is_reported_down_and_capture_resumes_when_it_returns() {
+    let mut vm = boot("unbind");
+    let (mut ws, _) = serve_in_vm(&mut vm, CAPTURE, "capture");
+    let before = consecutive_audio(&mut ws, 25);
+
+    // The driver lets go of the card, as when a USB microphone is pulled out.
+    let (out, code) = vm.sh(
+        "echo snd_aloop.0 > /sys/bus/platform/drivers/snd_aloop/unbind",
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{out}");
+    let (_, down) = audio_until_source_state(&mut ws, "down");
+    assert!(
+        down["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{CAPTURE}: capture failed")),
+        "{down}"
+    );
+    let (code, health) = get_json(vm.addr, "/healthz");
+    assert_eq!(
+        (code, health["status"].as_str()),
+        (503, Some("source_down"))
+    );
+
+    let (out, code) = vm.sh(
+        "echo snd_aloop.0 > /sys/bus/platform/drivers/snd_aloop/bind",
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{out}");
+    audio_until_source_state(&mut ws, "live");
+    let after = next_audio(&mut ws);
+    assert!(
+        after.seq > before.last().unwrap().seq,
+        "capture resumed on the same connection"
+    );
+    let (code, status) = get_json(vm.addr, "/api/status");
+    assert_eq!(code, 200);
+    assert_eq!(status["source"]["state"], "live");
+    assert_eq!(status["source"]["reconnects"], 1);
+}

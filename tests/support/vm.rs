@@ -1,0 +1,263 @@
+//! A small Linux virtual machine with a real ALSA kernel driver: Debian's kernel and its
+//! `snd-aloop` module (ALSA's loopback sound card), booted in qemu with an initramfs of busybox,
+//! the earshot binary under test and the libraries it links. A shell on the VM's serial console
+//! takes commands from the test; the VM's port 8080 is forwarded to a loopback port here.
+//!
+//! The kernel is fetched by `scripts/install-test-deps.sh` into `target/vm/kernel` (Debian's
+//! `linux-image-amd64`, unpacked, not installed). qemu runs with software emulation (TCG), so
+//! the test needs no /dev/kvm.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// Kernel modules the VM loads, in dependency order: ALSA's core, its loopback card, and the
+/// network card qemu emulates.
+const MODULES: [&str; 6] = [
+    "soundcore",
+    "snd",
+    "snd-timer",
+    "snd-pcm",
+    "snd-aloop",
+    "e1000",
+];
+
+/// How long the VM may take to boot to its shell (about 10 s here, under emulation).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub struct Vm {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    /// Everything the console printed, for failure messages.
+    console: Vec<String>,
+    /// The VM's port 8080, as reached from here.
+    pub addr: SocketAddr,
+    dir: PathBuf,
+}
+
+/// Where `scripts/install-test-deps.sh` unpacks Debian's kernel.
+pub fn kernel_dir() -> PathBuf {
+    super::repo_root().join("target/vm/kernel")
+}
+
+impl Vm {
+    /// Boots the VM with `binary` as /bin/earshot and waits for its shell.
+    pub fn boot(name: &str, binary: &Path) -> Vm {
+        let dir = std::env::temp_dir().join(format!("earshot-vm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let kernel = find_kernel();
+        let initrd = build_initramfs(&dir, binary);
+        let port = free_port();
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(["-accel", "tcg", "-m", "384", "-smp", "1"])
+            .args(["-nographic", "-no-reboot", "-monitor", "none"])
+            .arg("-kernel")
+            .arg(kernel.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", "console=ttyS0 panic=-1 loglevel=3"])
+            .args([
+                "-netdev",
+                &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:8080"),
+                "-device",
+                "e1000,netdev=n0",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start qemu-system-x86_64 (make test-deps installs it)");
+        let stdin = child.stdin.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("qemu: {line}");
+            }
+        });
+        let mut vm = Vm {
+            child,
+            stdin,
+            lines,
+            console: Vec::new(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        vm.wait_for("VM: ready", BOOT_TIMEOUT);
+        vm
+    }
+
+    /// Runs a shell command in the VM; returns its output (standard output and error) and exit
+    /// code. Panics with the console if it does not finish within `timeout`.
+    pub fn sh(&mut self, command: &str, timeout: Duration) -> (String, i32) {
+        // A command ending in `&` cannot take `; echo`, so the marker has its own line. The
+        // init turns the console's echo off; the marker's halves meet only in the output anyway.
+        writeln!(self.stdin, "{command}\necho \"@@\"\"done $?\"").unwrap();
+        self.stdin.flush().unwrap();
+        let deadline = Instant::now() + timeout;
+        let mut output = Vec::new();
+        loop {
+            let line = self.next_line(deadline, command);
+            if let Some((_, code)) = line.split_once("@@done ") {
+                let code = code.trim().parse().unwrap_or(-1);
+                return (output.join("\n"), code);
+            }
+            output.push(line);
+        }
+    }
+
+    /// Waits for a console line containing `needle`; returns it.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let line = self.next_line(deadline, needle);
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn next_line(&mut self, deadline: Instant, waiting_for: &str) -> String {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => {
+                self.console.push(line.clone());
+                line
+            }
+            Err(_) => panic!(
+                "VM: no {waiting_for:?} within the time; console:\n{}",
+                self.console.join("\n")
+            ),
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The unpacked kernel: `vmlinuz` and `lib/modules/VERSION/`.
+fn find_kernel() -> PathBuf {
+    let dir = kernel_dir();
+    assert!(
+        dir.join("vmlinuz").is_file(),
+        "no kernel in {} (make test-deps, or scripts/install-test-deps.sh, fetches it)",
+        dir.display()
+    );
+    dir
+}
+
+/// A port free on 127.0.0.1 a moment ago, for qemu's forward.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes the initramfs: busybox (its applets as links), /bin/earshot and the libraries it
+/// links, ALSA's configuration, the kernel modules and `tests/vm/init`.
+fn build_initramfs(dir: &Path, binary: &Path) -> PathBuf {
+    let root = dir.join("root");
+    for d in ["bin", "dev", "proc", "sys", "tmp", "modules", "usr/share"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    copy(Path::new("/bin/busybox"), &root.join("bin/busybox"));
+    let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+    }
+    copy(binary, &root.join("bin/earshot"));
+    for lib in linked_libraries(binary) {
+        copy(&lib, &root.join(lib.strip_prefix("/").unwrap()));
+    }
+    copy_dir(Path::new("/usr/share/alsa"), &root.join("usr/share/alsa"));
+    let modules = std::fs::read_dir(kernel_dir().join("lib/modules"))
+        .unwrap()
+        .next()
+        .expect("lib/modules/VERSION in the kernel directory")
+        .unwrap()
+        .path();
+    for module in MODULES {
+        let file = format!("{module}.ko");
+        let found = find_file(&modules, &file)
+            .unwrap_or_else(|| panic!("no {file} under {}", modules.display()));
+        copy(&found, &root.join("modules").join(&file));
+    }
+    std::fs::write(root.join("modules/order"), MODULES.join("\n") + "\n").unwrap();
+    let init = super::repo_root().join("tests/vm/init");
+    copy(&init, &root.join("init"));
+    let initrd = dir.join("initrd.cpio");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("find . | /bin/busybox cpio -o -H newc > \"$0\" 2>/dev/null")
+        .arg(&initrd)
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cpio failed");
+    initrd
+}
+
+/// The shared libraries `binary` loads (the dynamic loader included), from `ldd`.
+fn linked_libraries(binary: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(binary).output().expect("ldd");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap().map_while(Result::ok) {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else if path.is_file() {
+            copy(&path, &target);
+        }
+    }
+}
+
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.map_while(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
+}
