@@ -20,6 +20,18 @@ fn collect(server: &Server, how_long: Duration) -> HashMap<u64, Vec<i16>> {
     chunks
 }
 
+/// Collects 2 s from two instances at the same time.
+fn collect_both(
+    first: &Server,
+    second: &Server,
+) -> (HashMap<u64, Vec<i16>>, HashMap<u64, Vec<i16>>) {
+    std::thread::scope(|scope| {
+        let a = scope.spawn(|| collect(first, Duration::from_secs(2)));
+        let b = collect(second, Duration::from_secs(2));
+        (a.join().unwrap(), b)
+    })
+}
+
 fn assert_same_audio_for_shared_seqs(a: &HashMap<u64, Vec<i16>>, b: &HashMap<u64, Vec<i16>>) {
     let shared: Vec<_> = a.keys().filter(|k| b.contains_key(k)).collect();
     assert!(
@@ -56,16 +68,8 @@ fn instances_started_apart_send_identical_audio_under_identical_sequence_numbers
         let first = Server::start(&["--source", source, "--instance-id", "a"]);
         std::thread::sleep(Duration::from_millis(730));
         let second = Server::start(&["--source", source, "--instance-id", "b"]);
-        let addr_a = first.addr;
-        let a = std::thread::spawn(move || {
-            let server = first;
-            let chunks = collect(&server, Duration::from_secs(2));
-            (server, chunks)
-        });
-        let b = collect(&second, Duration::from_secs(2));
-        let (_first, a) = a.join().unwrap();
+        let (a, b) = collect_both(&first, &second);
         assert_same_audio_for_shared_seqs(&a, &b);
-        let _ = addr_a;
     }
 }
 
@@ -215,7 +219,8 @@ fn sample_difference(
 
 /// Under `make test-pi-zero` the second instance is the Pi Zero build on an emulated ARM1176 and
 /// the first this machine's build, as when a Pi and a PC sit behind one balancer; otherwise
-/// both are this machine's build. The tone is integer arithmetic and must match bit for bit.
+/// both are this machine's build. The tone (double-precision `sin` from the C library) must
+/// match bit for bit, and does.
 /// minimp3 decodes in floating point, and its x86 build takes SSE paths the ARMv6 one has not:
 /// their MP3 audio may differ by one least significant bit (the test prints how often).
 #[test]
@@ -224,13 +229,7 @@ fn an_instance_on_another_architecture_plays_the_same_audio_to_within_one_lsb() 
         let native = Server::start_native(&["--source", source, "--instance-id", "native"]);
         std::thread::sleep(Duration::from_millis(730));
         let tested = Server::start(&["--source", source, "--instance-id", "tested"]);
-        let a = std::thread::spawn(move || {
-            let server = native;
-            let chunks = collect(&server, Duration::from_secs(2));
-            (server, chunks)
-        });
-        let b = collect(&tested, Duration::from_secs(2));
-        let (_native, a) = a.join().unwrap();
+        let (a, b) = collect_both(&native, &tested);
         let (max, differing, shared) = sample_difference(&a, &b);
         eprintln!("{source}: {differing} of {shared} chunks differ, by up to {max}");
         assert!(
