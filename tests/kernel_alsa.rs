@@ -55,6 +55,22 @@ fn consecutive_audio(ws: &mut Ws, n: usize) -> Vec<Audio> {
     chunks
 }
 
+/// Reads until a chunk carries sound (the tone played into the card), within 20 s.
+fn until_tone(ws: &mut Ws) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match next_message(ws) {
+            Incoming::Audio(a) if a.samples.iter().any(|s| s.unsigned_abs() > 1000) => return,
+            Incoming::Closed => panic!("the capture's connection closed waiting for the tone"),
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no tone was captured within 20 s"
+        );
+    }
+}
+
 #[test]
 fn a_second_capture_of_a_busy_kernel_device_is_refused_and_the_first_streams_on() {
     let mut vm = boot("busy");
@@ -109,17 +125,7 @@ fn audio_played_into_a_kernel_loopback_at_s32_is_captured_bit_exact() {
     );
     assert_eq!(code, 0, "{out}");
     // Skip the silence before the tone reached the card, and the first half second after.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let a = next_audio(&mut ws);
-        if a.samples.iter().any(|s| s.unsigned_abs() > 1000) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no tone was captured within 20 s"
-        );
-    }
+    until_tone(&mut ws);
     consecutive_audio(&mut ws, 25);
     let captured: Vec<i16> = consecutive_audio(&mut ws, 50)
         .into_iter()
@@ -209,4 +215,43 @@ fn a_kernel_card_that_vanishes_is_reported_down_and_capture_resumes_when_it_retu
     assert_eq!(code, 200);
     assert_eq!(status["source"]["state"], "live");
     assert_eq!(status["source"]["reconnects"], 1);
+}
+
+#[test]
+fn a_kernel_playback_card_that_vanishes_is_reported_and_plays_again_when_it_returns() {
+    let mut vm = boot("replay");
+    let (mut ws, _) = serve_in_vm(&mut vm, CAPTURE, "capture");
+    let (out, code) = vm.sh(
+        "earshot serve --source 'tone:?rate=48000' --listen 127.0.0.1:8082 > /tmp/tone.log 2>&1 & \
+         sleep 1; earshot listen --duration 60 --play --play-device hw:Loopback,0,0 \
+         ws://127.0.0.1:8082/ws > /tmp/play.log 2>&1 &",
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{out}");
+    until_tone(&mut ws);
+
+    // Both sides of the card go: the capture, and the device `listen --play` writes to.
+    vm.sh(
+        "echo snd_aloop.0 > /sys/bus/platform/drivers/snd_aloop/unbind",
+        Duration::from_secs(10),
+    );
+    audio_until_source_state(&mut ws, "down");
+    vm.sh("sleep 2", Duration::from_secs(10));
+    vm.sh(
+        "echo snd_aloop.0 > /sys/bus/platform/drivers/snd_aloop/bind",
+        Duration::from_secs(10),
+    );
+    audio_until_source_state(&mut ws, "live");
+    // The tone comes back only if `listen --play` opened its device again by itself.
+    until_tone(&mut ws);
+    let (log, _) = vm.sh("cat /tmp/play.log", Duration::from_secs(10));
+    assert!(
+        log.contains("earshot: alsa:hw:Loopback,0,0: playback failed: ")
+            && log.contains("; trying again every 1 s"),
+        "{log}"
+    );
+    assert!(
+        log.contains("earshot: alsa:hw:Loopback,0,0: playback resumed after "),
+        "{log}"
+    );
 }
