@@ -255,3 +255,60 @@ fn a_kernel_playback_card_that_vanishes_is_reported_and_plays_again_when_it_retu
         "{log}"
     );
 }
+
+/// The README's ALSA configuration for a shared, amplified microphone (the ```text block that
+/// defines `pcm.mic_shared`), pointed at the loopback card instead of the Pi's card 1.
+fn readme_shared_mic_config() -> String {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block = readme
+        .split("```text\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .find(|block| block.contains("pcm.mic_shared"))
+        .expect("README has the mic_shared configuration");
+    let mut config = block.to_string();
+    for (from, to) in [
+        ("pcm \"hw:1,0\"", "pcm \"hw:Loopback,1,0\""),
+        ("card 1", "card 0"),
+    ] {
+        assert!(
+            config.contains(from),
+            "README's configuration no longer has {from:?}"
+        );
+        config = config.replace(from, to);
+    }
+    config
+}
+
+#[test]
+fn the_readme_dsnoop_set_up_lets_two_captures_share_a_kernel_card() {
+    let mut vm = boot("dsnoop");
+    let config = readme_shared_mic_config();
+    let (out, code) = vm.sh(
+        &format!("cat > /etc/asound.conf <<'END'\n{config}END"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 0, "{out}");
+    // The remedy the busy error names: two captures of one card at once, through dsnoop.
+    let (mut ws, _) = serve_in_vm(&mut vm, "alsa:mic_shared", "shared");
+    next_audio(&mut ws);
+    let (out, code) = vm.sh(
+        "earshot serve --source alsa:mic_with_gain --channels 1 --listen 127.0.0.1:8081 \
+         > /tmp/gain.log 2>&1 & sleep 2; \
+         earshot listen --duration 2 ws://127.0.0.1:8081/ws",
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.contains("connected to ws://127.0.0.1:8081/ws") && out.contains("1 ch, 20 ms chunks"),
+        "the second capture did not stream:\n{out}"
+    );
+    assert!(code == 0 || code == 3, "exit {code}:\n{out}");
+    // And what is played into the card reaches the first.
+    vm.sh(
+        "earshot serve --source 'tone:?rate=48000' --listen 127.0.0.1:8082 > /tmp/tone.log 2>&1 & \
+         sleep 1; earshot listen --duration 30 --play --play-device hw:Loopback,0,0 \
+         ws://127.0.0.1:8082/ws > /tmp/play.log 2>&1 &",
+        Duration::from_secs(10),
+    );
+    until_tone(&mut ws);
+}

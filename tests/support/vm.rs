@@ -178,7 +178,16 @@ fn free_port() -> u16 {
 /// links, ALSA's configuration, the kernel modules and `tests/vm/init`.
 fn build_initramfs(dir: &Path, binary: &Path) -> PathBuf {
     let root = dir.join("root");
-    for d in ["bin", "dev", "proc", "sys", "tmp", "modules", "usr/share"] {
+    for d in [
+        "bin",
+        "dev",
+        "etc",
+        "proc",
+        "sys",
+        "tmp",
+        "modules",
+        "usr/share",
+    ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     copy(Path::new("/bin/busybox"), &root.join("bin/busybox"));
