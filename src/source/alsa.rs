@@ -159,12 +159,20 @@ impl Source for AlsaCapture {
                     out,
                 );
                 // Frames still waiting in the buffer were captured after the last one read.
-                let waiting = pcm.avail().unwrap_or(0).max(0) as u64;
                 let now = SystemTime::now();
-                self.captured_at = Some(
-                    now.checked_sub(self.format.duration_of(waiting))
+                self.captured_at = Some(match pcm.avail() {
+                    Ok(waiting) => now
+                        .checked_sub(self.format.duration_of(waiting.max(0) as u64))
                         .unwrap_or(now),
-                );
+                    // The device overran while earshot was held up (the next read reports it):
+                    // what this read returned followed the previous read's audio without a
+                    // break, so it was captured a chunk after it, not now.
+                    Err(_) => self
+                        .captured_at
+                        .map(|t| t + self.format.duration_of(n as u64))
+                        .unwrap_or(now)
+                        .min(now),
+                });
                 self.pcm = Some(pcm);
                 Ok(samples)
             }
