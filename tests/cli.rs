@@ -11,10 +11,8 @@ use support::*;
 /// `earshot ARGS | true` when earshot writes after `true` is gone. Returns earshot's exit code
 /// and standard error.
 fn run_into_closed_pipe(args: &[&str]) -> (i32, String) {
-    let binary = match std::env::var_os("EARSHOT_TEST_BINARY") {
-        Some(binary) => binary.into_string().expect("a UTF-8 path"),
-        None => env!("CARGO_BIN_EXE_earshot").to_string(),
-    };
+    // The binary under test, as `earshot()` picks it (EARSHOT_TEST_BINARY or cargo's).
+    let binary = earshot().get_program().to_owned();
     // The reader (`true`) is gone long before earshot writes its first byte, 0.5 s later.
     let script = r#"(sleep 0.5; exec "$@") | true; exit "${PIPESTATUS[0]}""#;
     let out = std::process::Command::new("bash")

@@ -53,6 +53,7 @@ impl Vm {
         let kernel = find_kernel();
         let initrd = build_initramfs(&dir, binary);
         let port = free_port();
+        let booting = Instant::now();
         let mut child = Command::new("qemu-system-x86_64")
             .args(["-accel", "tcg", "-m", "384", "-smp", "1"])
             .args(["-nographic", "-no-reboot", "-monitor", "none"])
@@ -98,6 +99,10 @@ impl Vm {
             dir,
         };
         vm.wait_for("VM: ready", BOOT_TIMEOUT);
+        eprintln!(
+            "VM {name}: booted in {:.1} s",
+            booting.elapsed().as_secs_f64()
+        );
         vm
     }
 
@@ -118,6 +123,13 @@ impl Vm {
             }
             output.push(line);
         }
+    }
+
+    /// Runs a shell command in the VM that must succeed (within 30 s); returns its output.
+    pub fn run(&mut self, command: &str) -> String {
+        let (output, code) = self.sh(command, Duration::from_secs(30));
+        assert_eq!(code, 0, "VM: `{command}` failed:\n{output}");
+        output
     }
 
     /// Waits for a console line containing `needle`; returns it.
