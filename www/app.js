@@ -239,7 +239,9 @@ function statsSnapshot() {
     moving: connection.moving?.reason ?? null,
     connections: connection.connections,
     source: { ...source },
-    output,
+    // The times the browser held up the page's audio thread while it played (every browser;
+    // worklet.js, HoldWatch), beside the output facts and Chromium's own glitch count.
+    output: output && { ...output, holds: worklet?.holds ?? 0, heldMs: worklet?.heldMs ?? 0, recentHolds: worklet?.recentHolds ?? [] },
     renderedFrames: worklet?.renderedFrames ?? 0,
     playedFrames: worklet?.playedFrames ?? 0,
     levels: levels.readout(),
@@ -334,6 +336,7 @@ function renderStats() {
     'output',
     s.output
       ? `${(s.output.sampleRate / 1000).toFixed(1)} kHz, ${outputLatencyText(s.output)} (${s.output.state})` +
+          (s.output.holds ? `, audio thread held up ${s.output.holds === 1 ? 'once' : `${s.output.holds} times`} (${ms(s.output.heldMs)})` : '') +
           (s.output.glitches ? `, ${s.output.glitches} browser glitches (${ms(s.output.glitchMs)})` : '')
       : '–',
   );

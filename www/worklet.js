@@ -1,8 +1,9 @@
 // earshot AudioWorklet: the jitter buffer between arriving chunks and the sound card. Owns the
 // ring of stream frames, waiting for the target fill before playing, resampling from the stream
 // rate to the context rate, drift correction (a small speed change, then trimming), fades that
-// keep underruns, trims and joins click-free, and per-channel levels. Runs on the audio thread:
-// process() allocates nothing and reports to the page only every ~50 ms.
+// keep underruns, trims and joins click-free, per-channel levels, and the times the browser held
+// up the audio thread. Runs on the audio thread: process() allocates nothing but a note of such a
+// hold, and reports to the page only every ~50 ms.
 
 /** Length of every fade (out before an underrun or trim, in after), in output frames: one render
  * quantum, ~3 ms, short enough to hide nothing and long enough to never click. */
@@ -34,6 +35,16 @@ const STARTUP_S = 1;
 const REPORT_EVERY_S = 0.05;
 /** Frames of lookahead the cubic interpolator reads past the read position. */
 const LOOKAHEAD = 2;
+/** A wait longer than this between two of the browser's calls for audio is its audio thread held
+ * up (by the machine, or by the browser). A call comes every render quantum (~3 ms), often in
+ * bursts; WebKitGTK here waits up to ~45 ms between bursts now and then, and plays on. A longer
+ * hold is heard once it outlasts the browser's own output buffer: the sound card then plays the
+ * browser's silence, not the stream's, and the page's buffer never sees it. */
+const HELD_MS = 50;
+/** A longer wait is a suspended context (Stop, an iOS interruption), not a held thread. */
+const SUSPENDED_MS = 2000;
+/** Holds kept with their times, for the page (and the tests that line them up with a recording). */
+const HOLDS_KEPT = 16;
 
 export class JitterBuffer {
   constructor({ streamRate, channels, outputRate, targetMs = 80, capacitySeconds = 4 }) {
@@ -340,6 +351,37 @@ export class JitterBuffer {
   }
 }
 
+/**
+ * Times the browser held up its audio thread while the stream played: Chromium counts its own
+ * glitches (AudioContext.playbackStats), Firefox and WebKit do not, so the page measures the wall
+ * clock between calls for audio, which every browser's worklet scope has (Date). Only while
+ * playing: a context suspended on Stop is not a hold.
+ */
+export class HoldWatch {
+  constructor({ heldMs = HELD_MS, suspendedMs = SUSPENDED_MS, kept = HOLDS_KEPT } = {}) {
+    Object.assign(this, { heldMs, suspendedMs, kept });
+    this.lastMs = null;
+    this.count = 0;
+    this.totalMs = 0;
+    this.recent = []; // { atMs: wall clock when the thread ran again, ms: how long it was held }
+  }
+
+  /** Called at each call for audio with the wall clock; `playing` as it was when the call came. */
+  tick(nowMs, playing) {
+    const waitedMs = this.lastMs === null ? 0 : nowMs - this.lastMs;
+    this.lastMs = nowMs;
+    if (!playing || waitedMs <= this.heldMs || waitedMs > this.suspendedMs) return;
+    this.count += 1;
+    this.totalMs += waitedMs;
+    this.recent.push({ atMs: nowMs, ms: waitedMs }); // rare, so the allocation does not matter
+    if (this.recent.length > this.kept) this.recent.shift();
+  }
+
+  snapshot() {
+    return { holds: this.count, heldMs: this.totalMs, recentHolds: this.recent.slice() };
+  }
+}
+
 /** Stream samples are little-endian; an Int16Array reads them as such on every platform a
  * browser runs on today, and a big-endian one gets a byte-swapped copy. */
 const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
@@ -357,6 +399,7 @@ if (typeof registerProcessor === 'function') {
       super();
       const { streamRate, channels, targetMs } = options.processorOptions;
       this.buffer = new JitterBuffer({ streamRate, channels, outputRate: sampleRate, targetMs });
+      this.holds = new HoldWatch();
       this.sinceReport = 0;
       this.reportEvery = Math.round(REPORT_EVERY_S * sampleRate);
       this.port.onmessage = (event) => this.onMessage(event.data);
@@ -387,6 +430,7 @@ if (typeof registerProcessor === 'function') {
 
     process(_inputs, outputs) {
       const output = outputs[0];
+      this.holds.tick(Date.now(), this.buffer.playing);
       this.buffer.render(output, output[0].length);
       this.sinceReport += output[0].length;
       if (this.buffer.events.length) {
@@ -395,7 +439,7 @@ if (typeof registerProcessor === 'function') {
       }
       if (this.sinceReport >= this.reportEvery) {
         this.sinceReport = 0;
-        this.port.postMessage({ type: 'stats', time: currentTime, ...this.buffer.snapshot(), levels: this.buffer.takeLevels() });
+        this.port.postMessage({ type: 'stats', time: currentTime, ...this.buffer.snapshot(), ...this.holds.snapshot(), levels: this.buffer.takeLevels() });
       }
       return true;
     }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 
-import { JitterBuffer } from '../../www/worklet.js';
+import { HoldWatch, JitterBuffer } from '../../www/worklet.js';
 import { dominantFrequency, maxStep, sineStepBound } from './support/audio.js';
 
 const QUANTUM = 128;
@@ -267,4 +267,37 @@ test('targets are kept within 10 ms and 2 s', () => {
   assert.equal(buffer.targetMs, 10);
   buffer.setTarget(60_000);
   assert.equal(buffer.targetMs, 2000);
+});
+
+test('a wait of more than 50 ms between calls for audio while playing is counted as a hold, with its time', () => {
+  const holds = new HoldWatch();
+  let now = 1_000_000;
+  const call = (afterMs, playing = true) => holds.tick((now += afterMs), playing);
+  for (let i = 0; i < 100; i++) call(i % 8 === 0 ? 20 : 3); // quanta in bursts, as WebKit calls
+  call(45); // a long burst, but no hold
+  assert.deepEqual(holds.snapshot(), { holds: 0, heldMs: 0, recentHolds: [] });
+  call(150);
+  call(3);
+  call(80);
+  assert.deepEqual(holds.snapshot(), {
+    holds: 2,
+    heldMs: 230,
+    recentHolds: [
+      { atMs: now - 83, ms: 150 },
+      { atMs: now, ms: 80 },
+    ],
+  });
+});
+
+test('a context suspended on Stop, or a wait while not playing, is not a hold; only the last 16 are kept', () => {
+  const holds = new HoldWatch();
+  let now = 0;
+  holds.tick(now, true);
+  holds.tick((now += 30_000), true); // resumed after a Stop: suspended, not held
+  holds.tick((now += 300), false); // held while the buffer waited to fill: nothing was heard
+  assert.equal(holds.snapshot().holds, 0);
+  for (let i = 0; i < 20; i++) holds.tick((now += 60 + i), true);
+  const { holds: count, recentHolds } = holds.snapshot();
+  assert.equal(count, 20);
+  assert.deepEqual(recentHolds.map((h) => h.ms), Array.from({ length: 16 }, (_, i) => 64 + i));
 });
