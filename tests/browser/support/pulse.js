@@ -79,6 +79,35 @@ export async function createSink(name) {
   };
 }
 
+/** Where a hold of the browser's audio thread (the page's `output.recentHolds`) shows in a
+ * recording. With WebKit's web process stopped for 150 ms (plays-in-webkit.test.js does it and
+ * prints where the silence fell), the silence began 68–85 ms after the hold did, once the
+ * browser's own output buffer had played, and the audio came back, abruptly, 10 to 80 ms after
+ * the hold ended. These margins take in both ends with room to spare. */
+const HOLD_BEFORE_MS = 50;
+const HOLD_AFTER_MS = 100;
+
+/**
+ * `recording` with the stretches in which the browser held up the page's audio thread (`holds`,
+ * as the page reports them: { atMs, ms }) added to its output gaps, so the checks leave them out
+ * as they leave out the sound server's underruns: the page could not play there, and the browser
+ * filled in silence. Only holds up to MAX_EXCUSED_MS; prints what it left out.
+ */
+export function leaveOutHolds(recording, holds, label = 'the browser') {
+  const { rate, startMs, outputGaps, channels } = recording;
+  const frames = channels[0].length;
+  const toIndex = (ms) => Math.round(((ms - startMs) * rate) / 1000);
+  const gaps = holds
+    .filter((h) => h.ms <= MAX_EXCUSED_MS)
+    .map((h) => ({ start: Math.max(0, toIndex(h.atMs - h.ms - HOLD_BEFORE_MS)), end: Math.min(frames, toIndex(h.atMs + HOLD_AFTER_MS)) }))
+    .filter(({ start, end }) => start < end);
+  if (gaps.length > 0) {
+    const ms = Math.round((gaps.reduce((sum, g) => sum + g.end - g.start, 0) * 1000) / rate);
+    console.log(`# ${label} held up its audio thread ${gaps.length} times; ${ms} ms of the recording left out of the checks`);
+  }
+  return { ...recording, outputGaps: [...outputGaps, ...gaps].sort((a, b) => a.start - b.start) };
+}
+
 /** Records `sink` for `ms` and returns the recording (see `record`). */
 export async function recordFor(sink, ms) {
   const recorder = record(sink);
