@@ -48,6 +48,7 @@ export class ContinuityMonitor {
     this.skipPending = null; // { from, to } announced by `skipped`, for the next chunk
     this.sourceBack = false; // a `source` live message came after a down one
     this.handover = null; // { why, before, overlap } from a move, until the new connection's first chunk
+    this.stallEnd = null; // { row, seq }: a stall ended late-not-lost by chunk `seq`, until the next chunk
     this.counters = {
       chunks: 0,
       duplicates: 0,
@@ -110,15 +111,19 @@ export class ContinuityMonitor {
       missing -= Number(seqAfter(this.skipPending.from, this.skipPending.to));
       this.skipPending = null;
     }
-    if (missing > 0) this.sequenceGap(missing, seq, t);
+    let endsStall = null;
+    if (missing > 0 && this.endedStall()) this.foldIntoStall(missing, seq, `${missing} chunks missing`);
+    else if (missing > 0) this.sequenceGap(missing, seq, t);
     else if (this.open?.cause === CAUSE.SOURCE_DOWN && this.sourceBack) {
       this.open.measuredBy = MEASURED_BY.SEQUENCE;
       this.close(this.open, t, t - this.open.start, 0);
     } else if (this.open?.cause === CAUSE.STALL) {
       // The stalled connection delivered again, and nothing is missing: late, not lost.
-      this.closeMeasured(this.open, seq, t, 0, 'audio came again on the same connection');
+      endsStall = this.open;
+      this.closeMeasured(endsStall, seq, t, 0, 'audio came again on the same connection');
     }
     this.accept(seq, producedUs);
+    if (endsStall) this.stallEnd = { row: endsStall, seq };
     return { play: true, discontinuity: step !== 1n };
   }
 
@@ -151,6 +156,8 @@ export class ContinuityMonitor {
         this.counters.gapMs += lostMs;
       }
       this.close(row, t, durationMs, lostMs);
+    } else if (handover && lostChunks > 0 && handover.before === this.instance && this.endedStall()) {
+      this.foldIntoStall(lostChunks, seq, `${handover.why}, ${lostChunks} chunks missing at the splice`);
     } else if (handover) {
       this.handedOver(handover, lostChunks, seq, t);
     } else if (lostChunks) {
@@ -230,7 +237,30 @@ export class ContinuityMonitor {
     return Math.abs(bySeq - byTime) <= SEQ_TIME_TOLERANCE_CHUNKS;
   }
 
+  /**
+   * Whether the last chunk played is the one that ended a stall as late, not lost. A server held
+   * up between producing a chunk and sending it delivers that chunk when it wakes, and then the
+   * chunk its clock says: what it did not produce meanwhile shows only at the next chunk, on
+   * the same connection or on the one the stall moved to.
+   */
+  endedStall() {
+    return this.stallEnd !== null && this.last !== null && this.last.seq === this.stallEnd.seq;
+  }
+
+  /** Those missing chunks are the stall's loss: one interruption, one row. */
+  foldIntoStall(missing, seq, how) {
+    const { row } = this.stallEnd;
+    const lostMs = missing * this.chunkMs;
+    this.counters.gaps += 1;
+    this.counters.gapMs += lostMs;
+    row.lostMs += lostMs;
+    row.detail = `${row.detail}; then ${how}`;
+    row.seqAfter = String(seq);
+    this.version += 1;
+  }
+
   accept(seq, producedUs) {
+    if (this.stallEnd && this.stallEnd.seq !== seq) this.stallEnd = null;
     this.last = { seq, producedUs };
     this.counters.chunks += 1;
   }

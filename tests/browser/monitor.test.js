@@ -301,6 +301,54 @@ test('a stalled server that wakes up on its own ends the stall with what its clo
   assert.equal(row.measuredBy, 'sequence');
 });
 
+test('a server held up between producing a chunk and sending it is one stall row, with what it did not produce', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.stalled(2005, 2160, 155, 150);
+  // It wakes 2 s later and sends the chunk it had produced (101, late, nothing missing yet),
+  // then the chunk its clock says: 102..201 were never produced.
+  m.chunk(101n, BigInt(2020 * 1000), 4030);
+  m.chunk(202n, BigInt(4040 * 1000), 4045);
+  feed(m, 203, 210);
+  assert.equal(m.rows.length, 1, JSON.stringify(m.rows));
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.STALL);
+  assert.equal(row.durationMs, 4030 - 2005);
+  assert.equal(row.lostMs, 100 * CHUNK_MS);
+  assert.equal(m.totalLostMs, 100 * CHUNK_MS);
+  assert.deepEqual([row.seqBefore, row.seqAfter], ['100', '202']);
+  assert.match(row.detail, /audio came again on the same connection; then 100 chunks missing$/);
+});
+
+test('the same, when the connection the stall opened is spliced in with the chunk the clock says', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.stalled(2005, 2160, 155, 150);
+  m.chunk(101n, BigInt(2020 * 1000), 4030); // the old connection, late
+  // The new connection (opened at the stall; the same instance) is spliced in: its burst cannot
+  // reach back to 102 before the splice deadline, so it starts at the live edge.
+  m.connected(hello('A', 202), 4040, null, { reason: 'stall', from: 'A', overlap: 0 });
+  feed(m, 202, 210);
+  assert.equal(m.rows.length, 1, JSON.stringify(m.rows));
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.STALL);
+  assert.equal(row.lostMs, 100 * CHUNK_MS);
+  assert.equal(m.counters.gaps, 1);
+  assert.match(row.detail, /; then after a stall, 100 chunks missing at the splice$/);
+});
+
+test('a gap after the stall has played on is a row of its own', () => {
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.stalled(2005, 2160, 155, 150);
+  feed(m, 101, 120); // late, not lost, and it plays on
+  feed(m, 125, 130);
+  assert.deepEqual(m.rows.map((r) => [r.cause, r.lostMs]), [[CAUSE.STALL, 0], [CAUSE.SEQUENCE_GAP, 4 * CHUNK_MS]]);
+});
+
 test('a stall whose move failed goes on as the outage until a reconnect brings audio', () => {
   const m = new ContinuityMonitor();
   m.connected(hello('A', 0), 0);
