@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import { blockLevels, median } from './support/audio.js';
 import { artifactPath, saveRecording } from './support/artifacts.js';
 import { launchBrowser, stats, statusText, waitForState } from './support/browser.js';
+import { assertLongTaskRecovered, longTaskWhilePlaying } from './support/long-task.js';
 import { createSink, record, recordFor } from './support/pulse.js';
 import { getJson, startServer } from './support/server.js';
 import { TONE_RMS_DB, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
@@ -66,10 +67,10 @@ test('the sound card receives the tone: 440 Hz at −15 dBFS RMS on both channel
   await page.waitForTimeout(500); // past the fade-in and the first drift-correction steps
   const recording = await recordFor(sink, 5000);
   await saveRecording('plays-audio-tone.wav', recording);
-  const { underruns } = await stats(page); // tells a player fault from an output-path one
+  const { underruns, output } = await stats(page); // tells a player fault from an output-path one
   assert.ok(recording.channels[0].length >= 4.5 * recording.rate, 'recorded 5 s');
   for (const c of recording.channels.keys()) {
-    const what = `channel ${c} (player underruns: ${underruns})`;
+    const what = `channel ${c} (player underruns: ${underruns}; audio thread held up ${output.holds} times)`;
     const channel = part(recording, { channel: c });
     const { freq, level, blocks } = assertTone(channel, what, { holes: false });
     t.diagnostic(`channel ${c}: ${freq.toFixed(2)} Hz, median ${level.toFixed(2)} dBFS over ${blocks} blocks`);
@@ -167,6 +168,11 @@ test('volume at 50% lowers the output by 12 dB, mute silences it, unmute restore
   assert.equal((await stats(page)).underruns, 0, 'volume changes never disturb the stream');
 });
 
+test('a main thread held up 300 ms, past the 80 ms buffer, is one logged underrun, not a stall, and play resumes by itself without a click', async (t) => {
+  const result = await longTaskWhilePlaying({ page, sink, stats: () => stats(page) });
+  t.diagnostic(assertLongTaskRecovered(result, 'Chromium'));
+  assertNoClick(part(result.recording), 'Chromium, across a long task');
+});
 test('a browser too busy to feed the sound card shows its own glitches, apart from the stream', async () => {
   const before = (await stats(page)).output;
   assert.equal(typeof before.glitches, 'number', 'Chromium reports playbackStats');

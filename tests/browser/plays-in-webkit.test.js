@@ -12,11 +12,9 @@
 // Chromium's does not, and the main thread, which carries the page's WebSocket, is held for tens
 // of ms at a time, longer while it paints the waveform (the last test prints for how long, with
 // the waveform drawn and hidden, and the underruns meanwhile). The sound server does not
-// run dry, so its log cannot excuse those silences as it does for the other browsers, and WebKit
-// has no count of its own glitches: nothing outside the page tells them from the page's own
-// faults. Each test prints the recording's silences beside the underruns the page counted; the
-// page logs each underrun (README, "Troubleshooting"), and the interruption log's checks leave
-// them out.
+// run dry, so its log cannot excuse those silences as it does for the other browsers. Each test
+// prints the recording's silences beside the underruns the page counted; the page logs each
+// underrun (README, "Troubleshooting"), and the interruption log's checks leave them out.
 //
 // Clicks are checked, with one exception that the page itself detects. When WebKit holds up the
 // page's audio thread (the whole web process is late), its output plays a silence the page never
@@ -30,6 +28,7 @@ import { after, before, test } from 'node:test';
 
 import { blockLevels, median } from './support/audio.js';
 import { saveRecording } from './support/artifacts.js';
+import { assertLongTaskRecovered, longTaskWhilePlaying } from './support/long-task.js';
 import { createSink, leaveOutHolds, record, recordFor } from './support/pulse.js';
 import { assertRestartRow, assertStopStops, killAndRestart } from './support/restart.js';
 import { startServer } from './support/server.js';
@@ -167,6 +166,13 @@ test('in WebKit, a web process held up 150 ms is counted as a hold of the audio 
   assert.equal(s.gaps + s.skips, 0, 'the stream itself lost nothing');
 });
 
+test('in WebKit, a main thread held up 300 ms is one logged underrun, not a stall, and play resumes by itself without a click', async (t) => {
+  const result = await longTaskWhilePlaying({ page, sink, stats });
+  t.diagnostic(assertLongTaskRecovered(result, 'WebKit'));
+  const recording = leaveOutHolds(result.recording, result.after.output.recentHolds, 'WebKit');
+  assertNoClick(part(recording), 'WebKit, across a long task');
+});
+
 test('in WebKit, volume at 50% lowers the output by 12 dB, mute silences it, unmute restores it', async () => {
   const level = async () => {
     await sleep(300); // the gain glides over ~10 ms; settle well past it
@@ -292,8 +298,9 @@ test('in WebKit, a wrong password is refused, the right one plays, and Log out a
 });
 
 test('while the page plays, the test prints how long WebKit\'s main thread was held up, with the waveform drawn and not', async (t) => {
-  // The evidence for the top of this file. The page's WebSocket runs on the main thread: held up
-  // longer than the buffer holds, it leaves the player without chunks. Not asserted, as it comes
+  // The evidence for the top of this file. The page's WebSocket delivers on the main thread (in
+  // a worker too, in WebKit: support/long-task.js): held up longer than the buffer holds, it
+  // leaves the player without chunks. Not asserted, as it comes
   // and goes with the machine; what is asserted is that the page played on meanwhile.
   await page.goto(server.url);
   await page.click('#toggle');
