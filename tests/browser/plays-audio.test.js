@@ -173,6 +173,7 @@ test('a main thread held up 300 ms, past the 80 ms buffer, is one logged underru
   t.diagnostic(assertLongTaskRecovered(result, 'Chromium'));
   assertNoClick(part(result.recording), 'Chromium, across a long task');
 });
+
 test('a browser too busy to feed the sound card shows its own glitches, apart from the stream', async () => {
   const before = (await stats(page)).output;
   assert.equal(typeof before.glitches, 'number', 'Chromium reports playbackStats');
@@ -183,8 +184,8 @@ test('a browser too busy to feed the sound card shows its own glitches, apart fr
   assert.ok(s.output.glitchMs > before.glitchMs, `browser glitch time ${before.glitchMs} → ${s.output.glitchMs} ms`);
   // The page's own count of the same: its audio thread, in the renderer, was held up too.
   assert.ok(s.output.holds > before.holds, `audio thread holds ${before.holds} → ${s.output.holds}`);
-  const hold = s.output.recentHolds.at(-1);
-  assert.ok(hold.ms >= 140 && hold.ms <= 500, `a hold of ${hold.ms} ms for a 150 ms freeze`);
+  const holds = s.output.recentHolds.map((h) => h.ms);
+  assert.ok(holds.some((ms) => ms >= 140 && ms <= 500), `holds of ${holds.join(', ')} ms for a 150 ms freeze`);
   assert.match(
     await page.locator('[data-stat=output]').innerText(),
     /, audio thread held up (once|\d+ times) \(\d+ ms\), \d+ browser glitches \(\d+ ms\)$/,

@@ -5,8 +5,8 @@
 // player without audio: one underrun, which the page must log as such, not as a stall of the
 // connection (its watchdog does not count time the page itself could not run), and from which
 // it must resume by itself, losing nothing of the stream. Moving the WebSocket into a worker
-// does not avoid the underrun in Firefox or WebKit: both hand a worker's WebSocket messages over
-// on the main thread (README, "Troubleshooting").
+// did not avoid the underrun in Firefox or WebKit when tried: neither handed the worker a
+// message until the page's task had ended (README, "Troubleshooting").
 
 import assert from 'node:assert/strict';
 
