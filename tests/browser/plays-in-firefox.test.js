@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 
 import { saveRecording } from './support/artifacts.js';
 import { launchFirefox } from './support/firefox.js';
-import { assertLongTaskRecovered, longTaskWhilePlaying } from './support/long-task.js';
+import { assertLongTaskRecovered, longTaskWhilePlaying, watchMainThread } from './support/long-task.js';
 import { createSink, recordFor } from './support/pulse.js';
 import { assertRestartRow, assertStopStops, killAndRestart } from './support/restart.js';
 import { startServer } from './support/server.js';
@@ -42,14 +42,16 @@ test('in Firefox, Start plays the tone: 440 Hz at −15 dBFS on both channels, n
   await page.click('#toggle');
   await firefox.waitForState(page, 'playing');
   await sleep(1000); // past the fade-in and the first drift-correction steps
+  const watch = await watchMainThread(page);
   const recording = await recordFor(sink, 4000);
+  const longest = await watch.stop();
   await saveRecording('plays-in-firefox.wav', recording);
   const { underruns, output } = await stats();
   assert.ok(recording.channels[0].length >= 3.5 * recording.rate, 'recorded 4 s');
   for (const c of recording.channels.keys()) {
     // A silence the page counted as an underrun, with no hold of its audio thread, is audio that
     // came late: the network, the server, or Firefox's main thread, which delivers it.
-    const what = `Firefox, channel ${c} (player underruns: ${underruns}; audio thread held up ${output.holds} times)`;
+    const what = `Firefox, channel ${c} (player underruns: ${underruns}; audio thread held up ${output.holds} times; main thread held up at most ${longest.join(', ')} ms)`;
     const channel = part(recording, { channel: c });
     const { freq, level, blocks } = assertTone(channel, what, { holes: false });
     t.diagnostic(`channel ${c}: ${freq.toFixed(2)} Hz, median ${level.toFixed(2)} dBFS over ${blocks} blocks`);

@@ -33,6 +33,28 @@ export async function longTaskWhilePlaying({ page, sink, stats, ms = 300 }) {
   return { before, after, startMs, heldMs, rows, recording };
 }
 
+/** Starts timing `page`'s main thread with a 5 ms timer: a late tick is a hold. `stop()`
+ * resolves to the three longest waits between ticks, in ms. */
+export async function watchMainThread(page) {
+  await page.evaluate(() => {
+    const watch = { gaps: [], last: performance.now() };
+    watch.timer = setInterval(() => {
+      const now = performance.now();
+      watch.gaps.push(now - watch.last);
+      watch.last = now;
+    }, 5);
+    window.__earshotMainThread = watch;
+  });
+  return {
+    stop: () =>
+      page.evaluate(() => {
+        const watch = window.__earshotMainThread;
+        clearInterval(watch.timer);
+        return watch.gaps.sort((a, b) => b - a).slice(0, 3).map(Math.round);
+      }),
+  };
+}
+
 /** The checks on `longTaskWhilePlaying`'s result, short of the recording's (each browser's test
  * checks that as it checks its others). Returns a line for a diagnostic. */
 export function assertLongTaskRecovered({ before, after, startMs, heldMs, rows }, browser) {
