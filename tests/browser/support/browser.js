@@ -3,14 +3,13 @@
 // get exact zeros while every counter looked perfect), and every console message kept so tests
 // can insist there are no errors.
 
-import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { children, keepChildrenPrioritized } from './priority.js';
+import { freezeChildren, keepChildrenPrioritized } from './priority.js';
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -73,18 +72,8 @@ export async function launchBrowser({ sink, args = [] } = {}) {
     async freeze(kind, ms) {
       const marker = FROZEN[kind];
       if (!marker) throw new Error(`freeze: unknown kind ${kind}`);
-      const pids = [...children()].filter((pid) => {
-        try {
-          // Chromium rewrites its command line as one string, so not split at NULs.
-          return fsSync.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
-        } catch {
-          return false;
-        }
-      });
-      if (pids.length === 0) throw new Error(`no Chromium ${kind} process found`);
-      for (const pid of pids) process.kill(pid, 'SIGSTOP');
-      await new Promise((resolve) => setTimeout(resolve, ms));
-      for (const pid of pids) process.kill(pid, 'SIGCONT');
+      // Chromium rewrites its command line as one string, so not split at NULs.
+      await freezeChildren({ file: 'cmdline', matches: (cmdline) => cmdline.includes(marker), what: `Chromium ${kind}` }, ms);
     },
     async close() {
       stopPrioritizing();

@@ -4,7 +4,8 @@
 // carry audio (the page's main thread with the WebSocket, PulseAudio's client thread in the
 // audio service) compete with concurrent builds as equals and the recordings get holes that
 // have nothing to do with the player. A desktop gives these threads priority through rtkit;
-// this does the same by renicing every thread of every descendant, when allowed (root).
+// this does the same by renicing every thread of every descendant, when allowed (root). It also
+// holds some of those processes up on purpose (freezeChildren), as such a machine would.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -38,6 +39,23 @@ export function children() {
   }
   mine.delete(process.pid);
   return mine;
+}
+
+/** Stops (SIGSTOP) for `ms` every descendant whose /proc `file` (`cmdline`, `comm`) passes
+ * `matches`, then lets it go on: the processes held up as on a machine too busy to run them in
+ * time. Throws, naming `what`, when none matches. */
+export async function freezeChildren({ file, matches, what }, ms) {
+  const pids = [...children()].filter((pid) => {
+    try {
+      return matches(fs.readFileSync(`/proc/${pid}/${file}`, 'utf8'));
+    } catch {
+      return false;
+    }
+  });
+  if (pids.length === 0) throw new Error(`no ${what} process found`);
+  for (const pid of pids) process.kill(pid, 'SIGSTOP');
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  for (const pid of pids) process.kill(pid, 'SIGCONT');
 }
 
 function raiseOnce() {

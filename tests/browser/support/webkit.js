@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 
 import { consoleProblems } from './browser.js';
-import { children, keepChildrenPrioritized } from './priority.js';
+import { freezeChildren, keepChildrenPrioritized } from './priority.js';
 
 /** WebKitGTK's MiniBrowser: Debian ships it beside the library, under the multiarch directory. */
 export function miniBrowser() {
@@ -211,17 +211,8 @@ export async function launchWebKit({ sink }) {
     /** Stops WebKit's web process (SIGSTOP) for `ms`: the page's threads, its audio thread
      * among them, held up as on a machine too busy to run them in time. */
     async freeze(ms) {
-      const pids = [...children()].filter((pid) => {
-        try {
-          return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'WebKitWebProces'; // comm keeps 15 bytes
-        } catch {
-          return false;
-        }
-      });
-      if (pids.length === 0) throw new Error('no WebKit web process found');
-      for (const pid of pids) process.kill(pid, 'SIGSTOP');
-      await sleep(ms);
-      for (const pid of pids) process.kill(pid, 'SIGCONT');
+      // comm keeps 15 bytes of the name.
+      await freezeChildren({ file: 'comm', matches: (comm) => comm.trim() === 'WebKitWebProces', what: 'WebKit web' }, ms);
     },
     async close() {
       stopPrioritizing();
