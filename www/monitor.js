@@ -48,7 +48,7 @@ export class ContinuityMonitor {
     this.skipPending = null; // { from, to } announced by `skipped`, for the next chunk
     this.sourceBack = false; // a `source` live message came after a down one
     this.handover = null; // { why, before, overlap } from a move, until the new connection's first chunk
-    this.stallEnd = null; // { row, seq }: a stall ended late-not-lost by chunk `seq`, until the next chunk
+    this.stallEnd = null; // the stall row the last chunk accepted ended as late, not lost
     this.counters = {
       chunks: 0,
       duplicates: 0,
@@ -123,7 +123,7 @@ export class ContinuityMonitor {
       this.closeMeasured(endsStall, seq, t, 0, 'audio came again on the same connection');
     }
     this.accept(seq, producedUs);
-    if (endsStall) this.stallEnd = { row: endsStall, seq };
+    this.stallEnd = endsStall;
     return { play: true, discontinuity: step !== 1n };
   }
 
@@ -238,18 +238,19 @@ export class ContinuityMonitor {
   }
 
   /**
-   * Whether the last chunk played is the one that ended a stall as late, not lost. A server held
-   * up between producing a chunk and sending it delivers that chunk when it wakes, and then the
-   * chunk its clock says: what it did not produce meanwhile shows only at the next chunk, on
-   * the same connection or on the one the stall moved to.
+   * Whether the last chunk played is the one that ended a stall as late, not lost (and nothing
+   * reset the stream since). A server held up between producing a chunk and sending it delivers
+   * that chunk when it wakes, and then the chunk its clock says: what it did not produce
+   * meanwhile shows only at the next chunk, on the same connection or on the one the stall moved
+   * to.
    */
   endedStall() {
-    return this.stallEnd !== null && this.last !== null && this.last.seq === this.stallEnd.seq;
+    return this.stallEnd !== null && this.last !== null;
   }
 
   /** Those missing chunks are the stall's loss: one interruption, one row. */
   foldIntoStall(missing, seq, how) {
-    const { row } = this.stallEnd;
+    const row = this.stallEnd;
     const lostMs = missing * this.chunkMs;
     this.counters.gaps += 1;
     this.counters.gapMs += lostMs;
@@ -260,7 +261,7 @@ export class ContinuityMonitor {
   }
 
   accept(seq, producedUs) {
-    if (this.stallEnd && this.stallEnd.seq !== seq) this.stallEnd = null;
+    this.stallEnd = null; // only the chunk that ends a stall sets it, after this
     this.last = { seq, producedUs };
     this.counters.chunks += 1;
   }

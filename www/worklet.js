@@ -377,8 +377,9 @@ export class HoldWatch {
     if (this.recent.length > this.kept) this.recent.shift();
   }
 
+  /** For the processor's report; postMessage copies it, so the list itself is handed over. */
   snapshot() {
-    return { holds: this.count, heldMs: this.totalMs, recentHolds: this.recent.slice() };
+    return { holds: this.count, heldMs: this.totalMs, recentHolds: this.recent };
   }
 }
 
