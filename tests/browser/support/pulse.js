@@ -81,7 +81,7 @@ export async function createSink(name) {
 
 /** Where a hold of the browser's audio thread (the page's `output.recentHolds`) shows in a
  * recording. With WebKit's web process stopped for 150 ms (plays-in-webkit.test.js does it and
- * prints where the silence fell), the silence began 68–85 ms after the hold did, once the
+ * prints where the silence fell), the silence began 68–87 ms after the hold did, once the
  * browser's own output buffer had played, and the audio came back, abruptly, 10 to 80 ms after
  * the hold ended. These margins take in both ends with room to spare. */
 const HOLD_BEFORE_MS = 50;
