@@ -41,7 +41,11 @@ export async function assertStopStops({ server, browser, page, sink }) {
   const before = await getJson(server, '/api/status');
   assert.equal(before.listeners.current, 1);
   await page.click('#toggle');
-  await browser.waitForState(page, 'stopped', 5000);
+  await browser.waitForState(page, 'stopped', 5000).catch(async (e) => {
+    // Tells a click the page never saw from a Stop followed by a new Start (one more listener).
+    const now = await getJson(server, '/api/status');
+    throw new Error(`${e.message}; server: ${now.listeners.current} listener(s) now, ${now.listeners.total - before.listeners.total} joined since the click`, { cause: e });
+  });
   await sleep(300);
   const r = await recordFor(sink, 2000);
   assert.ok(Math.max(...blockLevels(r.channels[0], r.rate)) < -80, 'silent after Stop');
