@@ -528,12 +528,29 @@ pub fn read_head(stream: &mut impl Read) -> (u16, String) {
     (status, text)
 }
 
-/// A port that was free a moment ago, for programs that cannot be told to pick one.
+/// A port that was free a moment ago, for programs that cannot be told to pick one (haproxy,
+/// nginx, qemu, a server a test restarts on the same address).
+///
+/// Taken below the kernel's ephemeral range (32768 and up by default), which the kernel hands
+/// out for every connection and every bind to port 0, and never the same twice in one test
+/// binary. A port found by binding port 0 and letting go could be handed on again before its
+/// program bound it: a concurrent test's server took one that way and a run failed with
+/// "Address already in use". Test binaries run one at a time; the start depends on the
+/// process id, so a leftover of an earlier run is stepped over by the bind check.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 32_000 - FIRST;
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(97) % SPAN;
+    loop {
+        let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left between {FIRST} and 32000");
+        let port = (FIRST + (start + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A TCP connection to `addr` from another loopback address (127.0.0.2, ...), which the

@@ -8,7 +8,7 @@
 //! the test needs no /dev/kvm.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -52,7 +52,7 @@ impl Vm {
         std::fs::create_dir_all(&dir).unwrap();
         let kernel = find_kernel();
         let initrd = build_initramfs(&dir, binary);
-        let port = free_port();
+        let port = super::free_port();
         let booting = Instant::now();
         let mut child = Command::new("qemu-system-x86_64")
             .args(["-accel", "tcg", "-m", "384", "-smp", "1"])
@@ -178,14 +178,6 @@ fn find_kernel() -> PathBuf {
 }
 
 /// A port free on 127.0.0.1 a moment ago, for qemu's forward.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Writes the initramfs: busybox (its applets as links), /bin/earshot and the libraries it
 /// links, ALSA's configuration, the kernel modules and `tests/vm/init`.
 fn build_initramfs(dir: &Path, binary: &Path) -> PathBuf {
