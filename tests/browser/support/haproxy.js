@@ -7,23 +7,11 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 
+import { freePort } from './ports.js';
 import { startBackends } from './server.js';
-
-/** A port that was free a moment ago (HAProxy needs its ports written into its config). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /** The config: the settings that make a drain seamless, adapted to loopback test ports. */
 export function haproxyConfig({ port, statsPort, servers }) {

@@ -10,7 +10,8 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 
-import { freePort, waitFor } from './haproxy.js';
+import { waitFor } from './haproxy.js';
+import { freePort } from './ports.js';
 import { REPO, startBackends } from './server.js';
 
 /** deploy/nginx.conf with `replacements` ([from, to] pairs), each of which must be there. */

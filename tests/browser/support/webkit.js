@@ -9,9 +9,9 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 
 import { consoleProblems } from './browser.js';
+import { freePort } from './ports.js';
 import { freezeChildren, keepChildrenPrioritized } from './priority.js';
 
 /** WebKitGTK's MiniBrowser: Debian ships it beside the library, under the multiarch directory. */
@@ -41,19 +41,6 @@ function startXvfb() {
     });
     xvfb.on('error', reject);
     xvfb.on('exit', (code) => reject(new Error(`Xvfb exited with ${code}: ${err}`)));
-  });
-}
-
-/** A port free a moment ago, for the driver to listen on (it takes no port 0). Another process
- * could take it in between; the driver then does not answer, and launchWebKit says so. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.on('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
   });
 }
 
