@@ -277,7 +277,11 @@ const MOVING_TEXT = { goaway: 'server draining', stall: 'connection stalled' };
 
 function render() {
   const state = pageState();
-  ui.toggle.textContent = listening ? 'Stop' : 'Start';
+  // Written only when it changes, as every text below that is rendered four times a second:
+  // writing replaces the button's text node, and WebKit drops a click whose press and release
+  // land on different nodes (a Stop pressed across a render did nothing).
+  const label = listening ? 'Stop' : 'Start';
+  if (ui.toggle.textContent !== label) ui.toggle.textContent = label;
   ui.status.dataset.state = state;
   const text = STATUS_TEXT[state]();
   // Written only when it changes: it is a live region, read out on every write.

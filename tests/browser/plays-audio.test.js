@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 
 import { blockLevels, median } from './support/audio.js';
 import { artifactPath, saveRecording } from './support/artifacts.js';
-import { launchBrowser, stats, statusText, waitForState } from './support/browser.js';
+import { HELD_PRESS_MS, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
 import { assertLongTaskRecovered, longTaskWhilePlaying } from './support/long-task.js';
 import { createSink, record, recordFor } from './support/pulse.js';
 import { getJson, startServer } from './support/server.js';
@@ -242,10 +242,10 @@ test('a silence longer than a busy machine explains stays in the checks', async 
   assert.ok(holesIn(part(recording)).length > 0, `no hole found for a 900 ms freeze; gaps ${gaps}`);
 });
 
-test('Stop stops: the button says Start, the sound card goes silent, and nothing reconnects', async () => {
+test('Stop, held down as a person presses it, stops: the button says Start, the sound card goes silent, and nothing reconnects', async () => {
   const before = await getJson(server, '/api/status');
   assert.equal(before.listeners.current, 1);
-  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.getByRole('button', { name: 'Stop' }).click({ delay: HELD_PRESS_MS });
   await page.getByRole('button', { name: 'Start' }).waitFor();
   assert.equal(await page.evaluate(() => window.earshot.state), 'stopped');
   await page.waitForTimeout(300);

@@ -115,7 +115,7 @@ test('in Firefox, a killed server is logged as socket closed for as long as the 
   assertTone(part(recording, { from: at(joinedAt + 500) }), 'Firefox, after recovery', { holes: false });
 });
 
-test('Stop in Firefox silences the sound card and nothing reconnects', async () => {
+test('Stop, held down as a person presses it, silences the sound card in Firefox and nothing reconnects', async () => {
   await assertStopStops({ server, browser: firefox, page, sink });
 });
 

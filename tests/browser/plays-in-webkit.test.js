@@ -248,7 +248,7 @@ test('in WebKit, a killed server is logged as socket closed for as long as the p
   assertTone(part(recording, { from: at(joinedAt + 500) }), 'WebKit, after recovery');
 });
 
-test('Stop in WebKit silences the sound card and nothing reconnects', async () => {
+test('Stop, held down as a person presses it, silences the sound card in WebKit and nothing reconnects', async () => {
   await assertStopStops({ server, browser: webkit, page, sink });
 });
 

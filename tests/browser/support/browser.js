@@ -11,6 +11,12 @@ import { chromium } from 'playwright-core';
 
 import { freezeChildren, keepChildrenPrioritized } from './priority.js';
 
+/** How long the Stop tests hold the button down before releasing it. A person's press lasts
+ * about 100 ms, long enough to straddle one of the page's renders (four a second) now and then;
+ * 300 ms straddles one every time, where an instant click almost never does. WebKit dropped
+ * such a click while the page rewrote the button's label on every render. */
+export const HELD_PRESS_MS = 300;
+
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 const FLAGS = [

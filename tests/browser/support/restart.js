@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 
 import { blockLevels } from './audio.js';
 import { saveRecording } from './artifacts.js';
+import { HELD_PRESS_MS } from './browser.js';
 import { record, recordFor } from './pulse.js';
 import { getJson, startServer } from './server.js';
 
@@ -35,12 +36,12 @@ export async function killAndRestart({ server, browser, page, sink, wav }) {
   return { server: restarted, recording, since, killedAt, joinedAt };
 }
 
-/** Stop: the page stops, `sink` records silence, and the server sees its listener leave and no
- * new connection. */
+/** Stop, held down as a person presses it (`HELD_PRESS_MS`): the page stops, `sink` records
+ * silence, and the server sees its listener leave and no new connection. */
 export async function assertStopStops({ server, browser, page, sink }) {
   const before = await getJson(server, '/api/status');
   assert.equal(before.listeners.current, 1);
-  await page.click('#toggle');
+  await page.click('#toggle', { delay: HELD_PRESS_MS });
   await browser.waitForState(page, 'stopped', 5000).catch(async (e) => {
     // Tells a click the page never saw from a Stop followed by a new Start (one more listener).
     const now = await getJson(server, '/api/status');

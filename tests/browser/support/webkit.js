@@ -44,6 +44,9 @@ function startXvfb() {
   });
 }
 
+/** The key under which WebDriver names an element (the "web element identifier"). */
+const ELEMENT_KEY = 'element-6066-11e4-a52e-4f735466cecf';
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Asks `child` to end (Xvfb then removes its display's socket and lock), and kills it if it
@@ -142,15 +145,30 @@ export async function launchWebKit({ sink }) {
     return reply?.value;
   };
   // WebDriver names a found element by a key of its own (the "element identifier").
-  const element = async (selector) => Object.values(await run('POST', '/element', { using: 'css selector', value: selector }))[0];
+  const element = async (selector) => (await run('POST', '/element', { using: 'css selector', value: selector }))[ELEMENT_KEY];
   const page = {
     evaluate,
     async $eval(selector, fn) {
       return evaluate(`(s) => (${fn})(document.querySelector(s))`, selector);
     },
-    /** A real click (WebDriver's element click), which gives the page user activation. */
-    async click(selector) {
-      await run('POST', `/element/${await element(selector)}/click`, {});
+    /** A real click (WebDriver's element click), which gives the page user activation. With
+     * `delay` (ms), as Playwright's and Puppeteer's `click` take it, the button is held down
+     * that long before its release, as a person's is (about 100 ms): the page may change under
+     * the pointer meanwhile, which an instant click almost never lets it. */
+    async click(selector, { delay = 0 } = {}) {
+      if (!delay) {
+        await run('POST', `/element/${await element(selector)}/click`, {});
+        return;
+      }
+      const origin = { [ELEMENT_KEY]: await element(selector) };
+      const actions = [
+        { type: 'pointerMove', origin, x: 0, y: 0 },
+        { type: 'pointerDown', button: 0 },
+        { type: 'pause', duration: delay },
+        { type: 'pointerUp', button: 0 },
+      ];
+      await run('POST', '/actions', { actions: [{ type: 'pointer', id: 'mouse', parameters: { pointerType: 'mouse' }, actions }] });
+      await run('DELETE', '/actions');
     },
     /** Replaces an input's text by typing `text` into it, as a person would. */
     async fill(selector, text) {
