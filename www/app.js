@@ -163,8 +163,10 @@ connection.addEventListener('retry', ({ detail }) => {
 
 connection.addEventListener('state', render);
 
-player.addEventListener('underrun', () => monitor.underrunStarted(nowMs()));
-player.addEventListener('resumed', ({ detail }) => monitor.underrunEnded(nowMs(), detail.silentMs));
+// At the times the audio thread saw them, not when the main thread (maybe after a long task)
+// got the news: the log's underrun rows begin when the silence began.
+player.addEventListener('underrun', ({ detail }) => monitor.underrunStarted(detail.at));
+player.addEventListener('resumed', ({ detail }) => monitor.underrunEnded(detail.at, detail.silentMs));
 player.addEventListener('stats', ({ detail }) => levels.update(detail.levels));
 player.addEventListener('context', ({ detail }) => {
   // A phone call or another app can suspend audio (iOS reports 'interrupted'); try to go on.

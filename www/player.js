@@ -3,6 +3,8 @@
 // instead of failing silently. The AudioContext is created or resumed inside the user's click,
 // which is what Chrome, Firefox and Safari (desktop and iOS) require before sound may play.
 
+import { nowMs } from './connection.js';
+
 /** Why this browser cannot play here, or null when it can. */
 export function unsupportedReason(win = globalThis) {
   const Context = win.AudioContext || win.webkitAudioContext;
@@ -49,6 +51,16 @@ export function outputLatency(seconds) {
 }
 
 const NOT_ASKED = Object.freeze({ outputLatencyMs: null, outputLatencyUnknown: 'not asked of this browser' });
+
+/**
+ * When an event the worklet stamped `wallMs` (its `Date.now()`) happened, in the page's clock
+ * (`nowMs`, which the interruption log uses): now, less how long the message waited for the
+ * main thread. Only a difference of the wall clock is used, so the two clocks need not agree;
+ * a wall clock stepped back meanwhile places the event now, never in the future.
+ */
+export function workletEventTime(wallMs, pageNow = nowMs(), wallNow = Date.now()) {
+  return pageNow - Math.max(0, wallNow - wallMs);
+}
 
 export class Player extends EventTarget {
   constructor({ workletUrl = 'worklet.js', targetMs = 80, volume = 1, muted = false, userAgent } = {}) {
@@ -176,6 +188,7 @@ export class Player extends EventTarget {
 
   onWorkletMessage(message) {
     if (message.type === 'stats') this.stats = message;
+    if (message.wallMs !== undefined) message.at = workletEventTime(message.wallMs);
     this.emit(message.type, message);
   }
 

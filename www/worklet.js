@@ -435,7 +435,10 @@ if (typeof registerProcessor === 'function') {
       this.buffer.render(output, output[0].length);
       this.sinceReport += output[0].length;
       if (this.buffer.events.length) {
-        for (const event of this.buffer.events) this.port.postMessage({ ...event, time: currentTime });
+        // `wallMs` says when it happened: the page learns of it only when its main thread
+        // is free, which a long task can put off by hundreds of ms.
+        const wallMs = Date.now();
+        for (const event of this.buffer.events) this.port.postMessage({ ...event, time: currentTime, wallMs });
         this.buffer.events.length = 0;
       }
       if (this.sinceReport >= this.reportEvery) {

@@ -1,11 +1,11 @@
 // The player's output facts, without a browser: which browsers are asked for their output
 // latency (Firefox can freeze the tab answering it; see asksOutputLatency in www/player.js), and
-// which answers count (WebKit's 0 does not).
+// which answers count (WebKit's 0 does not), and when the worklet's events happened.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { Player, asksOutputLatency, outputLatency } from '../../www/player.js';
+import { Player, asksOutputLatency, outputLatency, workletEventTime } from '../../www/player.js';
 
 const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:153.0) Gecko/20100101 Firefox/153.0';
 const FIREFOX_ANDROID = 'Mozilla/5.0 (Android 15; Mobile; rv:153.0) Gecko/153.0 Firefox/153.0';
@@ -64,4 +64,14 @@ test('an output latency of 0 (WebKit) or none is not reported, never a sound car
   assert.deepEqual({ outputLatencyMs, outputLatencyUnknown }, { outputLatencyMs: null, outputLatencyUnknown: 'not reported by this browser' });
   assert.equal(asked.outputLatency, 1);
   assert.equal(outputLatency(0.025).outputLatencyMs, 25);
+});
+
+test('a worklet event is dated when the audio thread saw it, however long the main thread took to hear of it', () => {
+  // Seen at wall clock 1000; the main thread, held by a long task, reads it 250 ms later, when
+  // the page's clock says 50000.
+  assert.equal(workletEventTime(1000, 50_000, 1250), 49_750);
+  assert.equal(workletEventTime(1250, 50_000, 1250), 50_000);
+  // A wall clock stepped back meanwhile (NTP) makes the wait negative: the event is placed now,
+  // never after it.
+  assert.equal(workletEventTime(1300, 50_000, 1250), 50_000);
 });

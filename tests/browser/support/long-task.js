@@ -66,6 +66,9 @@ export function assertLongTaskRecovered({ before, after, startMs, heldMs, rows }
   );
   const underrun = rows.find((r) => r.start <= startMs + heldMs + 100);
   assert.ok(underrun, `${what}: no underrun logged for it`);
+  // Dated by the audio thread, which the task does not hold: the silence began when the buffer
+  // ran dry during the task, not when the main thread got the news after it.
+  assert.ok(underrun.start > startMs && underrun.start < startMs + heldMs, `${what}: the underrun's row begins during the task`);
   assert.equal(underrun.ongoing, false, `${what}: play resumed by itself`);
   assert.ok(underrun.durationMs <= heldMs + 300, `${what}: the silence is about the hold, not a reconnect`);
   assert.equal(after.state, 'playing', what);
