@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 
 import { blockLevels, median } from './support/audio.js';
 import { artifactPath, saveRecording } from './support/artifacts.js';
-import { HELD_PRESS_MS, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
+import { HELD_PRESS_MS, interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
 import { assertLongTaskRecovered, longTaskWhilePlaying } from './support/long-task.js';
 import { createSink, record, recordFor } from './support/pulse.js';
 import { getJson, startServer } from './support/server.js';
@@ -148,6 +148,7 @@ test('a screenshot of the playing page is saved and is not blank', async () => {
 });
 
 test('volume at 50% lowers the output by 12 dB, mute silences it, unmute restores it', async () => {
+  const since = Date.now();
   const level = async () => {
     await page.waitForTimeout(300); // the gain glides over ~10 ms; settle well past it
     const r = await recordFor(sink, 1200);
@@ -165,7 +166,12 @@ test('volume at 50% lowers the output by 12 dB, mute silences it, unmute restore
   await page.getByRole('slider', { name: 'Volume' }).fill('100');
   const full = await level();
   assert.ok(Math.abs(full - TONE_RMS_DB) <= 1.5, `restored: ${full.toFixed(2)} dBFS`);
-  assert.equal((await stats(page)).underruns, 0, 'volume changes never disturb the stream');
+  const s = await stats(page);
+  // On a failure, when each underrun began (ms from this test's start; before it if negative)
+  // and what held up the audio thread meanwhile.
+  const rows = (await interruptions(page)).map((r) => [r.cause, Math.round(r.start - since), Math.round(r.durationMs)]);
+  const holds = s.output.recentHolds.map((h) => [Math.round(h.atMs - since), Math.round(h.ms)]);
+  assert.equal(s.underruns, 0, `volume changes never disturb the stream; log ${JSON.stringify(rows)}, audio thread holds ${JSON.stringify(holds)}`);
 });
 
 test('a main thread held up 300 ms, past the 80 ms buffer, is one logged underrun, not a stall, and play resumes by itself without a click', async (t) => {
