@@ -277,17 +277,21 @@ const STATUS_TEXT = {
 
 const MOVING_TEXT = { goaway: 'server draining', stall: 'connection stalled' };
 
+/**
+ * Sets an element's text only when it changes. Everything here is rendered four times a second,
+ * and a write replaces the element's text node even when the text is the same: a live region is
+ * read out again, and WebKit drops a click whose press and release land on different nodes (a
+ * Stop held down across a render did nothing).
+ */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
 function render() {
   const state = pageState();
-  // Written only when it changes, as every text below that is rendered four times a second:
-  // writing replaces the button's text node, and WebKit drops a click whose press and release
-  // land on different nodes (a Stop pressed across a render did nothing).
-  const label = listening ? 'Stop' : 'Start';
-  if (ui.toggle.textContent !== label) ui.toggle.textContent = label;
+  setText(ui.toggle, listening ? 'Stop' : 'Start');
   ui.status.dataset.state = state;
-  const text = STATUS_TEXT[state]();
-  // Written only when it changes: it is a live region, read out on every write.
-  if (ui.status.textContent !== text) ui.status.textContent = text;
+  setText(ui.status, STATUS_TEXT[state]()); // a live region, read out on every write
   renderControls();
   renderStats();
   renderLog();
@@ -297,7 +301,7 @@ function renderControls() {
   const percent = Math.round(settings.volume * 100);
   ui.volume.value = String(percent);
   ui.volume.setAttribute('aria-valuetext', `${percent}%`);
-  ui.volumeValue.textContent = `${percent}%`;
+  setText(ui.volumeValue, `${percent}%`);
   ui.mute.setAttribute('aria-pressed', String(settings.muted));
   ui.mute.classList.toggle('on', settings.muted);
   if (document.activeElement !== ui.target) ui.target.value = String(settings.targetMs);
@@ -307,9 +311,7 @@ const ms = (value, digits = 0) => (value === null || value === undefined ? '–'
 
 function renderStats() {
   const s = statsSnapshot();
-  const set = (key, text) => {
-    if (ui.stats[key].textContent !== text) ui.stats[key].textContent = text;
-  };
+  const set = (key, text) => setText(ui.stats[key], text);
   set('connection', connectionText(s));
   set('instance', s.instance ?? '–');
   set(
@@ -377,13 +379,15 @@ function renderLog() {
   const lost = monitor.totalLostMs;
   const count = rows.filter((row) => row.lostMs > 0 || row.ongoing).length;
   const finished = count - (ongoing ? 1 : 0);
-  ui.total.textContent =
+  setText(
+    ui.total,
     (lost > 0 ? `Audio lost: ${Math.round(lost)} ms in ${finished} ${finished === 1 ? 'interruption' : 'interruptions'}.` : 'No audio lost.') +
-    (ongoing ? ` In progress: ${ongoing.cause}, ${Math.round(now - ongoing.start)} ms so far.` : '');
+      (ongoing ? ` In progress: ${ongoing.cause}, ${Math.round(now - ongoing.start)} ms so far.` : ''),
+  );
   if (monitor.version === renderedLogVersion) {
     // Only the running duration of an interruption in progress changes between redraws.
     const cell = ui.logBody.querySelector('tr.ongoing td[data-label="Duration"]');
-    if (cell && ongoing) cell.textContent = `${Math.round(now - ongoing.start)} ms…`;
+    if (cell && ongoing) setText(cell, `${Math.round(now - ongoing.start)} ms…`);
     return;
   }
   renderedLogVersion = monitor.version;
