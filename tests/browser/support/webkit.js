@@ -161,6 +161,8 @@ export async function launchWebKit({ sink }) {
         return;
       }
       const origin = { [ELEMENT_KEY]: await element(selector) };
+      // Element click scrolls its element into view; actions do not.
+      await run('POST', '/execute/sync', { script: 'arguments[0].scrollIntoView({ block: "center" })', args: [origin] });
       const actions = [
         { type: 'pointerMove', origin, x: 0, y: 0 },
         { type: 'pointerDown', button: 0 },
