@@ -49,7 +49,6 @@ function zeroRuns(samples, min) {
   return runs;
 }
 
-
 test('Start is a real button reachable from the keyboard, and Enter starts playback', async () => {
   const start = page.getByRole('button', { name: 'Start' });
   await start.waitFor();

@@ -37,7 +37,6 @@ after(async () => {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const stats = () => page.evaluate(() => window.earshot.stats());
 
-
 test('in Firefox, Start plays the tone: 440 Hz at −15 dBFS on both channels, no silent block, no click', async (t) => {
   await page.click('#toggle');
   await firefox.waitForState(page, 'playing');
@@ -59,12 +58,12 @@ test('in Firefox, Start plays the tone: 440 Hz at −15 dBFS on both channels, n
   }
 });
 
-
 test('in Firefox, a main thread held up 300 ms is one logged underrun, not a stall, and play resumes by itself without a click', async (t) => {
   const result = await longTaskWhilePlaying({ page, sink, stats });
   t.diagnostic(assertLongTaskRecovered(result, 'Firefox'));
   assertNoClick(part(result.recording), 'Firefox, across a long task');
 });
+
 test('the page shows what it plays in Firefox: instance, format, latency and a full buffer', async (t) => {
   const s = await stats();
   t.diagnostic(`Firefox: context ${s.output.sampleRate} Hz, base latency ${s.output.baseLatencyMs} ms, buffer ${s.bufferMs?.toFixed(0)} ms`);

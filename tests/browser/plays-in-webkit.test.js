@@ -56,7 +56,6 @@ after(async () => {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const stats = () => page.evaluate(() => window.earshot.stats());
 
-
 /** The recording's silent blocks beside the underruns the page counted meanwhile, for a
  * diagnostic (see the top of this file for why they are not asserted). */
 function silences(recording, before, after) {

@@ -177,7 +177,6 @@ fn find_kernel() -> PathBuf {
     dir
 }
 
-/// A port free on 127.0.0.1 a moment ago, for qemu's forward.
 /// Writes the initramfs: busybox (its applets as links), /bin/earshot and the libraries it
 /// links, ALSA's configuration, the kernel modules and `tests/vm/init`.
 fn build_initramfs(dir: &Path, binary: &Path) -> PathBuf {
