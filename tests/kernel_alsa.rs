@@ -54,9 +54,9 @@ fn consecutive_audio(ws: &mut Ws, n: usize) -> Vec<Audio> {
     chunks
 }
 
-/// After the tone arrives, `n` chunks with consecutive sequence numbers. Under emulation, with
-/// another VM beside it, the VM can be starved for longer than the capture's 500 ms buffer; the
-/// capture then overruns, logs it and goes on with a gap. Such a gap restarts the count, and
+/// After the tone arrives, `n` chunks with consecutive sequence numbers. An emulated VM can be
+/// starved for longer than the capture's 500 ms buffer (CI once saw it, with two VMs at a time);
+/// the capture then overruns, logs it and goes on with a gap. Such a gap restarts the count, and
 /// each one must be an overrun in the capture's log (/tmp/LOG.log): any other gap fails.
 fn consecutive_audio_across_overruns(vm: &mut Vm, ws: &mut Ws, n: usize, log: &str) -> Vec<Audio> {
     let mut run: Vec<Audio> = Vec::new();
@@ -169,9 +169,9 @@ fn audio_played_into_a_kernel_loopback_at_s32_is_captured_bit_exact() {
     let mut captured = consecutive_audio_across_overruns(&mut vm, &mut ws, 125, "capture");
     captured.drain(..25);
     let reference = reference.join().unwrap();
-    // Under emulation, with another VM beside it, the player in the VM is sometimes held up and
-    // drops or pads a block, which breaks the match around it. So the 2 s are taken as ten
-    // windows of 200 ms: a conversion that changed any sample would match none of them.
+    // Under emulation the player in the VM is sometimes held up and drops or pads a block,
+    // which breaks the match around it. So the 2 s are taken as ten windows of 200 ms: a
+    // conversion that changed any sample would match none of them.
     let windows: Vec<Vec<i16>> = captured
         .chunks(10)
         .map(|w| w.iter().flat_map(|a| a.samples.iter().copied()).collect())

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Kernel modules the VM loads, in dependency order: ALSA's core, its loopback card, and the
@@ -28,6 +29,11 @@ const MODULES: [&str; 6] = [
 /// How long the VM may take to boot to its shell (about 10 s here, under emulation).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// One VM runs at a time. Two emulated VMs on this machine's two cores, beside the test and
+/// the host's own servers, starved each other: CI once saw a VM held past the capture's 500 ms
+/// buffer, and the capture overran in the middle of a test.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 pub struct Vm {
     child: Child,
     stdin: ChildStdin,
@@ -37,6 +43,8 @@ pub struct Vm {
     /// The VM's port 8080, as reached from here.
     pub addr: SocketAddr,
     dir: PathBuf,
+    /// Held until the VM is gone: `Drop` kills qemu before the fields are dropped.
+    _turn: MutexGuard<'static, ()>,
 }
 
 /// Where `scripts/install-test-deps.sh` unpacks Debian's kernel.
@@ -47,6 +55,8 @@ pub fn kernel_dir() -> PathBuf {
 impl Vm {
     /// Boots the VM with `binary` as /bin/earshot and waits for its shell.
     pub fn boot(name: &str, binary: &Path) -> Vm {
+        // A test that panicked with its VM only poisons the lock; the VM is gone all the same.
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!("earshot-vm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -97,6 +107,7 @@ impl Vm {
             console: Vec::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
+            _turn: turn,
         };
         vm.wait_for("VM: ready", BOOT_TIMEOUT);
         eprintln!(
