@@ -7,10 +7,11 @@ import { after, before, test } from 'node:test';
 
 import { blockLevels, median } from './support/audio.js';
 import { artifactPath, saveRecording } from './support/artifacts.js';
-import { HELD_PRESS_MS, interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
+import { interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
 import { assertLongTaskRecovered, longTaskWhilePlaying } from './support/long-task.js';
 import { createSink, record, recordFor } from './support/pulse.js';
-import { getJson, startServer } from './support/server.js';
+import { assertStopStops } from './support/restart.js';
+import { startServer } from './support/server.js';
 import { TONE_RMS_DB, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
 
 let server;
@@ -248,17 +249,9 @@ test('a silence longer than a busy machine explains stays in the checks', async 
 });
 
 test('Stop, held down as a person presses it, stops: the button says Start, the sound card goes silent, and nothing reconnects', async () => {
-  const before = await getJson(server, '/api/status');
-  assert.equal(before.listeners.current, 1);
-  await page.getByRole('button', { name: 'Stop' }).click({ delay: HELD_PRESS_MS });
+  await page.getByRole('button', { name: 'Stop' }).waitFor();
+  await assertStopStops({ server, browser, page, sink });
   await page.getByRole('button', { name: 'Start' }).waitFor();
-  assert.equal(await page.evaluate(() => window.earshot.state), 'stopped');
-  await page.waitForTimeout(300);
-  const r = await recordFor(sink, 2500);
-  assert.ok(Math.max(...blockLevels(r.channels[0], r.rate)) < -80, 'silent after Stop');
-  const status = await getJson(server, '/api/status');
-  assert.equal(status.listeners.current, 0);
-  assert.equal(status.listeners.total, before.listeners.total, 'no new connection after Stop');
   assert.equal(await statusText(page), 'Stopped');
 });
 

@@ -63,6 +63,7 @@ export async function launchBrowser({ sink, args = [] } = {}) {
   return {
     context,
     messages,
+    waitForState,
     async newPage(url) {
       const page = await context.newPage();
       if (url) await page.goto(url);
