@@ -224,6 +224,9 @@ function statsSnapshot() {
     rttMs: connection.clock.rttMs,
     jitterMs: latency.jitterMs,
     bufferMs,
+    // The fill averaged over ~2 s, which drift correction steers to the target: the instant
+    // fill saws by a chunk, and by more when arrivals bunch.
+    bufferAverageMs: worklet?.averageFillMs ?? null,
     targetMs: settings.targetMs,
     speed: worklet?.speed ?? 1,
     chunks: monitor.counters.chunks,

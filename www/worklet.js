@@ -339,6 +339,7 @@ export class JitterBuffer {
     return {
       playing: this.playing,
       fillMs: this.fillMs,
+      averageFillMs: this.avgFillMs,
       targetMs: this.targetMs,
       speed: this.speed,
       underruns: this.stats.underruns,

@@ -3,6 +3,7 @@
 // get exact zeros while every counter looked perfect), and every console message kept so tests
 // can insist there are no errors.
 
+import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -99,4 +100,17 @@ export function waitForState(page, state, timeout = 10_000) {
 export const statusText = (page) => page.locator('#status[role=status]').textContent();
 
 export const stats = (page) => page.evaluate(() => window.earshot.stats());
+
+/**
+ * Asserts that the player holds its jitter buffer at the target, from a stats snapshot taken
+ * while playing (any browser). On the average fill, which drift correction steers: the instant
+ * fill saws down by a chunk between arrivals, and further when the machine bunches them (a CI
+ * run read 23 ms for an 80 ms target, with no underrun). Returns a line for the test's log.
+ */
+export function assertBufferHeld(s, browser) {
+  const what = `${browser}: buffer ${s.bufferMs?.toFixed(1)} ms now, ${s.bufferAverageMs?.toFixed(1)} ms on average, target ${s.targetMs} ms`;
+  assert.ok(Math.abs(s.bufferAverageMs - s.targetMs) < 25, what);
+  assert.ok(s.bufferMs > 0, what);
+  return what;
+}
 export const interruptions = (page) => page.evaluate(() => window.earshot.log());
