@@ -154,7 +154,9 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
             xruns = now_xruns;
             let captured = source.captured_at().unwrap_or_else(SystemTime::now);
             let began = captured.checked_sub(stream.period()).unwrap_or(captured);
-            seq = seq.max(clock.next_seq_at(began));
+            let next = seq.max(clock.next_seq_at(began));
+            log_overrun_gap(source, stream, seq, next);
+            seq = next;
             follow.restart();
         }
         emitted += stream.chunk_frames as u64;
@@ -269,6 +271,25 @@ impl Outbox {
         Stream::count(&stream.counters.chunks_produced, count);
         stream.set_source_stats(source.stats());
     }
+}
+
+/// Says which chunks an overrun cost, `first` up to `next` (not included), so a gap a listener
+/// reports can be matched to its cause in the log.
+fn log_overrun_gap(source: &dyn Source, stream: &Stream, first: u64, next: u64) {
+    let lost = next - first;
+    if lost == 0 {
+        crate::log!(
+            "{}: the overrun cost less than a chunk; no sequence number skipped",
+            source.describe()
+        );
+        return;
+    }
+    crate::log!(
+        "{}: the overrun cost chunks {first} to {} ({} ms), skipped in sequence numbers",
+        source.describe(),
+        next - 1,
+        stream.period().as_micros() * u128::from(lost) / 1000
+    );
 }
 
 /// When a chunk produced now was produced: a capture device says when its audio was captured.

@@ -623,6 +623,16 @@ fn a_capture_overrun_is_recovered_and_the_audio_it_lost_is_a_sequence_gap() {
         "{}",
         server.stderr()
     );
+    // The log names the chunks a listener found missing, so the gap can be traced to its cause.
+    let (first, end) = (last.wrapping_add(1), last.wrapping_add(jump));
+    assert!(
+        server.wait_log(
+            &format!("alsa:mic: the overrun cost chunks {first} to {end} ({lost_ms} ms)"),
+            Duration::from_secs(1)
+        ),
+        "{}",
+        server.stderr()
+    );
     // A clean exit closes the device, and with it earshot's JACK client, so that jackd too can
     // end cleanly (see JackMic's drop).
     server.signal("TERM");

@@ -56,8 +56,9 @@ fn consecutive_audio(ws: &mut Ws, n: usize) -> Vec<Audio> {
 
 /// After the tone arrives, `n` chunks with consecutive sequence numbers. An emulated VM can be
 /// starved for longer than the capture's 500 ms buffer (CI once saw it, with two VMs at a time);
-/// the capture then overruns, logs it and goes on with a gap. Such a gap restarts the count, and
-/// each one must be an overrun in the capture's log (/tmp/LOG.log): any other gap fails.
+/// the capture then overruns and goes on with a gap. Such a gap restarts the count, and the
+/// capture's log (/tmp/LOG.log) must name exactly its chunks as lost to an overrun: any other
+/// gap fails.
 fn consecutive_audio_across_overruns(vm: &mut Vm, ws: &mut Ws, n: usize, log: &str) -> Vec<Audio> {
     let mut run: Vec<Audio> = Vec::new();
     let mut gaps = Vec::new();
@@ -67,25 +68,26 @@ fn consecutive_audio_across_overruns(vm: &mut Vm, ws: &mut Ws, n: usize, log: &s
         read += 1;
         if let Some(last) = run.last() {
             if audio.seq != last.seq + 1 {
-                gaps.push(audio.seq.wrapping_sub(last.seq + 1));
+                gaps.push((last.seq + 1, audio.seq.wrapping_sub(1)));
                 run.clear();
             }
         }
         run.push(audio);
         assert!(
             read <= 4 * n,
-            "no {n} chunks without a gap in {read}; gaps of {gaps:?} chunks"
+            "no {n} chunks without a gap in {read}; gaps of chunks {gaps:?}"
         );
     }
     if !gaps.is_empty() {
         let text = vm.run(&format!("cat /tmp/{log}.log"));
-        let overruns = text.matches(": overrun (xrun ").count();
-        eprintln!("the capture overran {overruns} time(s); gaps of {gaps:?} chunks");
-        assert!(
-            overruns >= gaps.len(),
-            "{} gap(s) of {gaps:?} chunks, {overruns} overrun(s) logged; capture log:\n{text}",
-            gaps.len()
-        );
+        eprintln!("the capture overran; gaps of chunks {gaps:?}");
+        for (first, end) in &gaps {
+            assert!(
+                text.contains(&format!(": the overrun cost chunks {first} to {end} (")),
+                "chunks {first} to {end} were missing, and no overrun in the capture's log \
+                 says it cost them; capture log:\n{text}"
+            );
+        }
     }
     run
 }
@@ -378,6 +380,13 @@ fn a_kernel_capture_overrun_is_recovered_and_the_audio_it_lost_is_a_sequence_gap
     let log = vm.run("cat /tmp/capture.log");
     assert!(
         log.contains(&format!("{CAPTURE}: overrun (xrun 1)")),
+        "{log}"
+    );
+    let (first, end) = (last + 1, last + jump);
+    assert!(
+        log.contains(&format!(
+            "{CAPTURE}: the overrun cost chunks {first} to {end} ({lost_ms} ms)"
+        )),
         "{log}"
     );
 }
