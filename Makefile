@@ -68,8 +68,9 @@ test: test-deps lint test-rust test-pi-zero test-browser
 test-deps:
 	./scripts/install-test-deps.sh
 
+# The release build is the one the browser tests run, with ALSA for their capture test.
 test-rust:
-	$(CARGO) build --release
+	$(CARGO) build --release --features alsa
 	$(CARGO) test --all-targets --features alsa -- --test-threads=2
 
 # Browser tests in real Chromium; filled in by the browser-player work.

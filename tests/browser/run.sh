@@ -11,9 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need=()
-for tool in chromium firefox-esr WebKitWebDriver Xvfb pulseaudio parec pactl haproxy nginx node npm; do
+for tool in chromium firefox-esr WebKitWebDriver Xvfb pulseaudio parec pactl haproxy nginx jackd jack_lsp node npm; do
   command -v "$tool" >/dev/null || need+=("$tool")
 done
+[ -f /usr/include/alsa/asoundlib.h ] || need+=(libasound2-dev) # the server is built with `alsa`
 if [ ${#need[@]} -gt 0 ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/puppeteer-core ]; then
   echo "browser tests: missing ${need[*]:-node_modules}; running scripts/install-test-deps.sh"
   ./scripts/install-test-deps.sh
@@ -25,7 +26,7 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
   exit 1
 fi
 
-cargo build --release --quiet
+cargo build --release --features alsa --quiet
 
 # The tests measure the player, not the scheduler: on a shared machine, concurrent builds or
 # load generators would otherwise starve the sound server, the earshot server and Chromium, which

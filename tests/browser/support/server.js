@@ -12,9 +12,10 @@ import { fileURLToPath } from 'node:url';
 export const REPO = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 export const BINARY = process.env.EARSHOT_BIN || path.join(REPO, 'target/release/earshot');
 
-export async function startServer({ source = 'tone:', instance = 'A', listen = '127.0.0.1:0', args = [] } = {}) {
+export async function startServer({ source = 'tone:', instance = 'A', listen = '127.0.0.1:0', args = [], env = {} } = {}) {
   const child = spawn(BINARY, ['serve', '--source', source, '--listen', listen, '--instance-id', instance, ...args], {
     cwd: REPO,
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log = []; // { t, line }

@@ -1,0 +1,80 @@
+// A real capture overrun, in real Chromium: earshot captures `alsa:mic` (ALSA's jack plugin on
+// a JACK server with its dummy backend, support/jack.js), and its producer thread is frozen for
+// 2 s while the device's clock runs on past its 500 ms buffer. The page must log one
+// interruption whose loss is the chunks the overrun cost, and the server's log must name the
+// same chunks, so a gap a listener reports can be traced to its cause.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
+import { freezeThread } from './support/cgroup.js';
+import { startJackMic } from './support/jack.js';
+import { createSink } from './support/pulse.js';
+import { startServer } from './support/server.js';
+
+const FREEZE_MS = 2000;
+const CHUNK_MS = 20;
+
+let mic;
+let sink;
+let browser;
+let page;
+let server;
+
+before(async () => {
+  mic = await startJackMic('overrun');
+  sink = await createSink('earshot_overrun');
+  server = await startServer({ source: 'alsa:mic', instance: 'A', env: mic.env });
+  browser = await launchBrowser({ sink });
+  page = await browser.newPage(server.url);
+  await page.getByRole('button', { name: 'Start' }).click();
+  await waitForState(page, 'playing');
+  await page.waitForTimeout(1000);
+});
+
+after(async () => {
+  await browser?.close();
+  // Cleanly, so earshot's JACK client leaves and jackd can end (support/jack.js).
+  await server?.kill('SIGTERM');
+  await sink?.remove();
+  await mic?.stop();
+});
+
+test('a capture overrun is one stall row on the page whose chunks are those the server logs as lost to it', async () => {
+  const before = await stats(page);
+  const since = Date.now();
+  await freezeThread(server.pid, 'producer', FREEZE_MS);
+  await page.waitForTimeout(2000);
+
+  const log = server.log.map((l) => l.line).join('\n');
+  assert.match(log, /alsa:mic: overrun \(xrun 1\)/);
+  const cost = /alsa:mic: the overrun cost chunks (\d+) to (\d+) \((\d+) ms\)/.exec(log);
+  assert.ok(cost, log);
+  const [, first, last, ms] = cost;
+  // The device kept 500 ms of the 2 s; what it could not keep is lost.
+  assert.ok(Number(ms) >= 1000 && Number(ms) <= FREEZE_MS + 200, `${ms} ms lost: ${log}`);
+
+  const all = await interruptions(page);
+  const rows = all.filter((row) => row.start >= since - 100);
+  assert.equal(rows.length, 1, JSON.stringify(all));
+  const [row] = rows;
+  assert.equal(row.cause, 'stall');
+  assert.equal(row.measuredBy, 'sequence');
+  assert.equal(row.ongoing, false);
+  assert.deepEqual(
+    [BigInt(row.seqBefore) + 1n, BigInt(row.seqAfter) - 1n],
+    [BigInt(first), BigInt(last)],
+    `the page lost ${row.seqBefore} → ${row.seqAfter}; the server logged chunks ${first} to ${last}`,
+  );
+  assert.equal(row.lostMs, Number(ms));
+  assert.equal(row.lostMs, (Number(last) - Number(first) + 1) * CHUNK_MS);
+
+  const s = await stats(page);
+  assert.equal(s.gaps - before.gaps, 1);
+  assert.equal(s.totalLostMs - before.totalLostMs, row.lostMs);
+  // And the capture streams on.
+  assert.equal(s.state, 'playing');
+  await page.waitForTimeout(500);
+  assert.ok((await stats(page)).chunks >= s.chunks + 15, 'chunks arrive again after the overrun');
+});
