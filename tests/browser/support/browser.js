@@ -100,6 +100,7 @@ export function waitForState(page, state, timeout = 10_000) {
 export const statusText = (page) => page.locator('#status[role=status]').textContent();
 
 export const stats = (page) => page.evaluate(() => window.earshot.stats());
+export const interruptions = (page) => page.evaluate(() => window.earshot.log());
 
 /**
  * Asserts that the player holds its jitter buffer at the target, from a stats snapshot taken
@@ -113,4 +114,3 @@ export function assertBufferHeld(s, browser) {
   assert.ok(s.bufferMs > 0, what);
   return what;
 }
-export const interruptions = (page) => page.evaluate(() => window.earshot.log());
