@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
+import { interruptions, launchBrowser, openPlaying, stats } from './support/browser.js';
 import { freezeThread } from './support/cgroup.js';
 import { startJackMic } from './support/jack.js';
 import { createSink } from './support/pulse.js';
@@ -27,9 +27,7 @@ before(async () => {
   sink = await createSink('earshot_overrun');
   server = await startServer({ source: 'alsa:mic', instance: 'A', env: mic.env });
   browser = await launchBrowser({ sink });
-  page = await browser.newPage(server.url);
-  await page.getByRole('button', { name: 'Start' }).click();
-  await waitForState(page, 'playing');
+  page = await openPlaying(browser, server.url);
   await page.waitForTimeout(1000);
 });
 

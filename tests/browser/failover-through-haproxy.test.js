@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 
-import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
+import { interruptions, launchBrowser, openPlaying, stats } from './support/browser.js';
 import { drainWhilePlaying, freezeWhilePlaying, glitches } from './support/failover.js';
 import { startBalancer, waitFor } from './support/haproxy.js';
 import { createSink } from './support/pulse.js';
@@ -39,9 +39,7 @@ before(async () => {
     serverArgs: ['--drain-grace-ms', String(GRACE_MS), '--burst-ms', String(BURST_MS)],
   });
   browser = await launchBrowser({ sink });
-  page = await browser.newPage(balancer.url);
-  await page.getByRole('button', { name: 'Start' }).click();
-  await waitForState(page, 'playing');
+  page = await openPlaying(browser, balancer.url);
   await page.waitForTimeout(1000);
 });
 

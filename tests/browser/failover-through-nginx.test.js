@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
+import { interruptions, launchBrowser, openPlaying, stats } from './support/browser.js';
 import { drainWhilePlaying, freezeWhilePlaying, glitches } from './support/failover.js';
 import { startNginx } from './support/nginx.js';
 import { createSink } from './support/pulse.js';
@@ -29,9 +29,7 @@ before(async () => {
   sink = await createSink('earshot_nginx');
   proxy = await startNginx({ serverArgs: ['--drain-grace-ms', String(GRACE_MS)] });
   browser = await launchBrowser({ sink });
-  page = await browser.newPage(proxy.url);
-  await page.getByRole('button', { name: 'Start' }).click();
-  await waitForState(page, 'playing');
+  page = await openPlaying(browser, proxy.url);
   await page.waitForTimeout(1000);
 });
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { interruptions, launchBrowser, stats, waitForState } from './support/browser.js';
+import { interruptions, launchBrowser, openPlaying, stats } from './support/browser.js';
 import { freezeThread } from './support/cgroup.js';
 import { createSink } from './support/pulse.js';
 import { startServer } from './support/server.js';
@@ -25,9 +25,7 @@ before(async () => {
   sink = await createSink('earshot_held_up');
   server = await startServer({ instance: 'A' });
   browser = await launchBrowser({ sink });
-  page = await browser.newPage(server.url);
-  await page.getByRole('button', { name: 'Start' }).click();
-  await waitForState(page, 'playing');
+  page = await openPlaying(browser, server.url);
   await page.waitForTimeout(1000);
 });
 

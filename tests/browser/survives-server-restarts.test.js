@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 
 import { blockLevels } from './support/audio.js';
 import { saveRecording } from './support/artifacts.js';
-import { interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
+import { interruptions, launchBrowser, openPlaying, stats, statusText, waitForState } from './support/browser.js';
 import { createSink, record } from './support/pulse.js';
 import { assertRestartRow } from './support/restart.js';
 import { getJson, startServer } from './support/server.js';
@@ -28,9 +28,7 @@ before(async () => {
   server = await startServer({ instance: 'A' });
   port = server.port;
   browser = await launchBrowser({ sink });
-  page = await browser.newPage(server.url);
-  await page.getByRole('button', { name: 'Start' }).click();
-  await waitForState(page, 'playing');
+  page = await openPlaying(browser, server.url);
   await page.waitForTimeout(1000);
 });
 

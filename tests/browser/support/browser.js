@@ -96,6 +96,14 @@ export function waitForState(page, state, timeout = 10_000) {
   return page.waitForFunction((s) => window.earshot?.state === s, state, { timeout, polling: 50 });
 }
 
+/** Opens `url` in a new page of `browser`, presses Start and waits until the page plays. */
+export async function openPlaying(browser, url) {
+  const page = await browser.newPage(url);
+  await page.getByRole('button', { name: 'Start' }).click();
+  await waitForState(page, 'playing');
+  return page;
+}
+
 /** The status line a person reads at the top of the page. */
 export const statusText = (page) => page.locator('#status[role=status]').textContent();
 
