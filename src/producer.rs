@@ -98,6 +98,9 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     let mut follow = Follow::new(source.pacing(), stream.format);
     let mut outage: Option<Outage> = None;
     let mut xruns = source.stats().xruns;
+    // When the last chunk of a device or pipe ended, in its own capture times; `None` after a
+    // restart.
+    let mut last_end: Option<SystemTime> = None;
     stream.set_source_stats(source.stats());
     while !stop.load(Ordering::Relaxed) {
         match fill(source, &mut samples) {
@@ -127,6 +130,7 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 }
                 // Start again from now; the time down becomes a gap in sequence numbers.
                 anchor = Anchor::now();
+                last_end = None;
                 seq = seq.max(clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch));
                 if aligned {
                     if let Err(e) = source.seek_to(clock.first_frame(seq)) {
@@ -147,14 +151,20 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
         }
         let now_xruns = source.stats().xruns;
         if now_xruns != xruns {
-            // The device overran while this chunk was read: what it could not keep is lost. As
-            // after an outage, that time becomes a gap in sequence numbers, counted from when
-            // this chunk's audio began, so listeners measure the loss instead of hearing a jump
-            // in a stream that looks continuous.
+            // The device overran while this chunk was read: what it could not keep is lost. That
+            // time becomes a gap in sequence numbers, from when the last chunk's audio ended to
+            // when this one's began, so listeners measure the loss instead of hearing a jump in
+            // a stream that looks continuous. Counted between the two, not from the system
+            // clock: sequence numbers count the device's frames, and its clock drifts from the
+            // system's (a sound card's by its crystal, a starved software clock by far more),
+            // so the system clock would add all the drift since capture began to the loss.
             xruns = now_xruns;
             let captured = source.captured_at().unwrap_or_else(SystemTime::now);
             let began = captured.checked_sub(stream.period()).unwrap_or(captured);
-            let next = seq.max(clock.next_seq_at(began));
+            let next = match last_end {
+                Some(end) => seq + chunks_between(end, began, stream.period()),
+                None => seq.max(clock.next_seq_at(began)),
+            };
             log_overrun_gap(source, stream, seq, next);
             seq = next;
             follow.restart();
@@ -209,7 +219,9 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
             continue;
         }
         follow.wait_turn(stream, source);
-        outbox.cut(&mut seq, produced_now(source), &samples);
+        let produced = produced_now(source);
+        outbox.cut(&mut seq, produced, &samples);
+        last_end = Some(produced);
         outbox.send(stream, source);
     }
 }
@@ -290,6 +302,13 @@ fn log_overrun_gap(source: &dyn Source, stream: &Stream, first: u64, next: u64) 
         next - 1,
         stream.period().as_micros() * u128::from(lost) / 1000
     );
+}
+
+/// Whole chunks of `period` from `from` to `to`, to the nearest (none when `to` is earlier).
+fn chunks_between(from: SystemTime, to: SystemTime, period: Duration) -> u64 {
+    let gap = to.duration_since(from).unwrap_or_default().as_micros();
+    let period = period.as_micros().max(1);
+    ((gap + period / 2) / period) as u64
 }
 
 /// When a chunk produced now was produced: a capture device says when its audio was captured.
@@ -521,6 +540,17 @@ mod tests {
     };
     const CHUNK: u64 = 960;
     const CHUNK_TIME: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn an_overrun_gap_is_counted_in_whole_chunks_to_the_nearest_and_never_backwards() {
+        let end = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let after = |ms| end + Duration::from_millis(ms);
+        assert_eq!(chunks_between(end, after(0), CHUNK_TIME), 0);
+        assert_eq!(chunks_between(end, after(9), CHUNK_TIME), 0);
+        assert_eq!(chunks_between(end, after(11), CHUNK_TIME), 1);
+        assert_eq!(chunks_between(end, after(1_500), CHUNK_TIME), 75);
+        assert_eq!(chunks_between(after(40), end, CHUNK_TIME), 0);
+    }
 
     /// A clock-paced source of silence that cannot be positioned, as a file that vanished
     /// between opening and the first seek would be.

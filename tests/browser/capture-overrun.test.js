@@ -42,7 +42,7 @@ after(async () => {
 test('a capture overrun is one stall row on the page whose chunks are those the server logs as lost to it', async () => {
   const before = await stats(page);
   const since = Date.now();
-  await freezeThread(server.pid, 'producer', FREEZE_MS);
+  const { frozenAt, thawedAt } = await freezeThread(server.pid, 'producer', FREEZE_MS);
   await page.waitForTimeout(2000);
 
   const log = server.log.map((l) => l.line).join('\n');
@@ -50,23 +50,28 @@ test('a capture overrun is one stall row on the page whose chunks are those the 
   const cost = /alsa:mic: the overrun cost chunks (\d+) to (\d+) \((\d+) ms\)/.exec(log);
   assert.ok(cost, log);
   const [, first, last, ms] = cost;
-  // The device kept 500 ms of the 2 s; what it could not keep is lost.
-  assert.ok(Number(ms) >= 1000 && Number(ms) <= FREEZE_MS + 200, `${ms} ms lost: ${log}`);
+  // About the whole hold-up: what the device kept until it overran is dropped when the
+  // overrun is recovered. Never more than it, whatever the device's clock did meanwhile.
+  const heldMs = thawedAt - frozenAt;
+  assert.ok(Number(ms) >= heldMs - 1000 && Number(ms) <= heldMs + 200, `${ms} ms lost for a ${heldMs} ms hold-up: ${log}`);
 
   const all = await interruptions(page);
   const rows = all.filter((row) => row.start >= since - 100);
   assert.equal(rows.length, 1, JSON.stringify(all));
   const [row] = rows;
-  assert.equal(row.cause, 'stall');
-  assert.equal(row.measuredBy, 'sequence');
-  assert.equal(row.ongoing, false);
+  const what = `the page's row: ${JSON.stringify(row)}\nthe server's log:\n${log}`;
+  assert.equal(row.cause, 'stall', what);
+  // The chunks either side of the gap are stamped as far apart as their sequence numbers say,
+  // so the page could tell the stream went on (it measures by the clock otherwise).
+  assert.equal(row.measuredBy, 'sequence', what);
+  assert.equal(row.ongoing, false, what);
   assert.deepEqual(
     [BigInt(row.seqBefore) + 1n, BigInt(row.seqAfter) - 1n],
     [BigInt(first), BigInt(last)],
     `the page lost ${row.seqBefore} → ${row.seqAfter}; the server logged chunks ${first} to ${last}`,
   );
-  assert.equal(row.lostMs, Number(ms));
-  assert.equal(row.lostMs, (Number(last) - Number(first) + 1) * CHUNK_MS);
+  assert.equal(row.lostMs, Number(ms), what);
+  assert.equal(row.lostMs, (Number(last) - Number(first) + 1) * CHUNK_MS, what);
 
   const s = await stats(page);
   assert.equal(s.gaps - before.gaps, 1);
