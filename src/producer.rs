@@ -98,8 +98,8 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
     let mut follow = Follow::new(source.pacing(), stream.format);
     let mut outage: Option<Outage> = None;
     let mut xruns = source.stats().xruns;
-    // When the last chunk of a device or pipe ended, in its own capture times; `None` after a
-    // restart.
+    // When the last chunk of a device or pipe ended, in its own capture times; `None` until
+    // the first.
     let mut last_end: Option<SystemTime> = None;
     stream.set_source_stats(source.stats());
     while !stop.load(Ordering::Relaxed) {
@@ -120,18 +120,25 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 // Audio captured before the failure is sent too.
                 if filled > 0 {
                     samples[filled..].fill(0);
-                    outbox.cut(&mut seq, produced_now(source), &samples);
+                    let produced = produced_now(source);
+                    outbox.cut(&mut seq, produced, &samples);
+                    if !paced_by_clock {
+                        last_end = Some(produced);
+                    }
                 }
                 outbox.send(stream, source);
-                let outage = outage.get_or_insert_with(Outage::new);
+                let outage = outage.get_or_insert_with(|| Outage::new(seq));
                 outage.report(&err, source, stream);
                 if !outage.wait_and_recover(source, stream, stop) {
                     return;
                 }
-                // Start again from now; the time down becomes a gap in sequence numbers.
+                // Start again from now; the time down becomes a gap in sequence numbers. A
+                // clock-paced source's numbers follow the clock; a device's or a pipe's count
+                // its frames, so its gap is counted from its last chunk when the next is read.
                 anchor = Anchor::now();
-                last_end = None;
-                seq = seq.max(clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch));
+                if paced_by_clock {
+                    seq = seq.max(clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch));
+                }
                 if aligned {
                     if let Err(e) = source.seek_to(clock.first_frame(seq)) {
                         crate::log!("cannot realign {}: {e}", source.describe());
@@ -146,18 +153,20 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 continue;
             }
         }
-        if let Some(outage) = outage.take() {
-            outage.end(source, stream);
-        }
         let now_xruns = source.stats().xruns;
-        if now_xruns != xruns {
-            // The device overran while this chunk was read: what it could not keep is lost. That
-            // time becomes a gap in sequence numbers, from when the last chunk's audio ended to
-            // when this one's began, so listeners measure the loss instead of hearing a jump in
-            // a stream that looks continuous. Counted between the two, not from the system
-            // clock: sequence numbers count the device's frames, and its clock drifts from the
-            // system's (a sound card's by its crystal, a starved software clock by far more),
-            // so the system clock would add all the drift since capture began to the loss.
+        let overran = now_xruns != xruns;
+        // A device or pipe that was down delivered its first chunk since.
+        let came_back = outage.is_some() && !paced_by_clock;
+        if overran || came_back {
+            // The device overran while this chunk was read, or it (or a pipe) was away until
+            // now: what it could not keep is lost. That time becomes a gap in sequence numbers,
+            // from when the last chunk's audio ended to when this one's began, so listeners
+            // measure the loss instead of hearing a jump in a stream that looks continuous.
+            // Counted between the two, not from the system clock: sequence numbers count the
+            // device's frames, and its clock drifts from the system's (a sound card's by its
+            // crystal, a starved software clock or a slow writer by far more), so the system
+            // clock would add all the drift since capture began to the loss, or hide a loss
+            // shorter than a fast device's lead.
             xruns = now_xruns;
             let captured = source.captured_at().unwrap_or_else(SystemTime::now);
             let began = captured.checked_sub(stream.period()).unwrap_or(captured);
@@ -165,9 +174,14 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 Some(end) => seq + chunks_between(end, began, stream.period()),
                 None => seq.max(clock.next_seq_at(began)),
             };
-            log_overrun_gap(source, stream, seq, next);
+            if overran {
+                log_overrun_gap(source, stream, seq, next);
+            }
             seq = next;
             follow.restart();
+        }
+        if let Some(outage) = outage.take() {
+            outage.end(source, stream, seq);
         }
         emitted += stream.chunk_frames as u64;
         if paced_by_clock {
@@ -288,20 +302,27 @@ impl Outbox {
 /// Says which chunks an overrun cost, `first` up to `next` (not included), so a gap a listener
 /// reports can be matched to its cause in the log.
 fn log_overrun_gap(source: &dyn Source, stream: &Stream, first: u64, next: u64) {
-    let lost = next - first;
-    if lost == 0 {
-        crate::log!(
+    match lost_chunks(stream.period(), first, next) {
+        Some(lost) => crate::log!(
+            "{}: the overrun cost {lost}, skipped in sequence numbers",
+            source.describe()
+        ),
+        None => crate::log!(
             "{}: the overrun cost less than a chunk; no sequence number skipped",
             source.describe()
-        );
-        return;
+        ),
     }
-    crate::log!(
-        "{}: the overrun cost chunks {first} to {} ({} ms), skipped in sequence numbers",
-        source.describe(),
+}
+
+/// Chunks `first` up to `next` (not included) as the log names them, "chunks A to B (N ms)";
+/// `None` when there are none.
+fn lost_chunks(period: Duration, first: u64, next: u64) -> Option<String> {
+    let lost = next.checked_sub(first).filter(|&n| n > 0)?;
+    Some(format!(
+        "chunks {first} to {} ({} ms)",
         next - 1,
-        stream.period().as_micros() * u128::from(lost) / 1000
-    );
+        period.as_micros() * u128::from(lost) / 1000
+    ))
 }
 
 /// Whole chunks of `period` from `from` to `to`, to the nearest (none when `to` is earlier).
@@ -442,15 +463,18 @@ fn earlier(t: Instant, by: Duration) -> Instant {
 /// A source that failed and has not delivered a whole chunk since.
 struct Outage {
     since: Instant,
+    /// The first sequence number not produced because of it.
+    first_lost: u64,
     delay: Duration,
     attempts: u32,
     reason: String,
 }
 
 impl Outage {
-    fn new() -> Outage {
+    fn new(first_lost: u64) -> Outage {
         Outage {
             since: Instant::now(),
+            first_lost,
             delay: RETRY_FIRST,
             attempts: 0,
             reason: String::new(),
@@ -498,9 +522,14 @@ impl Outage {
         }
     }
 
-    fn end(self, source: &dyn Source, stream: &Stream) {
+    /// Says the source is back, and which chunks its time down cost: up to `next`, the first
+    /// it produces again.
+    fn end(self, source: &dyn Source, stream: &Stream, next: u64) {
+        let cost = lost_chunks(stream.period(), self.first_lost, next)
+            .map(|lost| format!("; it cost {lost}, skipped in sequence numbers"))
+            .unwrap_or_default();
         crate::log!(
-            "source {} is live again after {:.1} s down ({} retries)",
+            "source {} is live again after {:.1} s down ({} retries){cost}",
             source.describe(),
             self.since.elapsed().as_secs_f64(),
             self.attempts
@@ -550,6 +579,20 @@ mod tests {
         assert_eq!(chunks_between(end, after(11), CHUNK_TIME), 1);
         assert_eq!(chunks_between(end, after(1_500), CHUNK_TIME), 75);
         assert_eq!(chunks_between(after(40), end, CHUNK_TIME), 0);
+    }
+
+    #[test]
+    fn a_loss_is_logged_as_the_chunks_it_skipped_first_to_last_and_no_loss_as_none() {
+        assert_eq!(
+            lost_chunks(CHUNK_TIME, 1200, 1225).as_deref(),
+            Some("chunks 1200 to 1224 (500 ms)")
+        );
+        assert_eq!(
+            lost_chunks(CHUNK_TIME, 7, 8).as_deref(),
+            Some("chunks 7 to 7 (20 ms)")
+        );
+        assert_eq!(lost_chunks(CHUNK_TIME, 7, 7), None);
+        assert_eq!(lost_chunks(CHUNK_TIME, 8, 7), None);
     }
 
     /// A clock-paced source of silence that cannot be positioned, as a file that vanished

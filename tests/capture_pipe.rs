@@ -223,9 +223,10 @@ fn with_on_pipe_end_wait_the_end_of_stdin_is_reported_and_the_server_stays_up() 
     assert!(server.stderr().contains("is down"));
 }
 
-#[test]
-fn a_named_pipe_waits_for_its_next_writer_and_the_stream_resumes() {
-    let dir = TempDir::new("fifo");
+/// A named pipe in a directory of its own, and earshot reading it with `--on-pipe-end wait`:
+/// the directory (removed when dropped), the pipe, the source's URI and the server.
+fn serve_named_pipe(name: &str) -> (TempDir, std::path::PathBuf, String, Server) {
+    let dir = TempDir::new(name);
     let fifo = dir.join("audio.fifo");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
@@ -234,6 +235,12 @@ fn a_named_pipe_waits_for_its_next_writer_and_the_stream_resumes() {
     assert!(made.success());
     let uri = format!("pipe:{}", fifo.display());
     let server = Server::start(&["--source", &uri, "--on-pipe-end", "wait"]);
+    (dir, fifo, uri, server)
+}
+
+#[test]
+fn a_named_pipe_waits_for_its_next_writer_and_the_stream_resumes() {
+    let (_dir, fifo, _, server) = serve_named_pipe("fifo");
     let mut ws = connect(server.addr);
 
     let first = test_samples(CHUNK * 2 * 3, 11);
@@ -275,22 +282,54 @@ fn a_named_pipe_waits_for_its_next_writer_and_the_stream_resumes() {
     drop(writer);
 }
 
+/// A writer slower than real time (`arecord` on a sound card whose crystal runs slow) lags
+/// the system clock more with every second. When it goes away and another comes, the sequence
+/// gap must be the time the pipe was away, not that plus the lag since the stream began.
+#[test]
+fn the_sequence_gap_after_a_pipe_comes_back_is_its_time_away_not_its_writers_drift() {
+    let (_dir, fifo, uri, server) = serve_named_pipe("fifo-drift");
+    let mut ws = connect(server.addr);
+
+    // 150 chunks of 20 ms over 3.75 s: 750 ms behind the system clock by the end.
+    let slow = test_samples(CHUNK * 2 * 150, 21);
+    let path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open fifo for writing");
+        for chunk in slow.chunks(CHUNK * 2) {
+            w.write_all(&s16_bytes(chunk)).unwrap();
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    });
+    let _hello = read_json(&mut ws);
+    let (before, _) = audio_and_source_state(&mut ws, 150, "down");
+    writer.join().unwrap();
+
+    std::thread::sleep(Duration::from_millis(500));
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open fifo for writing");
+    writer
+        .write_all(&s16_bytes(&test_samples(CHUNK * 2 * 5, 22)))
+        .unwrap();
+    let gap = OutageGap::read(&mut ws, before);
+    server.wait_log(
+        &format!("source {uri} is live again"),
+        Duration::from_secs(2),
+    );
+    gap.assert_counted(&uri, &server.stderr());
+    drop(writer);
+}
+
 #[test]
 fn a_listener_waiting_long_for_the_first_writer_starts_at_its_first_chunk() {
     // The session waits 5 s for a source's first chunk before it says hello; a writer that comes
     // later still starts at the sequence number hello gave (sequence numbers follow the clock:
     // starting anywhere else, such as 0, would be a skip of decades).
-    let dir = TempDir::new("late-writer");
-    let fifo = dir.join("audio.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("run mkfifo")
-            .success()
-    );
-    let uri = format!("pipe:{}", fifo.display());
-    let server = Server::start(&["--source", &uri, "--on-pipe-end", "wait"]);
+    let (_dir, fifo, _, server) = serve_named_pipe("late-writer");
     let mut ws = connect(server.addr);
     let hello = read_json(&mut ws);
     assert_eq!(hello["type"], "hello");

@@ -238,6 +238,8 @@ impl Source for AlsaCapture {
         log_setup(&self.uri, &self.request, &setup, self.format.channels);
         self.setup = setup;
         self.pcm = Some(pcm);
+        // The device's timeline starts again: nothing it captures follows the last read.
+        self.captured_at = None;
         Ok(())
     }
 }

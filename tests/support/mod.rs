@@ -604,3 +604,60 @@ pub fn audio_until_source_state(ws: &mut Ws, state: &str) -> (Vec<Audio>, serde_
     }
     panic!("no source {state} message within 15 s");
 }
+
+/// The gap in sequence numbers that a source's time down left in a listener's stream: the last
+/// chunk before it and the first after.
+pub struct OutageGap {
+    pub last: Audio,
+    pub first: Audio,
+}
+
+impl OutageGap {
+    /// After the source's `down` notice: reads until it is `live` again and the chunk after
+    /// that, and finds the gap among `read` (everything read so far, oldest first) and those.
+    /// Chunks captured before the source went may arrive after the notice that it did.
+    pub fn read(ws: &mut Ws, mut read: Vec<Audio>) -> OutageGap {
+        let (resumed, _) = audio_until_source_state(ws, "live");
+        read.extend(resumed);
+        read.push(next_audio(ws));
+        let at = read
+            .windows(2)
+            .position(|w| w[1].seq != w[0].seq.wrapping_add(1))
+            .expect("the time down shows as a gap in sequence numbers");
+        let mut pair = read.into_iter().skip(at);
+        let (last, first) = (pair.next().unwrap(), pair.next().unwrap());
+        OutageGap { last, first }
+    }
+
+    pub fn gap_ms(&self) -> i64 {
+        self.first.seq.wrapping_sub(self.last.seq).wrapping_sub(1) as i64 * 20
+    }
+
+    /// The time between the last chunk's audio and the next one's, by their stamps (a device's
+    /// capture times, a pipe's arrival).
+    pub fn away_ms(&self) -> i64 {
+        (self.first.produced_us as i64 - self.last.produced_us as i64) / 1000 - 20
+    }
+
+    /// Asserts that the gap is the time away, to the nearest chunk, and that `log` says when
+    /// `source` was back which chunks its time down cost.
+    pub fn assert_counted(&self, source: &str, log: &str) {
+        let (gap_ms, away_ms) = (self.gap_ms(), self.away_ms());
+        assert!(
+            (gap_ms - away_ms).abs() <= 30,
+            "{source} was away {away_ms} ms and the sequence gap is {gap_ms} ms (chunk {} then {})",
+            self.last.seq,
+            self.first.seq
+        );
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("source {source} is live again after")))
+            .unwrap_or_else(|| panic!("no log line says {source} is back:\n{log}"));
+        let cost = format!(
+            "; it cost chunks {} to {} ({gap_ms} ms), skipped in sequence numbers",
+            self.last.seq.wrapping_add(1),
+            self.first.seq.wrapping_sub(1)
+        );
+        assert!(line.ends_with(&cost), "{line}\ndoes not end \"{cost}\"");
+    }
+}
