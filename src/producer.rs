@@ -258,10 +258,12 @@ impl Outbox {
         self.cut_at(seq, produced, None, samples);
     }
 
-    /// Encodes `samples` as chunk `seq`, due at `due`: readable from then, and stamped with it.
+    /// Encodes `samples` as chunk `seq`, due at `due`: readable from then, and stamped with
+    /// what the wall clock reads then. Read afresh, not from the stream's anchor, so that the
+    /// stamps follow the wall clock when it is stepped (a Pi without a real-time clock that
+    /// started earshot before its clock was set).
     fn cut_due(&mut self, seq: &mut u64, due: Instant, samples: &[i16]) {
-        let produced = system_time_at(due, Instant::now());
-        self.cut_at(seq, produced, Some(due), samples);
+        self.cut_at(seq, Anchor::now().wall_at(due), Some(due), samples);
     }
 
     fn cut_at(&mut self, seq: &mut u64, produced: SystemTime, due: Option<Instant>, s: &[i16]) {
@@ -335,16 +337,6 @@ fn chunks_between(from: SystemTime, to: SystemTime, period: Duration) -> u64 {
 /// When a chunk produced now was produced: a capture device says when its audio was captured.
 fn produced_now(source: &dyn Source) -> SystemTime {
     source.captured_at().unwrap_or_else(SystemTime::now)
-}
-
-/// The wall-clock time of `t`, given that it is `now`.
-fn system_time_at(t: Instant, now: Instant) -> SystemTime {
-    let wall = SystemTime::now();
-    if t >= now {
-        wall + (t - now)
-    } else {
-        wall.checked_sub(now - t).unwrap_or(wall)
-    }
 }
 
 /// How filling one chunk went.
