@@ -111,16 +111,35 @@ fn assert_stamped_with_its_clock_time(a: &Audio, what: &str) {
     );
 }
 
-/// Stops `server` for 1.5 s (SIGSTOP, as a suspended host would), and returns the first
-/// message its listener `ws` gets afterwards, which must be audio.
-fn freeze_then_next_audio(server: &Server, ws: &mut Ws) -> Audio {
+/// Stops `server` for 1.5 s (SIGSTOP, as a suspended host would) after its listener `ws` got
+/// chunk `last`, and returns the chunks after it: first those that were already on their way
+/// when the process stopped (on a loaded machine, released to a session that had not sent them
+/// yet, or in the middle of being sent), then the first that was not. Messages after the freeze must be audio; a chunk on its way
+/// must follow the one before it and have been due before the stop.
+fn freeze_then_audio(server: &Server, ws: &mut Ws, last: &Audio) -> (Vec<Audio>, Audio) {
     server.signal("STOP");
+    let stopped_us = unix_micros_now();
     std::thread::sleep(Duration::from_millis(1500));
     server.signal("CONT");
-    match next_message(ws) {
-        Incoming::Audio(a) => a,
-        other => panic!("{other:?}: {}", server.stderr()),
+    let mut on_the_way: Vec<Audio> = Vec::new();
+    loop {
+        let a = match next_message(ws) {
+            Incoming::Audio(a) => a,
+            other => panic!("{other:?}: {}", server.stderr()),
+        };
+        let previous = on_the_way.last().unwrap_or(last).seq;
+        if a.seq != previous + 1 || a.produced_us > stopped_us + STAMP_TOLERANCE_US {
+            return (on_the_way, a);
+        }
+        on_the_way.push(a);
     }
+}
+
+fn unix_micros_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
 /// Regression: the chunk the producer was sleeping on when the process stopped used to go out
@@ -137,20 +156,28 @@ fn a_frozen_instance_resumes_at_the_clock_position_and_the_gap_measures_the_free
     for _ in 0..10 {
         next_audio(&mut ws);
     }
-    let mut last = next_audio(&mut ws).seq;
+    let mut last = next_audio(&mut ws);
     for _ in 0..20 {
-        let a = next_audio(&mut ws);
-        assert_stamped_with_its_clock_time(&a, "before the freeze");
-        last = a.seq;
+        last = next_audio(&mut ws);
+        assert_stamped_with_its_clock_time(&last, "before the freeze");
     }
-    // The first chunk after the freeze carries the sequence number of "now": nothing stale
-    // comes first, and it is stamped with its own clock time.
-    let after = freeze_then_next_audio(&frozen, &mut ws);
+    // After what was due before the freeze, the next chunk carries the sequence number of
+    // "now": nothing due during the freeze comes first, and it is stamped with its own clock
+    // time.
+    let (on_the_way, after) = freeze_then_audio(&frozen, &mut ws, &last);
+    for a in &on_the_way {
+        assert_stamped_with_its_clock_time(a, "on its way when the process stopped");
+    }
+    let last = on_the_way.last().unwrap_or(&last).seq;
     assert_stamped_with_its_clock_time(&after, "first after the freeze");
     let gap_ms = (after.seq - last - 1) * 20;
     assert!(
         (1200..=2200).contains(&gap_ms),
-        "a 1.5 s freeze shows as {gap_ms} ms of lost audio"
+        "a 1.5 s freeze shows as {gap_ms} ms of lost audio (chunk {last}, then {}, after {} \
+         on their way); server log:\n{}",
+        after.seq,
+        on_the_way.len(),
+        frozen.stderr()
     );
     // And it is the same audio the steady instance sends under that number.
     let reference = collect(&steady, Duration::from_millis(600));
@@ -180,11 +207,18 @@ fn with_align_none_a_freeze_is_still_a_sequence_gap_of_its_length() {
     for _ in 0..20 {
         last = next_audio(&mut ws);
     }
-    let after = freeze_then_next_audio(&server, &mut ws);
+    let (on_the_way, after) = freeze_then_audio(&server, &mut ws, &last);
+    let last = on_the_way.last().unwrap_or(&last);
     let gap_ms = (after.seq - last.seq - 1) * 20;
     assert!(
         (1200..=2200).contains(&gap_ms),
-        "a 1.5 s freeze shows as {gap_ms} ms of lost audio"
+        "a 1.5 s freeze shows as {gap_ms} ms of lost audio (chunk {} at {}, then {} at {}); \
+         server log:\n{}",
+        last.seq,
+        last.produced_us,
+        after.seq,
+        after.produced_us,
+        server.stderr()
     );
     let stamps_apart_ms = (after.produced_us - last.produced_us) / 1000;
     assert!(
