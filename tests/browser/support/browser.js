@@ -43,15 +43,20 @@ export function consoleProblems(messages, allowed = []) {
 /** What marks each kind of process `freeze` can stop, in its command line. */
 const FROZEN = { renderer: '--type=renderer', audio: 'audio.mojom.AudioService' };
 
-export async function launchBrowser({ sink, args = [] } = {}) {
+/** A switch in `args` replaces the usual one of that name (Chromium would take the first of
+ * two). `device`
+ * overrides the context's viewport and touch options (Playwright's `viewport`, `hasTouch`,
+ * `isMobile`). */
+export async function launchBrowser({ sink, args = [], device = {} } = {}) {
   const profile = await fs.mkdtemp(path.join(os.tmpdir(), 'earshot-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     ignoreDefaultArgs: ['--mute-audio'],
-    args: [...FLAGS, ...args],
+    args: [...FLAGS.filter((f) => !args.some((a) => a.split('=')[0] === f.split('=')[0])), ...args],
     env: { ...process.env, ...(sink ? { PULSE_SINK: sink.name } : {}) },
     viewport: { width: 1280, height: 860 },
+    ...device,
   });
   const stopPrioritizing = keepChildrenPrioritized();
   const messages = []; // { type, text, url }

@@ -87,7 +87,9 @@ const WATCH_CONSOLE = `
     addEventListener('unhandledrejection', (e) => kept.push({ type: 'pageerror', text: String(e.reason?.stack ?? e.reason) }));
   }`;
 
-export async function launchWebKit({ sink }) {
+/** `autoplay` is MiniBrowser's autoplay policy: `allow` (as the other browsers' tests set it) or
+ * `deny`, under which nothing plays without the user's gesture. */
+export async function launchWebKit({ sink, autoplay = 'allow' }) {
   const { xvfb, display } = await startXvfb();
   const port = await freePort();
   // The driver starts MiniBrowser, which starts WebKit's web process: all inherit this
@@ -119,8 +121,9 @@ export async function launchWebKit({ sink }) {
         alwaysMatch: {
           'webkitgtk:browserOptions': {
             binary: miniBrowser(),
-            // Autoplay as the other browser tests set it; Start is still a real click.
-            args: ['--automation', '--autoplay-policy=allow'],
+            // Autoplay as the other browser tests set it unless asked; Start is still a real
+            // click.
+            args: ['--automation', `--autoplay-policy=${autoplay}`],
           },
         },
       },
