@@ -11,7 +11,7 @@ import fs from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 
 import { interruptions, launchBrowser, openPlaying, stats } from './support/browser.js';
-import { drainWhilePlaying, freezeWhilePlaying, glitches } from './support/failover.js';
+import { drainWhilePlaying, freezeWhilePlaying, glitches, placed } from './support/failover.js';
 import { startBalancer, waitFor } from './support/haproxy.js';
 import { createSink } from './support/pulse.js';
 import { BLOCK_MS, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
@@ -52,7 +52,7 @@ after(async () => {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test('a drained instance hands the page to another through HAProxy: instance change, 0 ms lost, nothing to hear', async (t) => {
-  const { from, to, drainAt, before, after: s, recording } = await drainWhilePlaying({
+  const { from, to, drainAt, recordedTo, before, after: s, recording } = await drainWhilePlaying({
     page,
     sink,
     servers: balancer.servers,
@@ -63,7 +63,7 @@ test('a drained instance hands the page to another through HAProxy: instance cha
 
   // The log: one row, an instance change that cost nothing, measured by sequence numbers.
   const rows = await interruptions(page);
-  assert.equal(rows.length, 1, JSON.stringify(rows));
+  assert.equal(rows.length, 1, `${placed(rows, { drain: drainAt, recordedTo })} (${glitches(before, s)})`);
   const [row] = rows;
   assert.equal(row.cause, 'instance change');
   assert.deepEqual([row.instanceBefore, row.instanceAfter], [from, to]);
@@ -97,7 +97,7 @@ test('a drained instance hands the page to another through HAProxy: instance cha
 });
 
 test('a frozen instance is noticed as a stall within the threshold, left at once, and the loss is measured by sequence numbers', async (t) => {
-  const { from, to, stopAt, before, after: s, recording } = await freezeWhilePlaying({
+  const { from, to, stopAt, thawAt, recordedTo, before, after: s, recording } = await freezeWhilePlaying({
     page,
     sink,
     servers: balancer.servers,
@@ -106,7 +106,7 @@ test('a frozen instance is noticed as a stall within the threshold, left at once
   });
 
   const rows = (await interruptions(page)).slice(1);
-  assert.equal(rows.length, 1, JSON.stringify(rows));
+  assert.equal(rows.length, 1, `${placed(rows, { freeze: stopAt, thaw: thawAt, recordedTo })} (${glitches(before, s)})`);
   const [row] = rows;
   assert.equal(row.cause, 'stall');
   assert.equal(row.ongoing, false);

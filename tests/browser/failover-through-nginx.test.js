@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { interruptions, launchBrowser, openPlaying, stats } from './support/browser.js';
-import { drainWhilePlaying, freezeWhilePlaying, glitches } from './support/failover.js';
+import { drainWhilePlaying, freezeWhilePlaying, glitches, placed } from './support/failover.js';
 import { startNginx } from './support/nginx.js';
 import { createSink } from './support/pulse.js';
 import { assertNoClick, assertTone, part } from './support/tone.js';
@@ -40,7 +40,7 @@ after(async () => {
 });
 
 test('a drained instance hands the page to another through nginx: instance change, 0 ms lost, nothing to hear', async (t) => {
-  const { from, to, drainAt, before, after: s, recording } = await drainWhilePlaying({
+  const { from, to, drainAt, recordedTo, before, after: s, recording } = await drainWhilePlaying({
     page,
     sink,
     servers: proxy.servers,
@@ -48,7 +48,7 @@ test('a drained instance hands the page to another through nginx: instance chang
   });
 
   const rows = await interruptions(page);
-  assert.equal(rows.length, 1, JSON.stringify(rows));
+  assert.equal(rows.length, 1, `${placed(rows, { drain: drainAt, recordedTo })} (${glitches(before, s)})`);
   const [row] = rows;
   assert.equal(row.cause, 'instance change');
   assert.deepEqual([row.instanceBefore, row.instanceAfter], [from, to]);
@@ -69,7 +69,7 @@ test('a drained instance hands the page to another through nginx: instance chang
 });
 
 test('a frozen instance behind nginx is left within a second, not after nginx\'s read timeout or the thaw', async (t) => {
-  const { from, to, stopAt, before, after: s, recording } = await freezeWhilePlaying({
+  const { from, to, stopAt, thawAt, recordedTo, before, after: s, recording } = await freezeWhilePlaying({
     page,
     sink,
     servers: proxy.servers,
@@ -78,7 +78,7 @@ test('a frozen instance behind nginx is left within a second, not after nginx\'s
   });
 
   const rows = (await interruptions(page)).slice(1);
-  assert.equal(rows.length, 1, JSON.stringify(rows));
+  assert.equal(rows.length, 1, `${placed(rows, { freeze: stopAt, thaw: thawAt, recordedTo })} (${glitches(before, s)})`);
   const [row] = rows;
   assert.equal(row.cause, 'stall');
   assert.equal(row.ongoing, false);

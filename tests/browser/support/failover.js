@@ -23,10 +23,20 @@ export async function movedFrom(page, from, timeoutMs) {
 export const glitches = (before, after) =>
   `player underruns ${before.underruns} → ${after.underruns}, browser glitches ${before.output.glitches} → ${after.output.glitches}`;
 
+/** For a failure message: the page's log rows, each with when it began and ended against the
+ * moves' moments (`marks`, name → ms since the epoch), so that a row nobody expected can be
+ * placed in the test's own timeline (during the freeze, after the thaw, after the recording). */
+export function placed(rows, marks) {
+  const at = (t) =>
+    t == null ? 'ongoing' : Object.entries(marks).map(([name, ms]) => `${name}${t >= ms ? '+' : ''}${Math.round(t - ms)}`).join(' ');
+  return rows.map((r) => `${r.cause} ${r.instanceBefore}→${r.instanceAfter} from [${at(r.start)}] to [${at(r.end)}]${r.detail ? `: ${r.detail}` : ''}`).join('; ');
+}
+
 /**
  * Drains (SIGUSR1) the instance of `servers` the page plays from, 1.5 s into a recording of
  * `sink`, waits up to 5 s for the page to move, and records 2 s more (saved as `wav`).
- * Resolves with { from, to, drainAt, before, after, recording }: stats before and after.
+ * Resolves with { from, to, drainAt, recordedTo, before, after, recording }: stats before and
+ * after, and the moments of SIGUSR1 and the recording's end in ms since the epoch.
  */
 export async function drainWhilePlaying({ page, sink, servers, wav }) {
   const before = await stats(page);
@@ -37,15 +47,17 @@ export async function drainWhilePlaying({ page, sink, servers, wav }) {
   servers[from].signal('SIGUSR1');
   const to = await movedFrom(page, from, 5000);
   await sleep(2000);
+  const recordedTo = Date.now();
   const recording = await recorder.stop();
   await saveRecording(wav, recording);
-  return { from, to, drainAt, before, after: await stats(page), recording };
+  return { from, to, drainAt, recordedTo, before, after: await stats(page), recording };
 }
 
 /**
  * Freezes (SIGSTOP) the instance the page plays from for `freezeMs`, 1 s into a recording of
  * `sink`; the page must move before the thaw (200 ms to spare). Records 1.5 s after the thaw
- * (saved as `wav`). Resolves with { from, to, stopAt, before, after, recording }.
+ * (saved as `wav`). Resolves with { from, to, stopAt, thawAt, recordedTo, before, after,
+ * recording }: the moments of SIGSTOP, SIGCONT and the recording's end, in ms since the epoch.
  */
 export async function freezeWhilePlaying({ page, sink, servers, freezeMs, wav }) {
   const before = await stats(page);
@@ -55,14 +67,17 @@ export async function freezeWhilePlaying({ page, sink, servers, freezeMs, wav })
   const stopAt = Date.now();
   servers[from].signal('SIGSTOP');
   let to;
+  let thawAt;
   try {
     to = await movedFrom(page, from, freezeMs - 200);
   } finally {
     await sleep(Math.max(0, stopAt + freezeMs - Date.now()));
     servers[from].signal('SIGCONT');
+    thawAt = Date.now();
   }
   await sleep(1500);
+  const recordedTo = Date.now();
   const recording = await recorder.stop();
   await saveRecording(wav, recording);
-  return { from, to, stopAt, before, after: await stats(page), recording };
+  return { from, to, stopAt, thawAt, recordedTo, before, after: await stats(page), recording };
 }
