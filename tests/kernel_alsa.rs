@@ -23,26 +23,9 @@ fn boot(name: &str) -> Vm {
     Vm::boot(name, std::path::Path::new(env!("CARGO_BIN_EXE_earshot")))
 }
 
-/// Starts `earshot serve --source SOURCE` on the VM's port 8080 (logging to /tmp/LOG.log
-/// there, its pid in /tmp/LOG.pid) and connects to it from here once it answers; returns the
-/// connection past `hello`.
+/// Starts `earshot serve --source SOURCE` at the stream's rate in the VM (see `Vm::serve`).
 fn serve_in_vm(vm: &mut Vm, source: &str, log: &str) -> (Ws, serde_json::Value) {
-    vm.run(
-        &format!("earshot serve --source '{source}' --rate {RATE} --listen 0.0.0.0:8080 > /tmp/{log}.log 2>&1 & echo $! > /tmp/{log}.pid"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // qemu accepts on the forwarded port before the VM listens; the handshake tells.
-        if let Ok(mut ws) = try_connect(vm.addr, "/ws") {
-            let hello = read_json(&mut ws);
-            return (ws, hello);
-        }
-        if Instant::now() > deadline {
-            let log = vm.run(&format!("cat /tmp/{log}.log"));
-            panic!("earshot in the VM did not answer within 30 s; its log:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    vm.serve(&format!("--source '{source}' --rate {RATE}"), log)
 }
 
 /// `n` chunks with consecutive sequence numbers, or a panic naming the gap.

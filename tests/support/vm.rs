@@ -143,6 +143,28 @@ impl Vm {
         output
     }
 
+    /// Starts `earshot serve ARGS` on the VM's port 8080 (logging to /tmp/LOG.log there, its
+    /// pid in /tmp/LOG.pid) and connects to it from here once it answers; returns the
+    /// connection past `hello`.
+    pub fn serve(&mut self, args: &str, log: &str) -> (super::Ws, serde_json::Value) {
+        self.run(&format!(
+            "earshot serve {args} --listen 0.0.0.0:8080 > /tmp/{log}.log 2>&1 & echo $! > /tmp/{log}.pid"
+        ));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // qemu accepts on the forwarded port before the VM listens; the handshake tells.
+            if let Ok(mut ws) = super::try_connect(self.addr, "/ws") {
+                let hello = super::read_json(&mut ws);
+                return (ws, hello);
+            }
+            if Instant::now() > deadline {
+                let log = self.run(&format!("cat /tmp/{log}.log"));
+                panic!("earshot in the VM did not answer within 30 s; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// Waits for a console line containing `needle`; returns it.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
