@@ -1,0 +1,136 @@
+//! The wall clock stepped under a running server, as on a Raspberry Pi without a real-time clock
+//! that starts earshot before the network sets its clock: the chunks' stamps and the pong's
+//! server time move with the clock, so the latency a listener works out (arrival, corrected by
+//! the ping/pong clock offset, less the stamp) stays what it was, and the stream goes on without
+//! a gap. The server runs in the VM of tests/support/vm.rs, whose clock the test can step
+//! without touching this machine's.
+
+mod support;
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use support::vm::Vm;
+use support::*;
+use tungstenite::Message;
+
+/// How far the test steps the VM's clock, forward then back: an hour, as a clock set from the
+/// network jumps from a time saved at the last shutdown.
+const STEP_MS: i64 = 3_600_000;
+
+/// Chunks read after each step: the first are those staged before it, with the old clock's
+/// stamps; the last are well past them.
+const AFTER_STEP: usize = 75;
+
+/// This machine's wall clock in ms since the epoch.
+fn host_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A chunk and when it arrived here.
+struct Arrival {
+    audio: Audio,
+    at_ms: i64,
+}
+
+impl Arrival {
+    fn produced_ms(&self) -> i64 {
+        (self.audio.produced_us / 1000) as i64
+    }
+
+    /// What a listener takes for this chunk's latency, given the server's clock offset.
+    fn latency_ms(&self, offset_ms: i64) -> i64 {
+        self.at_ms + offset_ms - self.produced_ms()
+    }
+}
+
+fn next_arrival(ws: &mut Ws) -> Arrival {
+    let audio = next_audio(ws);
+    Arrival {
+        audio,
+        at_ms: host_now_ms(),
+    }
+}
+
+/// The server's clock less this machine's, from a ping's pong taken at the round trip's
+/// midpoint, as `earshot listen` and the page work it out. Audio that arrives meanwhile is kept.
+fn clock_offset_ms(ws: &mut Ws, kept: &mut Vec<Arrival>) -> i64 {
+    let sent = host_now_ms();
+    ws.send(Message::text(r#"{"type":"ping","id":"clock"}"#))
+        .unwrap();
+    loop {
+        match next_message(ws) {
+            Incoming::Control(c) if c["type"] == "pong" => {
+                let back = host_now_ms();
+                return c["server_time_ms"].as_i64().unwrap() - (sent + back) / 2;
+            }
+            Incoming::Audio(audio) => kept.push(Arrival {
+                audio,
+                at_ms: host_now_ms(),
+            }),
+            Incoming::Closed => panic!("the server closed the connection"),
+            Incoming::Control(_) => {}
+        }
+    }
+}
+
+#[test]
+fn a_wall_clock_stepped_under_a_running_server_moves_its_stamps_and_latency_stays_true() {
+    let mut vm = Vm::boot("wall-clock", Path::new(env!("CARGO_BIN_EXE_earshot")));
+    let (mut ws, hello) = vm.serve("--source tone:", "serve");
+    let period_ms = hello["chunk_ms"].as_i64().unwrap();
+    let mut read: Vec<Arrival> = (0..25).map(|_| next_arrival(&mut ws)).collect();
+
+    for step_ms in [STEP_MS, -STEP_MS] {
+        let offset_before = clock_offset_ms(&mut ws, &mut read);
+        let last = read.last().unwrap();
+        let (last_seq, last_produced) = (last.audio.seq, last.produced_ms());
+        let latency_before = last.latency_ms(offset_before);
+        vm.run(&format!(
+            "date -s @$(( $(date +%s) + {} )) > /dev/null",
+            step_ms / 1000
+        ));
+        for _ in 0..AFTER_STEP {
+            read.push(next_arrival(&mut ws));
+        }
+        let offset_after = clock_offset_ms(&mut ws, &mut read);
+        let log = vm.run("cat /tmp/serve.log");
+        let what = format!("the VM's clock stepped by {step_ms} ms; the server's log:\n{log}");
+
+        // The pong's server time moved with the clock, as a listener sees it: by the step, less
+        // the fraction of a second `date -s` cannot set.
+        let stepped = offset_after - offset_before;
+        assert!(
+            stepped > step_ms - 1200 && stepped < step_ms + 200,
+            "clock offset {offset_before} then {offset_after} ms: {what}"
+        );
+        // The newest chunk's stamp moved by as much, counted from where the last one before the
+        // step was, by its sequence number.
+        let newest = read.last().unwrap();
+        let expected = last_produced + (newest.audio.seq - last_seq) as i64 * period_ms;
+        let moved = newest.produced_ms() - expected;
+        assert!(
+            (moved - stepped).abs() < 250,
+            "chunk {} stamped {moved} ms from where chunk {last_seq} puts it, the clock moved {stepped} ms: {what}",
+            newest.audio.seq
+        );
+        // So a listener's latency is what it was, not an hour off.
+        let latency_after = newest.latency_ms(offset_after);
+        assert!(
+            (0..1000).contains(&latency_before) && (0..1000).contains(&latency_after),
+            "latency {latency_before} ms before the step, {latency_after} ms after: {what}"
+        );
+    }
+
+    // A step is no outage: no chunk was skipped across either.
+    for pair in read.windows(2) {
+        assert_eq!(
+            pair[1].audio.seq,
+            pair[0].audio.seq + 1,
+            "a gap in the stream across the clock's steps"
+        );
+    }
+}
