@@ -89,7 +89,7 @@ test('the page shows what it plays: levels, format, instance, latency and a full
   assert.ok(s.latencyMs !== null && s.latencyMs >= 0 && s.latencyMs < 100, `network latency ${s.latencyMs} ms`);
   assert.ok(Math.abs(s.clockOffsetMs) < 50, `clock offset ${s.clockOffsetMs} ms on one machine`);
   assert.ok(s.jitterMs < 25, `jitter ${s.jitterMs} ms`);
-  t.diagnostic(assertBufferHeld(s, 'Chromium'));
+  t.diagnostic(await assertBufferHeld(s, 'Chromium', () => stats(page)));
   assert.equal(s.underruns, 0);
   assert.equal(s.gaps, 0);
   // Chromium reports the sound card's part of the output latency, so the latency to the speaker

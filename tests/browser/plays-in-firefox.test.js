@@ -72,7 +72,7 @@ test('the page shows what it plays in Firefox: instance, format, latency and a f
   assert.equal(s.instance, 'A');
   assert.deepEqual(s.format, { codec: 'pcm_s16le', sampleRate: 44100, channels: 2, chunkMs: 20 });
   assert.ok(s.latencyMs !== null && s.latencyMs >= 0 && s.latencyMs < 100, `latency ${s.latencyMs} ms`);
-  t.diagnostic(assertBufferHeld(s, 'Firefox'));
+  t.diagnostic(await assertBufferHeld(s, 'Firefox', stats));
   assert.equal(s.output.state, 'running');
   // Firefox has no AudioContext.playbackStats: the page says nothing rather than 0. Nor is it
   // asked for its output latency, which can freeze the tab (www/player.js): the page says the

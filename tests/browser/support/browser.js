@@ -115,15 +115,35 @@ export const statusText = (page) => page.locator('#status[role=status]').textCon
 export const stats = (page) => page.evaluate(() => window.earshot.stats());
 export const interruptions = (page) => page.evaluate(() => window.earshot.log());
 
+/** How far the average fill may be from target and still be held there. */
+const BUFFER_BAND_MS = 25;
+/** How long an average fill off target is given to come back: what speed alone removes at its
+ * 3 ms a second from just below the trim margin (40 ms past an 80 ms target), and more. */
+const BUFFER_RETURN_MS = 10_000;
+
 /**
- * Asserts that the player holds its jitter buffer at the target, from a stats snapshot taken
- * while playing (any browser). On the average fill, which drift correction steers: the instant
- * fill saws down by a chunk between arrivals, and further when the machine bunches them (a CI
- * run read 23 ms for an 80 ms target, with no underrun). Returns a line for the test's log.
+ * Asserts that the player holds its jitter buffer at the target, from a stats snapshot `s`
+ * taken while playing (any browser); `read` takes another. On the average fill, which drift
+ * correction steers: the instant fill saws down by a chunk between arrivals, and further when
+ * the machine bunches them (a CI run read 23 ms for an 80 ms target, with no underrun). An
+ * average off target is read again until it is back within 25 ms, for up to 10 s: a hold of
+ * the browser's audio thread leaves the fill that much higher (a CI run read 106 ms on average
+ * for 80, after the sound server ran dry for 100 ms), and the page takes back what stays under
+ * its trim margin with speed, not with an audible trim. A player that does not steer never
+ * comes back. Returns a line for the test's log.
  */
-export function assertBufferHeld(s, browser) {
-  const what = `${browser}: buffer ${s.bufferMs?.toFixed(1)} ms now, ${s.bufferAverageMs?.toFixed(1)} ms on average, target ${s.targetMs} ms`;
-  assert.ok(Math.abs(s.bufferAverageMs - s.targetMs) < 25, what);
-  assert.ok(s.bufferMs > 0, what);
+export async function assertBufferHeld(s, browser, read) {
+  const describe = (x) => `buffer ${x.bufferMs?.toFixed(1)} ms now, ${x.bufferAverageMs?.toFixed(1)} ms on average, target ${x.targetMs} ms`;
+  const off = (x) => !(Math.abs(x.bufferAverageMs - x.targetMs) < BUFFER_BAND_MS);
+  const first = Date.now();
+  let now = s;
+  while (off(now) && Date.now() - first < BUFFER_RETURN_MS) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    now = await read();
+  }
+  const back = now === s ? '' : `; first ${describe(s)}, read again for ${Date.now() - first} ms`;
+  const what = `${browser}: ${describe(now)}${back}`;
+  assert.ok(!off(now), what);
+  assert.ok(now.bufferMs > 0, what);
   return what;
 }
