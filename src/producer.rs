@@ -135,9 +135,8 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 // Start again from now; the time down becomes a gap in sequence numbers. A
                 // clock-paced source's numbers follow the clock; a device's or a pipe's count
                 // its frames, so its gap is counted from its last chunk when the next is read.
-                anchor = Anchor::now();
                 if paced_by_clock {
-                    seq = seq.max(clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch));
+                    seq = resume_at(&clock, &mut anchor, Anchor::now(), seq);
                 }
                 if aligned {
                     if let Err(e) = source.seek_to(clock.first_frame(seq)) {
@@ -220,8 +219,7 @@ fn run(source: &mut dyn Source, stream: &Stream, stop: &AtomicBool) {
                 // Jump to where the clock says the stream is: the time nothing was staged for
                 // shows as a sequence gap of exactly its length, and sequence numbers keep
                 // counting in real time.
-                anchor = Anchor::now();
-                seq = seq.max(clock.next_seq_at(UNIX_EPOCH + anchor.since_epoch));
+                seq = resume_at(&clock, &mut anchor, Anchor::now(), seq);
                 start = now;
                 emitted = 0;
                 if aligned {
@@ -325,6 +323,25 @@ fn lost_chunks(period: Duration, first: u64, next: u64) -> Option<String> {
         next - 1,
         period.as_micros() * u128::from(lost) / 1000
     ))
+}
+
+/// Where a clock-paced stream goes on after the producer stopped (held up past [`MAX_LAG`], or
+/// its source down): the chunk the wall clock says at `now`, re-anchored there, unless the wall
+/// clock is behind where `anchor` puts the stream in monotonic time. That happens when it was
+/// set back while earshot ran (a saved time ahead of the network's, on a Pi without a real-time
+/// clock), and the numbers cannot go back: re-anchored, the next chunk would be due only when
+/// the wall clock came back to it, an hour later for an hour's step. Then `anchor` stays and
+/// the numbers count on in monotonic time. A wall clock ahead of it (set forward) is followed,
+/// its step counted as time the stream skipped.
+fn resume_at(clock: &StreamClock, anchor: &mut Anchor, now: Anchor, seq: u64) -> u64 {
+    let by_wall = clock.next_seq_at(UNIX_EPOCH + now.since_epoch);
+    let by_monotonic = clock.next_seq_at(anchor.wall_at(now.instant));
+    if by_wall >= by_monotonic {
+        *anchor = now;
+        seq.max(by_wall)
+    } else {
+        seq.max(by_monotonic)
+    }
 }
 
 /// Whole chunks of `period` from `from` to `to`, to the nearest (none when `to` is earlier).
@@ -571,6 +588,48 @@ mod tests {
         assert_eq!(chunks_between(end, after(11), CHUNK_TIME), 1);
         assert_eq!(chunks_between(end, after(1_500), CHUNK_TIME), 75);
         assert_eq!(chunks_between(after(40), end, CHUNK_TIME), 0);
+    }
+
+    #[test]
+    fn a_stream_resumes_where_the_wall_clock_is_unless_it_was_set_back_behind_the_stream() {
+        let clock = StreamClock::new(44_100, 882);
+        let start = Anchor::now();
+        let seq = clock.next_seq_at(UNIX_EPOCH + start.since_epoch);
+        let later = start.instant + Duration::from_secs(5);
+        let by_monotonic = clock.next_seq_at(start.wall_at(later));
+        let at = |wall_offset_s: i64| Anchor {
+            instant: later,
+            since_epoch: if wall_offset_s >= 0 {
+                start.since_epoch + Duration::from_secs(5 + wall_offset_s as u64)
+            } else {
+                start.since_epoch + Duration::from_secs(5)
+                    - Duration::from_secs(wall_offset_s.unsigned_abs())
+            },
+        };
+
+        // Clocks that agree: 5 s on, re-anchored.
+        let mut anchor = start;
+        assert_eq!(resume_at(&clock, &mut anchor, at(0), seq), by_monotonic);
+        assert_eq!(anchor.instant, later);
+
+        // Set forward an hour: followed, an hour of chunks further.
+        let mut anchor = start;
+        let ahead = resume_at(&clock, &mut anchor, at(3600), seq);
+        assert_eq!(ahead, by_monotonic + 3600 * 50);
+        assert_eq!(anchor.instant, later);
+
+        // Set back an hour: the numbers count on in monotonic time, from the same anchor, so the
+        // next chunk is due now and not in an hour.
+        let mut anchor = start;
+        let back = resume_at(&clock, &mut anchor, at(-3600), seq);
+        assert_eq!(back, by_monotonic);
+        assert_eq!(anchor.instant, start.instant);
+        let due = anchor.instant_at(clock.start_of(back + 1));
+        assert!(
+            due <= later + Duration::from_millis(40),
+            "due {:?} after now",
+            due - later
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! that starts earshot before the network sets its clock: the chunks' stamps and the pong's
 //! server time move with the clock, so the latency a listener works out (arrival, corrected by
 //! the ping/pong clock offset, less the stamp) stays what it was, and the stream goes on without
-//! a gap. The server runs in the VM of tests/support/vm.rs, whose clock the test can step
-//! without touching this machine's.
+//! a gap; and a server held up past a second after its clock was set back resumes at once. The
+//! server runs in the VM of tests/support/vm.rs, whose clock the tests can step without touching
+//! this machine's. The Pi Zero run skips them (every name starts `a_wall_clock_`): its VM is x86.
 
 mod support;
 
@@ -133,4 +134,62 @@ fn a_wall_clock_stepped_under_a_running_server_moves_its_stamps_and_latency_stay
             "a gap in the stream across the clock's steps"
         );
     }
+}
+
+/// How long the stall test stops the server: past the second after which the producer gives up
+/// catching up and continues from where the stream should be.
+const STALL_MS: i64 = 2000;
+
+#[test]
+fn a_wall_clock_set_back_then_a_held_up_server_resumes_at_once_with_a_gap_of_the_hold() {
+    let mut vm = Vm::boot("clock-back", Path::new(env!("CARGO_BIN_EXE_earshot")));
+    let (mut ws, hello) = vm.serve("--source tone:", "serve");
+    let period_ms = hello["chunk_ms"].as_i64().unwrap();
+    for _ in 0..25 {
+        next_audio(&mut ws);
+    }
+    // The clock set back an hour (a saved time ahead of the network's), then the whole server
+    // held up past a second (a swapping Pi).
+    vm.run(&format!(
+        "date -s @$(( $(date +%s) - {} )) > /dev/null",
+        STEP_MS / 1000
+    ));
+    let last = (0..AFTER_STEP)
+        .map(|_| next_arrival(&mut ws))
+        .last()
+        .unwrap();
+    vm.run(&format!(
+        "kill -STOP $(cat /tmp/serve.pid); sleep {}; kill -CONT $(cat /tmp/serve.pid)",
+        STALL_MS / 1000
+    ));
+    let resumed = host_now_ms();
+    // Audio comes back at once, not when the clock reaches where it was before it was set back.
+    // Chunks released before the hold may come first; the first after a gap is the resumed one.
+    // Keepalive pings come every second while no audio does, so reads time out more often than
+    // that, and the wait is counted here.
+    ws.get_mut()
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut last = last.audio;
+    let next = loop {
+        assert!(
+            host_now_ms() - resumed < 5000,
+            "no audio within 5 s of the hold; the server's log:\n{}",
+            vm.run("cat /tmp/serve.log")
+        );
+        match next_message(&mut ws) {
+            Incoming::Audio(audio) if audio.seq == last.seq + 1 => last = audio,
+            Incoming::Audio(audio) => break audio,
+            // A read that timed out (the connection itself is checked by the deadline).
+            Incoming::Closed | Incoming::Control(_) => {}
+        }
+    };
+    let log = vm.run("cat /tmp/serve.log");
+    // What the hold cost is a gap of about its length in sequence numbers, not the hour.
+    let gap_ms = (next.seq - last.seq - 1) as i64 * period_ms;
+    assert!(
+        gap_ms <= STALL_MS + 1500,
+        "a gap of {gap_ms} ms for a {STALL_MS} ms hold, audio {} ms after it; the server's log:\n{log}",
+        host_now_ms() - resumed
+    );
 }
