@@ -122,8 +122,11 @@ impl Vm {
     pub fn sh(&mut self, command: &str, timeout: Duration) -> (String, i32) {
         // A command ending in `&` cannot take `; echo`, so the marker has its own line. The
         // init turns the console's echo off; the marker's halves meet only in the output anyway.
-        writeln!(self.stdin, "{command}\necho \"@@\"\"done $?\"").unwrap();
-        self.stdin.flush().unwrap();
+        let sent = writeln!(self.stdin, "{command}\necho \"@@\"\"done $?\"")
+            .and_then(|()| self.stdin.flush());
+        if let Err(e) = sent {
+            self.gone(command, e);
+        }
         let deadline = Instant::now() + timeout;
         let mut output = Vec::new();
         loop {
@@ -174,6 +177,20 @@ impl Vm {
                 return line;
             }
         }
+    }
+
+    /// Panics for a VM whose qemu has exited, with what its console said last (a guest kernel
+    /// panic ends qemu, as it runs with `panic=-1 -no-reboot`).
+    fn gone(&mut self, command: &str, e: std::io::Error) -> ! {
+        let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.console.push(line);
+        }
+        let tail = self.console.len().saturating_sub(60);
+        panic!(
+            "VM: cannot send {command:?} ({e}): qemu has exited ({status}); console:\n{}",
+            self.console[tail..].join("\n")
+        )
     }
 
     fn next_line(&mut self, deadline: Instant, waiting_for: &str) -> String {
