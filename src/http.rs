@@ -514,12 +514,17 @@ pub fn add_header(reply: &mut Reply, name: &str, value: &str) {
 /// Writes a reply with tiny_http's framing (status line, Date, Content-Length).
 ///
 /// Head and body go out in one write, so a client that reads only once (a WebSocket client
-/// whose upgrade was refused) still gets the JSON reason.
+/// whose upgrade was refused) still gets the JSON reason. `close` says the connection ends
+/// after this reply, with `Connection: close` (RFC 9112 §9.6): a proxy that keeps upstream
+/// connections alive must not send its next request down one that is closing, or that request
+/// (a POST is not retried) fails with 502. tiny_http drops a `Connection` header given to it,
+/// so the line is put into the rendered head here.
 pub fn write_reply(
     stream: &mut impl Write,
     reply: Reply,
     minor_version: u8,
     head_only: bool,
+    close: bool,
 ) -> std::io::Result<()> {
     let mut reply = reply;
     add_header(
@@ -532,6 +537,12 @@ pub fn write_reply(
     let version = HTTPVersion(1, minor_version.min(1));
     let mut bytes = Vec::with_capacity(512);
     reply.raw_print(&mut bytes, version, &[], head_only, None)?;
+    if close {
+        // After the status line, which raw_print always ends with CRLF.
+        if let Some(end) = bytes.windows(2).position(|w| w == b"\r\n") {
+            bytes.splice(end + 2..end + 2, b"Connection: close\r\n".iter().copied());
+        }
+    }
     stream.write_all(&bytes)?;
     stream.flush()
 }

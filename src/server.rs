@@ -423,8 +423,10 @@ fn serve_connection(server: &Arc<Server>, mut stream: TcpStream, permit: Permit)
             return;
         }
         let reply = http::route(server, &request);
-        if http::write_reply(&mut stream, reply, request.minor_version, request.is_head()).is_err()
-            || !request.keep_alive()
+        let close = !request.keep_alive() || server.shutting_down();
+        let head_only = request.is_head();
+        if http::write_reply(&mut stream, reply, request.minor_version, head_only, close).is_err()
+            || close
         {
             return;
         }
@@ -433,7 +435,7 @@ fn serve_connection(server: &Arc<Server>, mut stream: TcpStream, permit: Permit)
 
 /// Answers a connection with an error, then closes it without losing the answer to a reset.
 fn refuse_connection(mut stream: TcpStream, err: HttpError, minor_version: u8) {
-    if http::write_reply(&mut stream, err.into_reply(), minor_version, false).is_ok() {
+    if http::write_reply(&mut stream, err.into_reply(), minor_version, false, true).is_ok() {
         lingering_close(&mut stream, REFUSAL_LINGER);
     }
 }

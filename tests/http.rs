@@ -141,6 +141,8 @@ fn keep_alive_serves_several_requests_on_one_connection() {
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let len: usize = header(head, "Content-Length").unwrap().parse().unwrap();
             if body.len() >= len {
+                // An answer on a connection that stays open does not say it closes.
+                assert_eq!(header(head, "Connection"), None, "{head}");
                 break;
             }
         }
@@ -155,6 +157,67 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     let mut rest = String::new();
     stream.read_to_string(&mut rest).unwrap();
     assert_eq!(rest.matches("HTTP/1.1 200 OK").count(), 3, "{rest}");
+    // Only the last answer, after which the connection ends, says so.
+    assert_eq!(rest.matches("Connection: close\r\n").count(), 1, "{rest}");
+    let last = rest.rsplit("HTTP/1.1 200 OK").next().unwrap();
+    assert!(last.contains("Connection: close\r\n"), "{rest}");
+}
+
+/// A refused request ends its connection, and every refusal says so with `Connection: close`:
+/// a proxy that pools upstream connections (nginx's `keepalive`) would otherwise send its next
+/// request down one that is closing, and fail it with 502 (tests/tls_proxy.rs runs that through
+/// nginx). tiny_http drops a `Connection` header, so this pins earshot's own line.
+#[test]
+fn every_answer_after_which_the_connection_closes_says_connection_close() {
+    let server = Server::start(&["--source", "tone:"]);
+    let upgrade = |extra: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+        )
+    };
+    let cases = [
+        ("malformed", "THIS IS NOT HTTP\r\n\r\n".to_string(), 400),
+        (
+            "foreign origin",
+            upgrade("Origin: https://evil.example\r\n"),
+            403,
+        ),
+        (
+            "bad upgrade",
+            upgrade("").replace("Version: 13", "Version: 8"),
+            400,
+        ),
+        (
+            "body too large",
+            "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n".to_string(),
+            413,
+        ),
+        ("HTTP/1.0", "GET /healthz HTTP/1.0\r\n\r\n".to_string(), 200),
+    ];
+    for (what, request, expected) in cases {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        // read_to_string ends only because the server closed: the header must have said so.
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, _) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_eq!(status, expected, "{what}: {head}");
+        assert_eq!(header(head, "Connection"), Some("close"), "{what}: {head}");
+        // Once, right after the status line.
+        assert_eq!(head.matches("Connection").count(), 1, "{what}: {head}");
+        assert!(
+            head.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("Connection: close"),
+            "{head}"
+        );
+    }
 }
 
 #[test]
