@@ -1,8 +1,8 @@
 //! wss:// through the reverse-proxy configs shipped in deploy/, run by Debian's real nginx and
 //! HAProxy with a CA and certificate made here by openssl, everything on 127.0.0.1. The audio
 //! that arrives through the proxy must be the very audio a direct ws:// listener gets, whether
-//! the library client or the `earshot listen` binary receives it. And a refusal never leaves a
-//! closing connection in the proxy's pool for the next request.
+//! the library client or the `earshot listen` binary receives it. And the proxy's pool of
+//! connections to earshot never hands a request a connection that earshot is closing.
 
 mod support;
 
@@ -564,4 +564,58 @@ fn a_refused_upgrade_through_haproxy_costs_the_next_post_nothing() {
     let server = start_earshot(&dir);
     let proxy = start_haproxy(&dir.0, &certs, server.addr);
     a_refusal_costs_the_next_request_nothing(&proxy, &server, &certs.ca);
+}
+
+/// Established TCP connections whose local port is `port` (earshot's side of each).
+fn established_on(port: u16) -> usize {
+    let port_hex = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&port_hex) && f[3] == "01"
+        })
+        .count()
+}
+
+/// The shipped config keeps idle connections to earshot for the next request, and lets them go
+/// before earshot's idle timeout (10 s) closes them from its side: a request nginx sends down a
+/// connection as earshot closes it fails, and a POST is not retried. So after a login through
+/// nginx, its connection to earshot must be gone within 8 s, by nginx's hand.
+#[test]
+fn nginx_lets_go_of_an_idle_connection_to_earshot_before_earshot_closes_it() {
+    let dir = TempDir::new("nginx-idle");
+    let certs = make_certs(&dir.0);
+    let server = start_earshot(&dir);
+    let proxy = start_nginx(&dir.0, &certs, server.addr);
+    let body = format!(r#"{{"password":"{PASSWORD}"}}"#);
+    let request = request_bytes(
+        "POST",
+        "/api/login",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    let (status, head, body) = https_request(&proxy, &certs.ca, &request);
+    assert_eq!(status, 200, "{head}\n{body}");
+    let port = server.addr.port();
+    assert_eq!(
+        established_on(port),
+        1,
+        "nginx keeps its connection to earshot for the next request"
+    );
+    let started = Instant::now();
+    while established_on(port) > 0 && started.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        established_on(port),
+        0,
+        "the idle connection to earshot was still open after {:?}",
+        started.elapsed()
+    );
+    // And the next POST, on a new connection, reaches earshot.
+    let (status, head, body) = https_request(&proxy, &certs.ca, &request);
+    assert_eq!(status, 200, "{head}\n{body}");
 }
