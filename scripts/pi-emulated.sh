@@ -24,8 +24,8 @@
 #     binary could not load: it has no dlopen);
 #   thousands_of_broken_requests...: checks RSS, and the process measured is qemu (its
 #     translation cache is hundreds of MB), not earshot;
-#   tests/kernel_alsa.rs (every test with "kernel" in its name) and tests/wall_clock.rs (every
-#     test starting "a_wall_clock_"): they
+#   tests/kernel_alsa.rs and tests/vm_console.rs (every test with "kernel" in its name) and
+#     tests/wall_clock.rs (every test starting "a_wall_clock_"): they
 #     boot an x86 virtual machine with this machine's binary, so they would only repeat what
 #     `make test` ran.
 set -euo pipefail
