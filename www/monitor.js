@@ -34,6 +34,10 @@ const HANDOVER_WHY = { goaway: 'server draining (goaway)', stall: 'after a stall
  * before the sequence numbers are judged to come from a different (restarted) stream. */
 const SEQ_TIME_TOLERANCE_CHUNKS = 3;
 
+/** Chunks whose stamps are remembered, so that a burst repeating them is known for a repeat by
+ * number and stamp together: 5 s of 20 ms chunks, far more than the default 200 ms burst. */
+const RECENT_CHUNKS = 256;
+
 export class ContinuityMonitor {
   constructor() {
     this.rows = [];
@@ -43,6 +47,7 @@ export class ContinuityMonitor {
     this.format = null;
     this.chunkMs = null;
     this.last = null; // { seq, producedUs } of the last chunk accepted
+    this.recent = new Map(); // seq → producedUs of the last RECENT_CHUNKS chunks accepted
     this.firstOfConnection = false;
     this.hasConnection = false;
     this.skipPending = null; // { from, to } announced by `skipped`, for the next chunk
@@ -72,7 +77,10 @@ export class ContinuityMonitor {
    * connection moved here before closing the old one ({ reason, from, overlap }). */
   connected(hello, t, attempt = null, handover = null) {
     const format = `${hello.codec}/${hello.sample_rate}/${hello.channels}/${hello.chunk_frames}`;
-    if (this.format !== null && format !== this.format) this.last = null; // not comparable
+    if (this.format !== null && format !== this.format) {
+      this.last = null; // not comparable
+      this.recent.clear();
+    }
     this.format = format;
     this.chunkMs = chunkDurationMs(hello);
     this.handover = null;
@@ -128,6 +136,13 @@ export class ContinuityMonitor {
   }
 
   firstChunk(seq, producedUs, t) {
+    if (this.last !== null && this.recent.get(seq) === producedUs) {
+      // The very chunk already played (number and stamp): the burst repeats it. Its stamp is
+      // not compared with the last chunk's, which a capture device's clock may have moved away
+      // from the numbers by more than the tolerance (a software device on a busy machine).
+      this.counters.duplicates += 1;
+      return { play: false, discontinuity: false };
+    }
     const continues = this.last !== null && this.sameStream(seq, producedUs);
     let lostChunks = null;
     if (continues) {
@@ -263,6 +278,8 @@ export class ContinuityMonitor {
   accept(seq, producedUs) {
     this.stallEnd = null; // only the chunk that ends a stall sets it, after this
     this.last = { seq, producedUs };
+    this.recent.set(seq, producedUs);
+    if (this.recent.size > RECENT_CHUNKS) this.recent.delete(this.recent.keys().next().value);
     this.counters.chunks += 1;
   }
 
@@ -360,6 +377,7 @@ export class ContinuityMonitor {
     this.firstOfConnection = false;
     this.handover = null;
     this.last = null;
+    this.recent.clear();
   }
 
   openRow({ cause, start, detail = null }) {

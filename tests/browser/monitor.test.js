@@ -339,6 +339,49 @@ test('the same, when the connection the stall opened is spliced in with the chun
   assert.match(row.detail, /; then after a stall, 100 chunks missing at the splice$/);
 });
 
+test('a burst that repeats chunks is known by their stamps even when the capture clock moved away from the numbers', () => {
+  // A capture device's chunks are stamped when they were captured, and a software device on a
+  // busy machine delivers late now and then: from chunk 95 on, each is stamped 80 ms later than
+  // its number says, more than the tolerance for telling a restarted stream.
+  const m = new ContinuityMonitor();
+  const producedUs = (seq) => BigInt((seq * CHUNK_MS + (seq >= 95 ? 80 : 0)) * 1000);
+  m.connected(hello('A', 0), 0);
+  for (let seq = 0; seq <= 100; seq++) m.chunk(BigInt(seq), producedUs(seq), seq * CHUNK_MS + 85);
+  m.stalled(2085, 2240, 155, 150);
+  // The producer is held up; the connection the stall opened gets the same instance's 200 ms
+  // burst, 91..100, already played and stamped as before.
+  m.connected(hello('A', 91), 2290, null, { reason: 'stall', from: 'A', overlap: 0 });
+  for (let seq = 91; seq <= 100; seq++) {
+    assert.equal(m.chunk(BigInt(seq), producedUs(seq), 2295).play, false, `chunk ${seq} again`);
+  }
+  assert.equal(m.rows.length, 1);
+  assert.equal(m.rows[0].ongoing, true, 'the repeats do not end the stall');
+  // The device overran meanwhile: the server numbers the next chunk by the time it lost.
+  const verdict = m.chunk(201n, producedUs(201), 4100);
+  assert.equal(verdict.play, true);
+  assert.equal(m.rows.length, 1, JSON.stringify(m.rows));
+  const [row] = m.rows;
+  assert.equal(row.cause, CAUSE.STALL);
+  assert.equal(row.measuredBy, 'sequence');
+  assert.equal(row.lostMs, 100 * CHUNK_MS);
+  assert.deepEqual([row.seqBefore, row.seqAfter], ['100', '201']);
+  assert.equal(m.counters.duplicates, 10);
+});
+
+test('a chunk with a known number but another stamp is not taken for a repeat', () => {
+  // A restarted server whose numbers run through the same values: its chunks are new audio.
+  const m = new ContinuityMonitor();
+  m.connected(hello('A', 0), 0);
+  feed(m, 0, 100);
+  m.disconnected(2030, 'connection lost (1006)');
+  m.connected(hello('A', 95), 9000);
+  const verdict = m.chunk(95n, BigInt(8900 * 1000), 9005);
+  assert.equal(verdict.play, true);
+  const [row] = m.rows;
+  assert.equal(row.measuredBy, 'clock');
+  assert.equal(m.counters.duplicates, 0);
+});
+
 test('a gap after the stall has played on is a row of its own', () => {
   const m = new ContinuityMonitor();
   m.connected(hello('A', 0), 0);
