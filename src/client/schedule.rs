@@ -11,7 +11,8 @@
 //! sends at once, and the next read is one poll before the group's last chunk is produced, then
 //! every poll. Once is not enough: a server that stalls and then sends what it owes at once
 //! looks like one group, and reading it as one kept every later chunk waiting in the socket for
-//! up to a group. A read that brings chunks before the group's last one is due (fewer than the
+//! up to a group. Nor is twice, unless a group's time apart: what a server owes can come in
+//! two sends of the same size a few ms apart. A read that brings chunks before the group's last one is due (fewer than the
 //! group) or that finds its newest chunk waiting for more than a chunk period shows the group
 //! wrong: the schedule goes back to a chunk at a time and learns again.
 //!
@@ -60,6 +61,22 @@ impl Arrival {
     }
 }
 
+/// Chunks that came together once, perhaps the server's group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Candidate {
+    chunks: u64,
+    read_us: u64,
+}
+
+impl Candidate {
+    /// Whether `chunks` found by a read at `read_us` are this group's next coming: as many, and
+    /// a group's time later at least (less a chunk, for timer jitter). The pieces of a catch-up
+    /// come closer together than that.
+    fn comes_again(self, chunks: u64, read_us: u64, chunk_us: u64) -> bool {
+        chunks == self.chunks && read_us.saturating_sub(self.read_us) >= (chunks - 1) * chunk_us
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ReadSchedule {
     /// When the socket was last read (this machine's clock, µs since the epoch).
@@ -68,8 +85,9 @@ pub struct ReadSchedule {
     empty_reads: u32,
     /// How many chunks the server sends this listener at once, as last seen.
     group: u64,
-    /// A group seen once and not yet again (a catch-up burst looks like one).
-    candidate: Option<u64>,
+    /// A group seen once and not yet again (a catch-up burst looks like one), and the read
+    /// that found it.
+    candidate: Option<Candidate>,
     /// When sends arrive, once learned.
     arrival: Option<Arrival>,
 }
@@ -119,11 +137,17 @@ impl ReadSchedule {
                 // They came in between two reads less than a chunk apart: sent together. The
                 // server's group if the last such arrival was as large, else perhaps a burst.
                 let seen = new_chunks.clamp(1, MAX_GROUP);
-                if seen == 1 || seen == self.group || self.candidate == Some(seen) {
+                let again = self
+                    .candidate
+                    .is_some_and(|c| c.comes_again(seen, read_us, pace.chunk_us));
+                if seen == 1 || seen == self.group || again {
                     self.group = seen;
                     self.candidate = None;
                 } else {
-                    self.candidate = Some(seen);
+                    self.candidate = Some(Candidate {
+                        chunks: seen,
+                        read_us,
+                    });
                 }
             } else {
                 self.candidate = None;
@@ -179,7 +203,7 @@ impl ReadSchedule {
     /// is not read every poll for as long as it stays quiet.
     fn backoff(&self, shift: u32, pace: Pace) -> u32 {
         match self.candidate {
-            Some(group) if u64::from(self.empty_reads) * pace.poll_us <= group * pace.chunk_us => 0,
+            Some(c) if u64::from(self.empty_reads) * pace.poll_us <= c.chunks * pace.chunk_us => 0,
             _ => shift,
         }
     }
@@ -444,6 +468,29 @@ mod tests {
         assert_eq!(schedule.group(), 1);
         assert!(r.longest_wait <= 1_000, "waited {} µs", r.longest_wait);
         assert!(r.reads <= 2 * 174, "{} reads for 174 chunks", r.reads);
+    }
+
+    /// A session sends at most 16 chunks a wake, and a producer catching up hands them over as it
+    /// makes them, so what a server owes after a stall can come in two sends of the same size a
+    /// few ms apart, each found by a read after an empty one: the shape of a group seen twice.
+    /// Taken for a group of 12, the schedule waited 240 ms for the next read, and a CI run of
+    /// `a_server_frozen_during_a_step_shows_as_late_chunks_and_a_missed_target` measured p99
+    /// `lag` 236 ms (regression). A server's groups come a group's time apart; these do not.
+    #[test]
+    fn a_catch_up_in_two_equal_sends_is_not_taken_for_a_group() {
+        let mut schedule = ReadSchedule::new(0);
+        // Chunks 101..=112 are sent 1 ms after chunk 124 is due, 113..=124 15 ms later (the
+        // read that finds the first send comes within the 16 ms the polls have backed off to);
+        // every other chunk 1 ms after it is due.
+        let catch_up = |n: u64| match n {
+            101..=112 => (124 - n) * PACE.chunk_us + 1_000,
+            113..=124 => (124 - n) * PACE.chunk_us + 16_000,
+            _ => 1_000,
+        };
+        let r = read_late_server(&mut schedule, 1, 300, catch_up, 125);
+        assert_eq!(schedule.group(), 1);
+        assert!(r.longest_wait <= 1_000, "waited {} µs", r.longest_wait);
+        assert!(r.reads <= 2 * 175, "{} reads for 175 chunks", r.reads);
     }
 
     /// One group could be a burst: a group is learned from two arrivals of the same size, one
