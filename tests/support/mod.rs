@@ -661,3 +661,17 @@ impl OutageGap {
         assert!(line.ends_with(&cost), "{line}\ndoes not end \"{cost}\"");
     }
 }
+
+/// The value in column `name` of data row `row` (1 = the first after the header) of `csv`.
+pub fn csv_cell(csv: &str, row: usize, name: &str) -> String {
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap_or_default();
+    let column = header
+        .split(',')
+        .position(|c| c == name)
+        .unwrap_or_else(|| panic!("no {name} column in {csv}"));
+    let line = lines
+        .nth(row - 1)
+        .unwrap_or_else(|| panic!("no row {row} in {csv}"));
+    line.split(',').nth(column).unwrap().to_string()
+}
