@@ -126,12 +126,22 @@ test('chunks arrive and the worklet renders at real-time rates over 4 s', async 
   assert.equal(b.underruns, 0);
 });
 
-test('a screenshot of the playing page is saved and is not blank', async () => {
+test('a screenshot of the playing page is saved and is not blank', async (t) => {
   const file = await artifactPath('playing-page.png');
   const png = await page.screenshot({ path: file, fullPage: true });
-  // Decode it in the page itself: count colours and how much of the image the commonest covers.
-  const { colours, commonest } = await page.evaluate(async (b64) => {
-    const bitmap = await createImageBitmap(await (await fetch(`data:image/png;base64,${b64}`)).blob());
+  // Decode it in a blank page of its own (its own renderer process, so the player's main thread,
+  // which feeds its 80 ms buffer, is not held up by it): count colours, and how much of the
+  // image the commonest covers, at a quarter of the size without smoothing (no new colours).
+  const scratch = await browser.newPage();
+  t.after(() => scratch.close());
+  const { colours, commonest } = await scratch.evaluate(async (b64) => {
+    const image = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+    const full = await createImageBitmap(image);
+    const bitmap = await createImageBitmap(image, {
+      resizeWidth: Math.ceil(full.width / 4),
+      resizeHeight: Math.ceil(full.height / 4),
+      resizeQuality: 'pixelated',
+    });
     const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
     const g = canvas.getContext('2d');
     g.drawImage(bitmap, 0, 0);
@@ -148,7 +158,11 @@ test('a screenshot of the playing page is saved and is not blank', async () => {
 });
 
 test('volume at 50% lowers the output by 12 dB, mute silences it, unmute restores it', async () => {
+  // Count from a settled page: the worklet reports its counters every few render quanta, so an
+  // underrun the previous test caused reaches the page's stats shortly after it.
+  await page.waitForTimeout(250);
   const since = Date.now();
+  const { underruns } = await stats(page);
   const level = async () => {
     await page.waitForTimeout(300); // the gain glides over ~10 ms; settle well past it
     const r = await recordFor(sink, 1200);
@@ -171,7 +185,7 @@ test('volume at 50% lowers the output by 12 dB, mute silences it, unmute restore
   // and what held up the audio thread meanwhile.
   const rows = (await interruptions(page)).map((r) => [r.cause, Math.round(r.start - since), Math.round(r.durationMs)]);
   const holds = s.output.recentHolds.map((h) => [Math.round(h.atMs - since), Math.round(h.ms)]);
-  assert.equal(s.underruns, 0, `volume changes never disturb the stream; log ${JSON.stringify(rows)}, audio thread holds ${JSON.stringify(holds)}`);
+  assert.equal(s.underruns - underruns, 0, `volume changes never disturb the stream; log ${JSON.stringify(rows)}, audio thread holds ${JSON.stringify(holds)}`);
 });
 
 test('a main thread held up 300 ms, past the 80 ms buffer, is one logged underrun, not a stall, and play resumes by itself without a click', async (t) => {
