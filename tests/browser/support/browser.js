@@ -66,6 +66,14 @@ export async function launchBrowser({ sink, args = [], device = {} } = {}) {
   };
   context.on('page', watch);
   context.pages().forEach(watch);
+  // Where the machine held up a page's audio thread, Chromium played its own silence: a
+  // recording of the sink leaves those moments out, as it does the sound server's underruns.
+  const stopHolds = sink?.holdsFrom('Chromium', async () => {
+    const each = await Promise.all(
+      context.pages().map((p) => p.evaluate(() => window.earshot?.stats().output?.recentHolds ?? []).catch(() => [])),
+    );
+    return each.flat();
+  });
   return {
     context,
     messages,
@@ -90,6 +98,7 @@ export async function launchBrowser({ sink, args = [], device = {} } = {}) {
     },
     async close() {
       stopPrioritizing();
+      stopHolds?.();
       await context.close().catch(() => {});
       await fs.rm(profile, { recursive: true, force: true });
     },

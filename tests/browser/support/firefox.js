@@ -35,6 +35,14 @@ export async function launchFirefox({ sink }) {
   });
   const stopPrioritizing = keepChildrenPrioritized();
   const messages = []; // { type, text }
+  // As in Chromium (browser.js): where the machine held up a page's audio thread, Firefox played
+  // its own silence, and a recording of the sink leaves those moments out.
+  const stopHolds = sink.holdsFrom('Firefox', async () => {
+    const each = await Promise.all(
+      (await browser.pages()).map((p) => p.evaluate(() => window.earshot?.stats().output?.recentHolds ?? []).catch(() => [])),
+    );
+    return each.flat();
+  });
   return {
     messages,
     async newPage(url) {
@@ -61,6 +69,7 @@ export async function launchFirefox({ sink }) {
     },
     async close() {
       stopPrioritizing();
+      stopHolds();
       // A Firefox that does not quit in time is killed: the test is over either way.
       const quit = browser.close().catch(() => {});
       const late = new Promise((resolve) => setTimeout(() => resolve('late'), 10_000));

@@ -69,10 +69,23 @@ export async function createSink(name) {
   const loaded = (await daemonLog()).findLast((l) => l.text.includes(`Loaded "module-null-sink" (index: #${module};`));
   if (!loaded) throw new Error(`the sound server's log does not show sink ${name} (module ${module}) loading`);
   const clock = { wallMs: (before + after) / 2, logS: loaded.s };
+  const holdSources = new Set();
   return {
     name,
     /** Wall-clock intervals in which the sound server played silence for want of audio. */
     underruns: () => underruns(clock),
+    /** Has every recording of this sink leave out the holds `read()` resolves to (a browser's
+     * pages' `output.recentHolds`, see leaveOutHolds), told apart as `label`; returns a
+     * function that stops it. */
+    holdsFrom(label, read) {
+      const source = { label, read };
+      holdSources.add(source);
+      return () => holdSources.delete(source);
+    },
+    /** The holds of every source, as [{ label, holds }]; a source that fails gives none. */
+    async holds() {
+      return Promise.all([...holdSources].map(async ({ label, read }) => ({ label, holds: await read().catch(() => []) })));
+    },
     async remove() {
       await run('pactl', ['unload-module', module]).catch(() => {});
     },
@@ -105,22 +118,36 @@ export function leaveOutHolds(recording, holds, label = 'the browser') {
     const ms = Math.round((gaps.reduce((sum, g) => sum + g.end - g.start, 0) * 1000) / rate);
     console.log(`# ${label} held up its audio thread ${gaps.length} times; ${ms} ms of the recording left out of the checks`);
   }
-  return { ...recording, outputGaps: [...outputGaps, ...gaps].sort((a, b) => a.start - b.start) };
+  return { ...recording, outputGaps: merged([...outputGaps, ...gaps]) };
+}
+
+/** `gaps` ({ start, end }) in order, those that overlap or touch joined into one: a silence that
+ * two of them cover between them is covered. */
+export function merged(gaps) {
+  const out = [];
+  for (const g of [...gaps].sort((a, b) => a.start - b.start)) {
+    const last = out.at(-1);
+    if (last && g.start <= last.end) last.end = Math.max(last.end, g.end);
+    else out.push({ start: g.start, end: g.end });
+  }
+  return out;
 }
 
 /** Records `sink` for `ms` and returns the recording (see `record`). */
-export async function recordFor(sink, ms) {
-  const recorder = record(sink);
+export async function recordFor(sink, ms, options) {
+  const recorder = record(sink, options);
   await new Promise((resolve) => setTimeout(resolve, ms));
   return recorder.stop();
 }
 
 /**
- * Starts recording `sink`. `stop()` returns { channels: [Float32Array…], rate, startMs }, where
- * startMs is the wall-clock time of the first sample (the arrival of the first data, less what
- * that data holds), good to a few ms since the null sink runs on the system clock.
+ * Starts recording `sink`. `stop()` returns { channels: [Float32Array…], rate, startMs,
+ * outputGaps }, where startMs is the wall-clock time of the first sample (the arrival of the
+ * first data, less what that data holds), good to a few ms since the null sink runs on the
+ * system clock, and outputGaps are where the sound server ran dry and, unless `holds` is false,
+ * where a browser playing to the sink held up its audio thread (see `holdsFrom`).
  */
-export function record(sink) {
+export function record(sink, { holds = true } = {}) {
   const child = spawn('parec', [
     '-d',
     `${sink.name}.monitor`,
@@ -167,7 +194,10 @@ export function record(sink) {
         const kept = long.length ? `; ${long.length} longer than ${MAX_EXCUSED_MS} ms kept in them` : '';
         console.log(`# ${sink.name}: the sound server ran dry ${during.length} times; ${ms} ms of the recording left out of the checks${kept}`);
       }
-      return { channels, rate: SINK_RATE, startMs, outputGaps };
+      let recording = { channels, rate: SINK_RATE, startMs, outputGaps: merged(outputGaps) };
+      if (!holds) return recording;
+      for (const source of await sink.holds()) recording = leaveOutHolds(recording, source.holds, source.label);
+      return recording;
     },
   };
 }

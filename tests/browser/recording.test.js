@@ -1,0 +1,50 @@
+// How a recording's checks leave out what is not the page's doing (support/pulse.js): overlapping
+// gaps are joined, so a silence two of them cover between them counts as covered, and a browser's
+// holds of its audio thread become gaps of their own, up to the longest a busy machine explains.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { leaveOutHolds, merged } from './support/pulse.js';
+import { holesIn, part } from './support/tone.js';
+
+test('overlapping and touching gaps are joined, and gaps apart stay apart, in order', () => {
+  const gaps = [
+    { start: 500, end: 600 },
+    { start: 100, end: 200 },
+    { start: 150, end: 300 },
+    { start: 300, end: 350 },
+  ];
+  assert.deepEqual(merged(gaps), [
+    { start: 100, end: 350 },
+    { start: 500, end: 600 },
+  ]);
+  assert.deepEqual(gaps[1], { start: 100, end: 200 }, 'the gaps given are left as they were');
+});
+
+test('a silent block two overlapping gaps cover between them is not a hole', () => {
+  const rate = 1000;
+  const samples = new Float32Array(1000).map((_, i) => 0.25 * Math.sin((2 * Math.PI * 440 * i) / rate));
+  samples.fill(0, 400, 460); // three silent 20 ms blocks, 400–460
+  const recording = { channels: [samples], rate, startMs: 0, outputGaps: merged([{ start: 380, end: 430 }, { start: 420, end: 480 }]) };
+  assert.deepEqual(holesIn(part(recording)), []);
+  const apart = { ...recording, outputGaps: [{ start: 380, end: 430 }] };
+  assert.ok(holesIn(part(apart)).length > 0, 'one gap alone leaves the rest of the silence in');
+});
+
+test('a hold becomes a gap from before it began to after it ended, and a long one stays in', () => {
+  const rate = 1000;
+  const recording = { channels: [new Float32Array(3000)], rate, startMs: 10_000, outputGaps: [{ start: 0, end: 10 }] };
+  const out = leaveOutHolds(
+    recording,
+    [
+      { atMs: 11_200, ms: 150 }, // held 11 050–11 200
+      { atMs: 12_900, ms: 700 }, // longer than a busy machine explains
+    ],
+    'a test',
+  );
+  assert.deepEqual(out.outputGaps, [
+    { start: 0, end: 10 },
+    { start: 1000, end: 1300 },
+  ]);
+});
