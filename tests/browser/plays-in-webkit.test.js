@@ -153,10 +153,14 @@ test('in WebKit, a web process held up 150 ms is counted as a hold of the audio 
   await saveRecording('held-up-in-webkit.wav', raw);
   const s = await stats();
   assert.ok(s.output.holds > before.output.holds, `holds ${before.output.holds} → ${s.output.holds}`);
-  const hold = s.output.recentHolds.find((h) => Math.abs(h.atMs - h.ms - frozenAt) <= 100);
+  // The freeze's hold is the longest that began near it: WebKit may hold its audio thread on
+  // its own just before (a CI run found a 76 ms one first), and the signal goes out only once
+  // the web process has been found among /proc's, some ms after `frozenAt`.
+  const near = s.output.recentHolds.filter((h) => Math.abs(h.atMs - h.ms - frozenAt) <= 100);
+  const hold = near.reduce((longest, h) => (longest && longest.ms >= h.ms ? longest : h), undefined);
   const seen = JSON.stringify(s.output.recentHolds.map((h) => [h.atMs - h.ms - frozenAt, h.ms]));
   assert.ok(hold, `no hold starting at the freeze; holds (start after the freeze, ms): ${seen}`);
-  assert.ok(hold.ms >= 140 && hold.ms <= 500, `a hold of ${hold.ms} ms for a 150 ms freeze`);
+  assert.ok(hold.ms >= 140 && hold.ms <= 500, `a hold of ${hold.ms} ms for a 150 ms freeze; holds: ${seen}`);
   // WebKit's output ran dry meanwhile: the freeze is heard, so leaving it out is needed...
   const { rate, startMs } = raw;
   const wall = (i) => Math.round(startMs + (i * 1000) / rate - frozenAt);
