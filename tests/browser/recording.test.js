@@ -1,12 +1,13 @@
 // How a recording's checks leave out what is not the page's doing (support/pulse.js): overlapping
-// gaps are joined, so a silence two of them cover between them counts as covered, and a browser's
-// holds of its audio thread become gaps of their own, up to the longest a busy machine explains.
+// gaps are joined, so a silence two of them cover between them counts as covered; a browser's
+// holds of its audio thread become gaps of their own, up to the longest a busy machine explains;
+// and the level is measured outside the gaps.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { leaveOutHolds, merged } from './support/pulse.js';
-import { holesIn, part } from './support/tone.js';
+import { assertTone, holesIn, part } from './support/tone.js';
 
 test('overlapping and touching gaps are joined, and gaps apart stay apart, in order', () => {
   const gaps = [
@@ -47,4 +48,15 @@ test('a hold becomes a gap from before it began to after it ended, and a long on
     { start: 0, end: 10 },
     { start: 1000, end: 1300 },
   ]);
+});
+
+test('the level is the median of the blocks outside the gaps, and a recording mostly left out fails', () => {
+  const rate = 48000;
+  const samples = new Float32Array(2 * rate).map((_, i) => 0.25 * Math.sin((2 * Math.PI * 440 * i) / rate));
+  samples.fill(0, rate / 2, rate / 2 + 1.2 * rate); // 1.2 s of the 2 silent
+  const tone = (gaps) => part({ channels: [samples], rate, startMs: 0, outputGaps: gaps });
+  const { level } = assertTone(tone([{ start: rate / 2, end: rate / 2 + 1.2 * rate }]), 'left out');
+  assert.ok(Math.abs(level - -15.05) < 0.1, `${level} dBFS`);
+  assert.throws(() => assertTone(tone([]), 'kept in'), /kept in: level -Infinity dBFS/);
+  assert.throws(() => assertTone(tone([{ start: 0, end: 1.6 * rate }]), 'mostly left out'), /only 20 of 100 blocks outside output gaps/);
 });
