@@ -5,14 +5,13 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { blockLevels, median } from './support/audio.js';
 import { artifactPath, saveRecording } from './support/artifacts.js';
 import { assertBufferHeld, interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
 import { assertLongTaskRecovered, longTaskWhilePlaying } from './support/long-task.js';
 import { createSink, record, recordFor } from './support/pulse.js';
 import { assertStopStops } from './support/restart.js';
 import { startServer } from './support/server.js';
-import { TONE_RMS_DB, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
+import { TONE_RMS_DB, assertNoClick, assertTone, holesIn, levelOf, part } from './support/tone.js';
 
 let server;
 let sink;
@@ -165,8 +164,7 @@ test('volume at 50% lowers the output by 12 dB, mute silences it, unmute restore
   const { underruns } = await stats(page);
   const level = async () => {
     await page.waitForTimeout(300); // the gain glides over ~10 ms; settle well past it
-    const r = await recordFor(sink, 1200);
-    return median(blockLevels(r.channels[0], r.rate));
+    return levelOf(part(await recordFor(sink, 1200))).level;
   };
   await page.getByRole('slider', { name: 'Volume' }).fill('50');
   const half = await level();

@@ -26,13 +26,12 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { blockLevels, median } from './support/audio.js';
 import { saveRecording } from './support/artifacts.js';
 import { assertLongTaskRecovered, longTaskWhilePlaying, watchMainThread } from './support/long-task.js';
 import { createSink, leaveOutHolds, record, recordFor } from './support/pulse.js';
 import { assertRestartRow, assertStopStops, killAndRestart } from './support/restart.js';
 import { startServer } from './support/server.js';
-import { BLOCK_MS, TONE_RMS_DB, assertNoClick, assertTone, holesIn, part } from './support/tone.js';
+import { BLOCK_MS, TONE_RMS_DB, assertNoClick, assertTone, holesIn, levelOf, part } from './support/tone.js';
 import { launchWebKit } from './support/webkit.js';
 
 let sink;
@@ -190,8 +189,7 @@ test('in WebKit, a main thread held up 300 ms is one logged underrun, not a stal
 test('in WebKit, volume at 50% lowers the output by 12 dB, mute silences it, unmute restores it', async () => {
   const level = async () => {
     await sleep(300); // the gain glides over ~10 ms; settle well past it
-    const r = await recordFor(sink, 1200);
-    return median(blockLevels(r.channels[0], r.rate));
+    return levelOf(part(await recordFor(sink, 1200))).level;
   };
   // WebDriver cannot drag a range input; the page reads the slider on its input event.
   const setVolume = (value) =>

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 
 import { saveRecording } from './support/artifacts.js';
 import { launchBrowser, stats, waitForState } from './support/browser.js';
-import { createSink, record } from './support/pulse.js';
+import { createSink, recordFor } from './support/pulse.js';
 import { startServer } from './support/server.js';
 import { assertTone, part } from './support/tone.js';
 
@@ -42,9 +42,7 @@ test('a mono stream at another rate plays at its own pitch on both speakers, wit
   assert.equal(s.format.channels, 1);
   assert.notEqual(s.format.sampleRate, s.output.sampleRate, 'the worklet has to resample');
   await page.waitForTimeout(500);
-  const recorder = record(sink);
-  await page.waitForTimeout(4000);
-  const recording = await recorder.stop();
+  const recording = await recordFor(sink, 4000);
   await saveRecording('plays-mono-resampled.wav', recording);
   const after = await stats(page);
   t.diagnostic(`worklet: ${after.underruns} underruns, ${after.silentMs.toFixed(0)} ms silence, ${after.trimmedMs.toFixed(0)} ms trimmed`);

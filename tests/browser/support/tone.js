@@ -44,21 +44,27 @@ export function holesIn({ samples, rate, gaps }) {
   return silentRuns(blockLevels(samples, rate, BLOCK_MS), SILENT_DB).filter((run) => !excused(run));
 }
 
+/** The median level (dBFS) of a part's 20 ms blocks outside its output gaps, and how many blocks
+ * that was `of` how many. */
+export function levelOf({ samples, rate, gaps = [] }) {
+  const size = Math.round((rate * BLOCK_MS) / 1000);
+  const all = blockLevels(samples, rate, BLOCK_MS);
+  const levels = all.filter((_, b) => !gaps.some((g) => g.start < (b + 1) * size && b * size < g.end));
+  return { level: median(levels), blocks: levels.length, of: all.length };
+}
+
 /** The tone at its pitch (±1%; `hz` for `tone:?freq=HZ`) and level (±1.5 dB, the median of
  * the 20 ms blocks outside output gaps, which must be at least a quarter of them); with
  * `holes: false`, no silent block either (outside output gaps). */
 export function assertTone(tone, what, { holes = true, hz = TONE_HZ } = {}) {
-  const { samples, rate, gaps = [] } = tone;
+  const { samples, rate } = tone;
   const freq = dominantFrequency(samples, rate);
   assert.ok(Math.abs(freq - hz) <= hz * 0.01, `${what}: dominant ${freq.toFixed(1)} Hz`);
-  const size = Math.round((rate * BLOCK_MS) / 1000);
-  const all = blockLevels(samples, rate, BLOCK_MS);
-  const levels = all.filter((_, b) => !gaps.some((g) => g.start < (b + 1) * size && b * size < g.end));
-  assert.ok(levels.length >= all.length / 4, `${what}: only ${levels.length} of ${all.length} blocks outside output gaps${gapsNote(tone)}`);
-  const level = median(levels);
+  const { level, blocks, of } = levelOf(tone);
+  assert.ok(blocks > 0 && blocks >= of / 4, `${what}: only ${blocks} of ${of} blocks outside output gaps${gapsNote(tone)}`);
   assert.ok(Math.abs(level - TONE_RMS_DB) <= 1.5, `${what}: level ${level.toFixed(1)} dBFS${gapsNote(tone)}`);
   if (!holes) assert.deepEqual(holesIn(tone), [], `${what}: silent ${BLOCK_MS} ms blocks${gapsNote(tone)}`);
-  return { freq, level, blocks: levels.length };
+  return { freq, level, blocks };
 }
 
 /** No jump past the tone's steepest, outside output gaps. A failure says when: ms after `since`,
