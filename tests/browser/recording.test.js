@@ -48,6 +48,7 @@ test('a hold becomes a gap from before it began to after it ended, and a long on
     { start: 0, end: 10 },
     { start: 1000, end: 1300 },
   ]);
+  assert.deepEqual(out.heldOut, [{ atMs: 11_200, ms: 150 }], 'the holds it left out, for a test to tell');
 });
 
 test('the level is the median of the blocks outside the gaps, and a recording mostly left out fails', () => {

@@ -110,15 +110,20 @@ export function leaveOutHolds(recording, holds, label = 'the browser') {
   const { rate, startMs, outputGaps, channels } = recording;
   const frames = channels[0].length;
   const toIndex = (ms) => Math.round(((ms - startMs) * rate) / 1000);
-  const gaps = holds
+  const left = holds
     .filter((h) => h.ms <= MAX_EXCUSED_MS)
-    .map((h) => ({ start: Math.max(0, toIndex(h.atMs - h.ms - HOLD_BEFORE_MS)), end: Math.min(frames, toIndex(h.atMs + HOLD_AFTER_MS)) }))
+    .map((h) => ({ hold: h, start: Math.max(0, toIndex(h.atMs - h.ms - HOLD_BEFORE_MS)), end: Math.min(frames, toIndex(h.atMs + HOLD_AFTER_MS)) }))
     .filter(({ start, end }) => start < end);
-  if (gaps.length > 0) {
-    const ms = Math.round((gaps.reduce((sum, g) => sum + g.end - g.start, 0) * 1000) / rate);
-    console.log(`# ${label} held up its audio thread ${gaps.length} times; ${ms} ms of the recording left out of the checks`);
+  if (left.length > 0) {
+    const ms = Math.round((left.reduce((sum, g) => sum + g.end - g.start, 0) * 1000) / rate);
+    console.log(`# ${label} held up its audio thread ${left.length} times; ${ms} ms of the recording left out of the checks`);
   }
-  return { ...recording, outputGaps: merged([...outputGaps, ...gaps]) };
+  // `heldOut`: the holds left out, so a test can tell them from the sound server's gaps.
+  return {
+    ...recording,
+    outputGaps: merged([...outputGaps, ...left]),
+    heldOut: [...(recording.heldOut ?? []), ...left.map((g) => g.hold)],
+  };
 }
 
 /** `gaps` ({ start, end }) in order, those that overlap or touch joined into one: a silence that
