@@ -197,6 +197,7 @@ test('a browser too busy to feed the sound card shows its own glitches, apart fr
   assert.equal(typeof before.glitches, 'number', 'Chromium reports playbackStats');
   const recorder = record(sink);
   await page.waitForTimeout(300);
+  const frozenAt = Date.now();
   await browser.freeze('renderer', 150);
   await page.waitForTimeout(1500);
   const recording = await recorder.stop();
@@ -205,11 +206,13 @@ test('a browser too busy to feed the sound card shows its own glitches, apart fr
   assert.ok(s.output.glitchMs > before.glitchMs, `browser glitch time ${before.glitchMs} → ${s.output.glitchMs} ms`);
   // The page's own count of the same: its audio thread, in the renderer, was held up too.
   assert.ok(s.output.holds > before.holds, `audio thread holds ${before.holds} → ${s.output.holds}`);
-  const holds = s.output.recentHolds.map((h) => h.ms);
-  assert.ok(holds.some((ms) => ms >= 140 && ms <= 500), `holds of ${holds.join(', ')} ms for a 150 ms freeze`);
+  // The freeze's hold: the longest that began near it (the list keeps earlier tests' holds too).
+  const seen = JSON.stringify(s.output.recentHolds.map((h) => [Math.round(h.atMs - h.ms - frozenAt), Math.round(h.ms)]));
+  const near = s.output.recentHolds.filter((h) => Math.abs(h.atMs - h.ms - frozenAt) <= 100);
+  const hold = near.reduce((longest, h) => (longest && longest.ms >= h.ms ? longest : h), undefined);
+  assert.ok(hold && hold.ms >= 140 && hold.ms <= 500, `no hold of 140–500 ms began at the 150 ms freeze; holds (start after it, ms): ${seen}`);
   // A recording of the sink leaves the hold out of its checks (the sound server need not run
   // dry: the audio service goes on feeding it the browser's silence), and the rest passes them.
-  const hold = s.output.recentHolds.find((h) => h.ms >= 140 && h.ms <= 500);
   assert.ok(
     (recording.heldOut ?? []).some((h) => h.atMs === hold.atMs),
     `the recording left out the holds ${JSON.stringify(recording.heldOut)}, not the freeze's ${JSON.stringify(hold)}`,
