@@ -39,19 +39,29 @@ function fft(re, im) {
  * The strongest frequency in `samples` (floats), in Hz: Hann window, FFT zero-padded to at least
  * 2^17 points, then a Gaussian fit through the peak bin and its neighbours (exact for a Hann
  * window to far better than 0.1 Hz).
+ *
+ * With `spans` ([{ start, end }] sample indices), each span is windowed and transformed on its
+ * own and their power spectra are summed: a tone broken by dropouts is measured by its unbroken
+ * stretches, where the phase jumps at each break would otherwise pull the peak off by several Hz.
  */
-export function dominantFrequency(samples, rate) {
+export function dominantFrequency(samples, rate, spans = [{ start: 0, end: samples.length }]) {
   let n = 1 << 17;
   while (n < samples.length) n <<= 1;
+  const power = new Float64Array(n / 2 + 1);
   const re = new Float64Array(n);
   const im = new Float64Array(n);
-  const len = samples.length;
-  for (let i = 0; i < len; i++) re[i] = samples[i] * (0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (len - 1)));
-  fft(re, im);
-  const mag = (k) => Math.hypot(re[k], im[k]);
+  for (const { start, end } of spans) {
+    re.fill(0);
+    im.fill(0);
+    const len = end - start;
+    for (let i = 0; i < len; i++) re[i] = samples[start + i] * (0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (len - 1)));
+    fft(re, im);
+    for (let k = 0; k <= n / 2; k++) power[k] += re[k] * re[k] + im[k] * im[k];
+  }
   let best = 1;
-  for (let k = 2; k < n / 2; k++) if (mag(k) > mag(best)) best = k;
-  const [a, b, c] = [mag(best - 1), mag(best), mag(best + 1)].map((m) => Math.log(Math.max(m, 1e-12)));
+  for (let k = 2; k < n / 2; k++) if (power[k] > power[best]) best = k;
+  // The log of a magnitude is half the log of a power: the fit's vertex is the same.
+  const [a, b, c] = [power[best - 1], power[best], power[best + 1]].map((p) => Math.log(Math.max(p, 1e-24)));
   const offset = (a - c) / (2 * (a - 2 * b + c));
   return ((best + offset) * rate) / n;
 }

@@ -53,13 +53,31 @@ export function levelOf({ samples, rate, gaps = [] }) {
   return { level: median(levels), blocks: levels.length, of: all.length };
 }
 
-/** The tone at its pitch (±1%; `hz` for `tone:?freq=HZ`) and level (±1.5 dB, the median of
- * the 20 ms blocks outside output gaps, which must be at least a quarter of them); with
- * `holes: false`, no silent block either (outside output gaps). */
+/** The stretches of a part outside its output gaps (sample indices) at least `minMs` long. */
+export function spansOf({ samples, rate, gaps = [] }, minMs = 10) {
+  const spans = [];
+  let from = 0;
+  for (const gap of [...gaps].sort((a, b) => a.start - b.start)) {
+    if (gap.start > from) spans.push({ start: from, end: gap.start });
+    from = Math.max(from, gap.end);
+  }
+  if (samples.length > from) spans.push({ start: from, end: samples.length });
+  return spans.filter((s) => s.end - s.start >= (rate * minMs) / 1000);
+}
+
+/** The tone's pitch (Hz), from the stretches outside output gaps: each gap is a jump in the
+ * tone's phase, and a few dozen of them pull a single spectrum's peak off by several Hz. */
+export function pitchOf(tone) {
+  const spans = spansOf(tone);
+  return spans.length > 0 ? dominantFrequency(tone.samples, tone.rate, spans) : NaN;
+}
+
+/** The tone at its pitch (±1%, measured outside output gaps; `hz` for `tone:?freq=HZ`) and
+ * level (±1.5 dB, the median of the 20 ms blocks outside output gaps, which must be at least a
+ * quarter of them); with `holes: false`, no silent block either (outside output gaps). */
 export function assertTone(tone, what, { holes = true, hz = TONE_HZ } = {}) {
-  const { samples, rate } = tone;
-  const freq = dominantFrequency(samples, rate);
-  assert.ok(Math.abs(freq - hz) <= hz * 0.01, `${what}: dominant ${freq.toFixed(1)} Hz`);
+  const freq = pitchOf(tone);
+  assert.ok(Math.abs(freq - hz) <= hz * 0.01, `${what}: dominant ${freq.toFixed(1)} Hz${gapsNote(tone)}`);
   const { level, blocks, of } = levelOf(tone);
   assert.ok(blocks > 0 && blocks >= of / 4, `${what}: only ${blocks} of ${of} blocks outside output gaps${gapsNote(tone)}`);
   assert.ok(Math.abs(level - TONE_RMS_DB) <= 1.5, `${what}: level ${level.toFixed(1)} dBFS${gapsNote(tone)}`);
@@ -70,15 +88,11 @@ export function assertTone(tone, what, { holes = true, hz = TONE_HZ } = {}) {
 /** No jump past the tone's steepest, outside output gaps. A failure says when: ms after `since`,
  * which was `sinceMs` before the first sample (by default, the first sample itself). */
 export function assertNoClick(tone, what, { since = 'the start', sinceMs = 0 } = {}) {
-  const { samples, rate, gaps } = tone;
+  const { samples, rate } = tone;
   let worst = { step: 0, index: 0 };
-  let from = 0;
-  for (const gap of [...gaps, { start: samples.length, end: samples.length }]) {
-    if (gap.start > from) {
-      const found = steepest(samples, from, gap.start);
-      if (found.step > worst.step) worst = found;
-    }
-    from = Math.max(from, gap.end);
+  for (const { start, end } of spansOf(tone, 0)) {
+    const found = steepest(samples, start, end);
+    if (found.step > worst.step) worst = found;
   }
   if (worst.step <= clickBound(rate)) return;
   const atMs = Math.round((worst.index * 1000) / rate + sinceMs);
