@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { artifactPath, saveRecording } from './support/artifacts.js';
 import { assertBufferHeld, interruptions, launchBrowser, stats, statusText, waitForState } from './support/browser.js';
 import { assertLongTaskRecovered, longTaskWhilePlaying } from './support/long-task.js';
-import { createSink, record, recordFor } from './support/pulse.js';
+import { createSink, freezeHold, record, recordFor } from './support/pulse.js';
 import { assertStopStops } from './support/restart.js';
 import { startServer } from './support/server.js';
 import { TONE_RMS_DB, assertNoClick, assertTone, holesIn, levelOf, part } from './support/tone.js';
@@ -206,10 +206,7 @@ test('a browser too busy to feed the sound card shows its own glitches, apart fr
   assert.ok(s.output.glitchMs > before.glitchMs, `browser glitch time ${before.glitchMs} → ${s.output.glitchMs} ms`);
   // The page's own count of the same: its audio thread, in the renderer, was held up too.
   assert.ok(s.output.holds > before.holds, `audio thread holds ${before.holds} → ${s.output.holds}`);
-  // The freeze's hold: the longest that began near it (the list keeps earlier tests' holds too).
-  const seen = JSON.stringify(s.output.recentHolds.map((h) => [Math.round(h.atMs - h.ms - frozenAt), Math.round(h.ms)]));
-  const near = s.output.recentHolds.filter((h) => Math.abs(h.atMs - h.ms - frozenAt) <= 100);
-  const hold = near.reduce((longest, h) => (longest && longest.ms >= h.ms ? longest : h), undefined);
+  const { hold, seen } = freezeHold(s.output.recentHolds, frozenAt);
   assert.ok(hold && hold.ms >= 140 && hold.ms <= 500, `no hold of 140–500 ms began at the 150 ms freeze; holds (start after it, ms): ${seen}`);
   // A recording of the sink leaves the hold out of its checks (the sound server need not run
   // dry: the audio service goes on feeding it the browser's silence), and the rest passes them.

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 import { freezeChildren, keepChildrenPrioritized } from './priority.js';
+import { holdsOfPages } from './pulse.js';
 
 /** How long the Stop tests hold the button down before releasing it. A person's press lasts
  * about 100 ms, long enough to straddle one of the page's renders (four a second) now and then;
@@ -68,12 +69,7 @@ export async function launchBrowser({ sink, args = [], device = {} } = {}) {
   context.pages().forEach(watch);
   // Where the machine held up a page's audio thread, Chromium played its own silence: a
   // recording of the sink leaves those moments out, as it does the sound server's underruns.
-  const stopHolds = sink?.holdsFrom('Chromium', async () => {
-    const each = await Promise.all(
-      context.pages().map((p) => p.evaluate(() => window.earshot?.stats().output?.recentHolds ?? []).catch(() => [])),
-    );
-    return each.flat();
-  });
+  const stopHolds = sink?.holdsFrom('Chromium', () => holdsOfPages(context.pages()));
   return {
     context,
     messages,

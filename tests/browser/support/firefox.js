@@ -10,6 +10,7 @@ import puppeteer from 'puppeteer-core';
 
 import { consoleProblems } from './browser.js';
 import { keepChildrenPrioritized } from './priority.js';
+import { holdsOfPages } from './pulse.js';
 
 export const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
 
@@ -37,12 +38,7 @@ export async function launchFirefox({ sink }) {
   const messages = []; // { type, text }
   // As in Chromium (browser.js): where the machine held up a page's audio thread, Firefox played
   // its own silence, and a recording of the sink leaves those moments out.
-  const stopHolds = sink.holdsFrom('Firefox', async () => {
-    const each = await Promise.all(
-      (await browser.pages()).map((p) => p.evaluate(() => window.earshot?.stats().output?.recentHolds ?? []).catch(() => [])),
-    );
-    return each.flat();
-  });
+  const stopHolds = sink.holdsFrom('Firefox', async () => holdsOfPages(await browser.pages()));
   return {
     messages,
     async newPage(url) {

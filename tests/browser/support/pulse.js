@@ -126,6 +126,28 @@ export function leaveOutHolds(recording, holds, label = 'the browser') {
   };
 }
 
+/** The holds every page in `pages` reports (`output.recentHolds`), as a browser's launcher gives
+ * them to `sink.holdsFrom`; a page without the player, or closed meanwhile, gives none. */
+export async function holdsOfPages(pages) {
+  const each = await Promise.all(pages.map((p) => p.evaluate(() => window.earshot?.stats().output?.recentHolds ?? []).catch(() => [])));
+  return each.flat();
+}
+
+/** How far from a freeze (ms) its hold may begin: the signal goes out only once the process has
+ * been found, some ms after the test noted the time. */
+const FREEZE_HOLD_WITHIN_MS = 100;
+
+/** Of a page's `holds`, the one a freeze at `frozenAt` (ms) caused: the longest that began near
+ * it, as a browser may hold its audio thread on its own just before (a CI run found a 76 ms one
+ * first), and the list keeps earlier holds too. Also `seen`: every hold as [start after the
+ * freeze, length] in ms, for a failure message. */
+export function freezeHold(holds, frozenAt) {
+  const began = (h) => h.atMs - h.ms - frozenAt;
+  const near = holds.filter((h) => Math.abs(began(h)) <= FREEZE_HOLD_WITHIN_MS);
+  const hold = near.reduce((longest, h) => (longest && longest.ms >= h.ms ? longest : h), undefined);
+  return { hold, seen: JSON.stringify(holds.map((h) => [Math.round(began(h)), Math.round(h.ms)])) };
+}
+
 /** `gaps` ({ start, end }) in order, those that overlap or touch joined into one: a silence that
  * two of them cover between them is covered. */
 export function merged(gaps) {
