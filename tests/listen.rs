@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -250,6 +251,103 @@ fn sigint_ends_the_run_cleanly_with_a_finished_wav() {
     assert!(stdout.contains("continuous (exit 0)"), "{stdout}");
     let seconds = hound::WavReader::open(&wav).unwrap().duration() as f64 / 44_100.0;
     assert!((1.0..3.0).contains(&seconds), "{seconds} s recorded");
+}
+
+/// The WAV file's length in seconds.
+fn wav_seconds(path: &std::path::Path) -> f64 {
+    let reader = hound::WavReader::open(path).unwrap();
+    f64::from(reader.duration()) / f64::from(reader.spec().sample_rate)
+}
+
+#[test]
+fn a_stop_while_the_next_chunks_are_late_is_continuous_and_the_file_ends_at_the_last_audio() {
+    let server = Server::start(&["--source", "tone:"]);
+    let dir = TempDir::new("listen-late-stop");
+    let wav = dir.join("late.wav");
+    let mut listener = ListenProcess::start(&[
+        &server.ws_url(),
+        "--json",
+        "--stall-ms",
+        "2000",
+        "--out",
+        wav.to_str().unwrap(),
+    ]);
+    listener.wait_for_stats();
+    // The server holds its next chunks back for 300 ms, well inside the stall threshold, and the
+    // run is stopped meanwhile: they are late, not missing (a CI run's listener, stopped while
+    // its last chunks came 130 ms late, called the stream "recovered" and exited 3).
+    server.signal("STOP");
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-INT", &listener.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = listener.finish();
+    server.signal("CONT");
+    let summary = of_type(&out.lines(), "summary")[0].clone();
+    assert_eq!(summary["outcome"], "continuous", "{}", out.stdout);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert_eq!(summary["totals"]["interruption_lost_ms"], 0.0, "{summary}");
+    // The file holds what came, chunk for chunk (882 frames each), and no silence for the
+    // 300 ms held back.
+    let totals = &summary["totals"];
+    let chunks = totals["chunks"].as_u64().unwrap() - totals["duplicates"].as_u64().unwrap();
+    let frames = hound::WavReader::open(&wav).unwrap().duration();
+    assert!(chunks >= 50, "a second and more came: {summary}");
+    assert_eq!(u64::from(frames), chunks * 882, "{summary}");
+}
+
+#[test]
+fn a_stop_while_the_source_is_down_counts_the_audio_since_as_missing() {
+    let (server, mut stdin) = Server::start_piped(
+        &[
+            "--source",
+            "pipe:",
+            "--rate",
+            "48000",
+            "--channels",
+            "2",
+            "--on-pipe-end",
+            "wait",
+        ],
+        &[],
+    );
+    let dir = TempDir::new("listen-down-stop");
+    let wav = dir.join("down.wav");
+    let mut listener =
+        ListenProcess::start(&[&server.ws_url(), "--json", "--out", wav.to_str().unwrap()]);
+    // A second of a quiet square wave, then the writer goes: the source is down, the server
+    // says so, and the connection stays open on its pings.
+    let second: Vec<u8> = (0..48_000 * 2)
+        .flat_map(|i: i32| (if (i / 100) % 2 == 0 { 1000i16 } else { -1000 }).to_le_bytes())
+        .collect();
+    stdin.write_all(&second).unwrap();
+    drop(stdin);
+    listener.wait_for_stats();
+    std::thread::sleep(Duration::from_millis(2000));
+    let status = Command::new("kill")
+        .args(["-INT", &listener.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = listener.finish();
+    let lines = out.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "source" && l["state"] == "down"),
+        "the listener heard the source go down: {}",
+        out.stdout
+    );
+    let summary = of_type(&lines, "summary")[0].clone();
+    assert_eq!(summary["outcome"], "recovered", "{}", out.stdout);
+    assert_eq!(out.code, Some(3), "{}", out.stdout);
+    // About a second of the run had no audio; the file is padded with it up to the stop.
+    let lost = summary["totals"]["interruption_lost_ms"].as_f64().unwrap();
+    assert!(lost >= 500.0, "{lost} ms counted missing: {summary}");
+    let seconds = wav_seconds(&wav);
+    assert!(seconds >= 1.5, "{seconds} s in the file");
 }
 
 #[test]

@@ -228,6 +228,13 @@ impl Connection {
         }
     }
 
+    /// Whether audio that last came at `last_audio` was still flowing: the source is up and no
+    /// more than the stall threshold has passed. What such a stream has not delivered yet is
+    /// late (in flight, or a server that is slow for a moment), not missing.
+    pub fn audio_flowing(&self, last_audio: Instant) -> bool {
+        !self.source_down && last_audio.elapsed() < self.stall
+    }
+
     /// How long the connection may stay silent. While the source is down no audio is due, so
     /// only the pongs (one a second) show the server is alive.
     fn stall_threshold(&self) -> Duration {

@@ -124,6 +124,10 @@ struct Listener<'a> {
     totals: Totals,
     interruptions: InterruptionLog,
     last_audio_us: Option<u64>,
+    /// When the last chunk arrived, on this machine's clock.
+    last_audio_at: Option<Instant>,
+    /// Stopped (SIGINT, SIGTERM) while audio was still flowing: see `pad_missing_end`.
+    flowing_at_stop: bool,
     last_error: Option<String>,
     rtt_ms: Option<f64>,
     offset_ms: Option<f64>,
@@ -160,6 +164,8 @@ impl<'a> Listener<'a> {
             totals: Totals::default(),
             interruptions: InterruptionLog::default(),
             last_audio_us: None,
+            last_audio_at: None,
+            flowing_at_stop: false,
             last_error: None,
             rtt_ms: None,
             offset_ms: None,
@@ -179,6 +185,7 @@ impl<'a> Listener<'a> {
         loop {
             if stop.load(Ordering::Relaxed) {
                 if let Some(c) = connection.take() {
+                    self.flowing_at_stop = self.last_audio_at.is_some_and(|t| c.audio_flowing(t));
                     c.close();
                 }
                 return Ok(self.end_now(End::Stopped));
@@ -445,6 +452,7 @@ impl<'a> Listener<'a> {
     fn on_audio(&mut self, chunk: &AudioChunk, offset_us: i64) -> Result<()> {
         let now = Instant::now();
         self.first_audio.get_or_insert(now);
+        self.last_audio_at = Some(now);
         self.window_chunks += 1;
         self.window_bytes += chunk.wire_len() as u64;
         self.totals.chunks += 1;
@@ -613,12 +621,17 @@ impl<'a> Listener<'a> {
 
     /// Audio that stopped before the end of the run is missing, not absent: the timeline is
     /// padded with silence up to the wall-clock time since the first audio (never past
-    /// `--duration`), unless the server ended the stream. Returns the ms padded.
+    /// `--duration`). Not when the server ended the stream, nor when the run was stopped while
+    /// audio was still flowing: what had not come yet was in flight (the latency of the last
+    /// chunks is above the first's on a busy machine), and the file ends at the last audio that
+    /// came. Returns the ms padded.
     fn pad_missing_end(&mut self, end: &End) -> Result<f64> {
         let (Some(first), Some((format, _))) = (self.first_audio, self.shape) else {
             return Ok(0.0);
         };
-        if matches!(end, End::StreamEnded | End::Done) {
+        if matches!(end, End::StreamEnded | End::Done)
+            || (matches!(end, End::Stopped) && self.flowing_at_stop)
+        {
             return Ok(0.0);
         }
         let rate = f64::from(format.sample_rate);
