@@ -4,7 +4,6 @@
 mod support;
 
 use std::io::Write;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::listen::ListenProcess;
@@ -240,16 +239,12 @@ fn sigint_ends_the_run_cleanly_with_a_finished_wav() {
     let wav = dir.join("interrupted.wav");
     let listener = ListenProcess::start(&[&server.ws_url(), "--out", wav.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-INT", &listener.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    listener.interrupt();
     let out = listener.finish();
     let stdout = &out.stdout;
     assert_eq!(out.code, Some(0), "{stdout}");
     assert!(stdout.contains("continuous (exit 0)"), "{stdout}");
-    let seconds = hound::WavReader::open(&wav).unwrap().duration() as f64 / 44_100.0;
+    let seconds = wav_seconds(&wav);
     assert!((1.0..3.0).contains(&seconds), "{seconds} s recorded");
 }
 
@@ -278,11 +273,7 @@ fn a_stop_while_the_next_chunks_are_late_is_continuous_and_the_file_ends_at_the_
     // its last chunks came 130 ms late, called the stream "recovered" and exited 3).
     server.signal("STOP");
     std::thread::sleep(Duration::from_millis(300));
-    let status = Command::new("kill")
-        .args(["-INT", &listener.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    listener.interrupt();
     let out = listener.finish();
     server.signal("CONT");
     let summary = of_type(&out.lines(), "summary")[0].clone();
@@ -326,11 +317,7 @@ fn a_stop_while_the_source_is_down_counts_the_audio_since_as_missing() {
     drop(stdin);
     listener.wait_for_stats();
     std::thread::sleep(Duration::from_millis(2000));
-    let status = Command::new("kill")
-        .args(["-INT", &listener.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    listener.interrupt();
     let out = listener.finish();
     let lines = out.lines();
     assert!(

@@ -51,6 +51,15 @@ impl ListenProcess {
         self.child.id()
     }
 
+    /// Sends SIGINT, as Ctrl-C would: the listener ends its run cleanly.
+    pub fn interrupt(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -INT {}", self.pid());
+    }
+
     /// With `--json`: reads lines until the first `stats` line, the listener's first second of
     /// audio (or until its output ends). Panics on a line that is not JSON.
     pub fn wait_for_stats(&mut self) {
