@@ -82,8 +82,9 @@ pub fn run(config: &ListenConfig) -> Result<i32> {
 enum End {
     /// `--duration` of stream received (the normal end with `--duration`).
     Done,
-    /// SIGINT or SIGTERM while connected (the normal end without `--duration`).
-    Stopped,
+    /// SIGINT or SIGTERM while connected (the normal end without `--duration`); `flowing`:
+    /// audio was still coming (see `pad_missing_end`).
+    Stopped { flowing: bool },
     /// `--duration` of wall-clock time passed (plus grace) before that much audio arrived.
     TimeUp,
     /// The server ended the stream on purpose (`bye`, `source ended`).
@@ -126,8 +127,6 @@ struct Listener<'a> {
     last_audio_us: Option<u64>,
     /// When the last chunk arrived, on this machine's clock.
     last_audio_at: Option<Instant>,
-    /// Stopped (SIGINT, SIGTERM) while audio was still flowing: see `pad_missing_end`.
-    flowing_at_stop: bool,
     last_error: Option<String>,
     rtt_ms: Option<f64>,
     offset_ms: Option<f64>,
@@ -165,7 +164,6 @@ impl<'a> Listener<'a> {
             interruptions: InterruptionLog::default(),
             last_audio_us: None,
             last_audio_at: None,
-            flowing_at_stop: false,
             last_error: None,
             rtt_ms: None,
             offset_ms: None,
@@ -184,11 +182,12 @@ impl<'a> Listener<'a> {
         let mut stalled: Option<Connection> = None;
         loop {
             if stop.load(Ordering::Relaxed) {
+                let mut flowing = false;
                 if let Some(c) = connection.take() {
-                    self.flowing_at_stop = self.last_audio_at.is_some_and(|t| c.audio_flowing(t));
+                    flowing = self.last_audio_at.is_some_and(|t| c.audio_flowing(t));
                     c.close();
                 }
-                return Ok(self.end_now(End::Stopped));
+                return Ok(self.end_now(End::Stopped { flowing }));
             }
             if let Some(end) = self.past_a_deadline() {
                 if let Some(c) = connection.take() {
@@ -629,9 +628,10 @@ impl<'a> Listener<'a> {
         let (Some(first), Some((format, _))) = (self.first_audio, self.shape) else {
             return Ok(0.0);
         };
-        if matches!(end, End::StreamEnded | End::Done)
-            || (matches!(end, End::Stopped) && self.flowing_at_stop)
-        {
+        if matches!(
+            end,
+            End::StreamEnded | End::Done | End::Stopped { flowing: true }
+        ) {
             return Ok(0.0);
         }
         let rate = f64::from(format.sample_rate);
@@ -669,7 +669,7 @@ impl<'a> Listener<'a> {
                 eprintln!("earshot: stream lost: {why}");
                 ("lost", EXIT_LOST)
             }
-            End::Done | End::Stopped | End::TimeUp | End::StreamEnded => {
+            End::Done | End::Stopped { .. } | End::TimeUp | End::StreamEnded => {
                 let missing = self.totals.gaps
                     + self.totals.skips
                     + self.interruptions.audible() as u64
