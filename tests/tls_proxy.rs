@@ -118,7 +118,7 @@ fn make_certs(dir: &Path) -> Certs {
 
 /// A running proxy in front of one earshot, with TLS on `port`.
 struct Proxy {
-    _process: ReverseProxy,
+    process: ReverseProxy,
     port: u16,
     /// Where its request log goes.
     log: PathBuf,
@@ -167,7 +167,7 @@ fn start_nginx(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
         ],
     );
     Proxy {
-        _process: ReverseProxy::nginx(dir, port, &site),
+        process: ReverseProxy::nginx(dir, port, &site),
         port,
         log: dir.join("access.log"),
     }
@@ -191,7 +191,7 @@ fn start_haproxy(dir: &Path, certs: &Certs, backend: SocketAddr) -> Proxy {
         ("\n    server earshot3 127.0.0.1:8082", String::new()),
     ]);
     Proxy {
-        _process: ReverseProxy::haproxy(dir, port, &config),
+        process: ReverseProxy::haproxy(dir, port, &config),
         port,
         log: haproxy_log(dir),
     }
@@ -335,16 +335,24 @@ fn wss_streams_intact_through(proxy: &Proxy, server: &Server, ca: &Path) {
 }
 
 fn start_earshot(dir: &TempDir) -> Server {
+    start_earshot_with(dir, &[])
+}
+
+/// [`start_earshot`] with more flags.
+fn start_earshot_with(dir: &TempDir, extra: &[&str]) -> Server {
     let password = dir.join("password");
     std::fs::write(&password, PASSWORD).unwrap();
-    Server::start(&[
+    let password = password.to_str().unwrap();
+    let mut args = vec![
         "--source",
         "tone:",
         "--password-file",
-        password.to_str().unwrap(),
+        password,
         "--trusted-proxy",
         "127.0.0.1",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
 }
 
 #[test]
@@ -610,4 +618,56 @@ fn nginx_lets_go_of_an_idle_connection_to_earshot_before_earshot_closes_it() {
     // And the next POST, on a new connection, reaches earshot.
     let (status, head, body) = https_request(&proxy, &certs.ca, &login_request());
     assert_eq!(status, 200, "{head}\n{body}");
+}
+
+/// HAProxy keeps its connection to earshot after an answer and sends the same client's next
+/// request down it. earshot closes a connection that has been idle for `--idle-timeout-ms`; a
+/// request that meets that close must still be answered, not with 502. HAProxy is held
+/// (SIGSTOP) while earshot closes and the client's next login (a POST, which a proxy cannot
+/// simply send twice) reaches it, so that once let go it finds the request and earshot's FIN
+/// together. In the runs here it always read the FIN first and opened a new connection; the
+/// shipped config's `retry-on conn-failure empty-response` is there for the other order.
+#[test]
+fn haproxy_sends_again_a_request_that_meets_earshots_idle_close() {
+    const IDLE_MS: u64 = 200;
+    const ROUNDS: usize = 20;
+    let dir = TempDir::new("haproxy-idle-close");
+    let certs = make_certs(&dir.0);
+    let idle = IDLE_MS.to_string();
+    let server = start_earshot_with(&dir, &["--idle-timeout-ms", &idle]);
+    let proxy = start_haproxy(&dir.0, &certs, server.addr);
+    let uri = proxy.https_url().parse().unwrap();
+    let mut stream = wsclient::open_stream(&uri, Some(&certs.ca)).expect("TLS to HAProxy");
+    let request = String::from_utf8(login_request())
+        .unwrap()
+        .replace("Connection: close\r\n", "");
+    let pid = proxy.process.pid().to_string();
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    for round in 0..ROUNDS {
+        if round > 0 {
+            signal("-STOP");
+            std::thread::sleep(Duration::from_millis(IDLE_MS + 100));
+            assert_eq!(
+                established_on(server.addr.port()),
+                0,
+                "round {round}: earshot closed its idle connection from HAProxy"
+            );
+            stream.write_all(request.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            signal("-CONT");
+        } else {
+            stream.write_all(request.as_bytes()).unwrap();
+        }
+        let (status, head, body) = read_response(&mut stream);
+        assert_eq!(
+            status,
+            200,
+            "round {round}: the login got\n{head}\n{body}\nHAProxy's log:\n{}\nearshot's log:\n{}",
+            proxy.log(),
+            server.stderr()
+        );
+    }
 }

@@ -422,6 +422,22 @@ pub fn exchange(stream: &mut (impl Read + Write), request: &[u8]) -> (u16, Strin
     (status, head.to_string(), body.to_string())
 }
 
+/// Reads one answer on a connection that may stay open: the head, then as many body bytes as
+/// its `Content-Length` says. Returns (status, head, body); status 0 if the connection ended
+/// (or failed) before a whole answer came.
+pub fn read_response(stream: &mut impl Read) -> (u16, String, String) {
+    let (status, head) = read_head(stream);
+    if !head.ends_with("\r\n\r\n") {
+        return (0, head, String::new());
+    }
+    let length = header(&head, "Content-Length").and_then(|l| l.parse::<usize>().ok());
+    let mut body = vec![0u8; length.unwrap_or(0)];
+    if stream.read_exact(&mut body).is_err() {
+        return (0, head, String::from_utf8_lossy(&body).into_owned());
+    }
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// `GET path` with `Connection: close`; returns (status, head, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     raw_http(

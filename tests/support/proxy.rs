@@ -61,6 +61,11 @@ impl ReverseProxy {
         ReverseProxy(child).wait_listening("haproxy", port, &log)
     }
 
+    /// The proxy's process id (HAProxy runs as one process with `-db`).
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Panics with the proxy's log if it exits first or is not listening within 10 s.
     fn wait_listening(mut self, name: &str, port: u16, log: &Path) -> ReverseProxy {
         let deadline = Instant::now() + Duration::from_secs(10);
