@@ -4,7 +4,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use support::*;
 
 /// Collects seq → samples from one listener for `how_long`.
@@ -50,11 +50,7 @@ fn sequence_numbers_count_chunks_since_the_unix_epoch() {
     let mut ws = connect(server.addr);
     let hello = read_json(&mut ws);
     assert_eq!(hello["align"], "clock");
-    let now_chunks = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-        / 20;
+    let now_chunks = unix_micros_now() / 20_000;
     let seq = next_audio(&mut ws).seq;
     assert!(
         now_chunks.abs_diff(seq) < 50,
@@ -133,13 +129,6 @@ fn freeze_then_audio(server: &Server, ws: &mut Ws, last: &Audio) -> (Vec<Audio>,
         }
         on_the_way.push(a);
     }
-}
-
-fn unix_micros_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
 }
 
 /// Regression: the chunk the producer was sleeping on when the process stopped used to go out

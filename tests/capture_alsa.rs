@@ -362,13 +362,6 @@ impl Drop for PulseMic {
     }
 }
 
-fn unix_micros_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
-
 #[test]
 fn an_unplugged_device_is_reported_down_and_capture_resumes_by_itself() {
     let mic = PulseMic::start("unplug");

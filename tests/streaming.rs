@@ -24,10 +24,7 @@ fn hello_describes_the_source_format() {
     assert_eq!(hello["chunk_frames"], 960);
     assert_eq!(hello["stream"], "main");
     assert_eq!(hello["instance"], "alpha");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now_ms = (unix_micros_now() / 1000) as i64;
     assert!((hello["server_time_ms"].as_i64().unwrap() - now_ms).abs() < 5000);
     let first = next_audio(&mut ws);
     assert_eq!(

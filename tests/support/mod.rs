@@ -438,6 +438,14 @@ pub fn read_response(stream: &mut impl Read) -> (u16, String, String) {
     (status, head, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The wall clock in µs since the Unix epoch, as the stream's `produced_us` stamps count.
+pub fn unix_micros_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
 /// `GET path` with `Connection: close`; returns (status, head, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     raw_http(
