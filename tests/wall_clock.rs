@@ -2,7 +2,8 @@
 //! that starts earshot before the network sets its clock: the chunks' stamps and the pong's
 //! server time move with the clock, so the latency a listener works out (arrival, corrected by
 //! the ping/pong clock offset, less the stamp) stays what it was, and the stream goes on without
-//! a gap; and a server held up past a second after its clock was set back resumes at once. The
+//! a gap; a server held up past a second after its clock was set back resumes at once, and one
+//! whose clock was set forward resumes where the new clock says. The
 //! server runs in the VM of tests/support/vm.rs, whose clock the tests can step without touching
 //! this machine's. The Pi Zero run skips them (every name starts `a_wall_clock_`): its VM is x86.
 
@@ -143,6 +144,57 @@ fn a_wall_clock_stepped_under_a_running_server_moves_its_stamps_and_latency_stay
 /// catching up and continues from where the stream should be.
 const STALL_MS: i64 = 2000;
 
+/// What [`hold_up`] saw: the last chunk before the gap, the first after it, how long after the
+/// hold that one came, and the server's log.
+struct Resumed {
+    last: Audio,
+    next: Audio,
+    after_ms: i64,
+    log: String,
+}
+
+impl Resumed {
+    /// The sequence numbers skipped, as time.
+    fn gap_ms(&self, period_ms: i64) -> i64 {
+        (self.next.seq - self.last.seq - 1) as i64 * period_ms
+    }
+}
+
+/// Stops the server in the VM for [`STALL_MS`] and reads on until the first chunk after a gap
+/// in sequence numbers, which must come within 5 s.
+fn hold_up(vm: &mut Vm, ws: &mut Ws, mut last: Audio) -> Resumed {
+    vm.run(&format!(
+        "kill -STOP $(cat /tmp/serve.pid); sleep {}; kill -CONT $(cat /tmp/serve.pid)",
+        STALL_MS / 1000
+    ));
+    let resumed = host_now_ms();
+    // Chunks released before the hold may come first; the first after a gap is the resumed one.
+    // Keepalive pings come every second while no audio does, so reads time out more often than
+    // that, and the wait is counted here.
+    ws.get_mut()
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let next = loop {
+        assert!(
+            host_now_ms() - resumed < 5000,
+            "no audio within 5 s of the hold; the server's log:\n{}",
+            vm.run("cat /tmp/serve.log")
+        );
+        match next_message(ws) {
+            Incoming::Audio(audio) if audio.seq == last.seq + 1 => last = audio,
+            Incoming::Audio(audio) => break audio,
+            // A read that timed out (the connection itself is checked by the deadline).
+            Incoming::Closed | Incoming::Control(_) => {}
+        }
+    };
+    Resumed {
+        last,
+        next,
+        after_ms: host_now_ms() - resumed,
+        log: vm.run("cat /tmp/serve.log"),
+    }
+}
+
 #[test]
 fn a_wall_clock_set_back_then_a_held_up_server_resumes_at_once_with_a_gap_of_the_hold() {
     let mut vm = Vm::boot("clock-back", Path::new(env!("CARGO_BIN_EXE_earshot")));
@@ -161,38 +213,55 @@ fn a_wall_clock_set_back_then_a_held_up_server_resumes_at_once_with_a_gap_of_the
         .map(|_| next_arrival(&mut ws))
         .last()
         .unwrap();
-    vm.run(&format!(
-        "kill -STOP $(cat /tmp/serve.pid); sleep {}; kill -CONT $(cat /tmp/serve.pid)",
-        STALL_MS / 1000
-    ));
-    let resumed = host_now_ms();
-    // Audio comes back at once, not when the clock reaches where it was before it was set back.
-    // Chunks released before the hold may come first; the first after a gap is the resumed one.
-    // Keepalive pings come every second while no audio does, so reads time out more often than
-    // that, and the wait is counted here.
-    ws.get_mut()
-        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
-        .unwrap();
-    let mut last = last.audio;
-    let next = loop {
-        assert!(
-            host_now_ms() - resumed < 5000,
-            "no audio within 5 s of the hold; the server's log:\n{}",
-            vm.run("cat /tmp/serve.log")
-        );
-        match next_message(&mut ws) {
-            Incoming::Audio(audio) if audio.seq == last.seq + 1 => last = audio,
-            Incoming::Audio(audio) => break audio,
-            // A read that timed out (the connection itself is checked by the deadline).
-            Incoming::Closed | Incoming::Control(_) => {}
-        }
-    };
-    let log = vm.run("cat /tmp/serve.log");
+    // Audio comes back at once (within hold_up's 5 s), not when the clock reaches where it was
+    // before it was set back.
+    let resumed = hold_up(&mut vm, &mut ws, last.audio);
     // What the hold cost is a gap of about its length in sequence numbers, not the hour.
-    let gap_ms = (next.seq - last.seq - 1) as i64 * period_ms;
+    let gap_ms = resumed.gap_ms(period_ms);
     assert!(
         gap_ms <= STALL_MS + 1500,
-        "a gap of {gap_ms} ms for a {STALL_MS} ms hold, audio {} ms after it; the server's log:\n{log}",
-        host_now_ms() - resumed
+        "a gap of {gap_ms} ms for a {STALL_MS} ms hold, audio {} ms after it; the server's log:\n{}",
+        resumed.after_ms,
+        resumed.log
+    );
+}
+
+/// PROTOCOL.md: after a stall, a stream whose wall clock was set forward resumes at the chunk
+/// the new clock says, so the step counts as time the stream skipped, and the resumed chunk is
+/// stamped by the new clock.
+#[test]
+fn a_wall_clock_set_forward_then_a_held_up_server_resumes_where_the_new_clock_says() {
+    let mut vm = Vm::boot("clock-forward", Path::new(env!("CARGO_BIN_EXE_earshot")));
+    let (mut ws, hello) = vm.serve("--source tone:", "serve");
+    let period_ms = hello["chunk_ms"].as_i64().unwrap();
+    for _ in 0..25 {
+        next_audio(&mut ws);
+    }
+    vm.run(&format!(
+        "date -s @$(( $(date +%s) + {} )) > /dev/null",
+        STEP_MS / 1000
+    ));
+    // Up to the stall the numbers go on one per chunk, the step or not.
+    let mut last = next_audio(&mut ws);
+    for _ in 1..AFTER_STEP {
+        let audio = next_audio(&mut ws);
+        assert_eq!(audio.seq, last.seq + 1, "a gap before the stall");
+        last = audio;
+    }
+    let resumed = hold_up(&mut vm, &mut ws, last);
+    // Whole seconds: busybox's date has no %N.
+    let vm_now_ms = vm.run("date +%s").trim().parse::<i64>().unwrap() * 1000;
+    let gap_ms = resumed.gap_ms(period_ms);
+    assert!(
+        (gap_ms - (STEP_MS + STALL_MS)).abs() <= 1500,
+        "a gap of {gap_ms} ms for a {STEP_MS} ms step and a {STALL_MS} ms hold; the server's log:\n{}",
+        resumed.log
+    );
+    let stamped_ms = (resumed.next.produced_us / 1000) as i64;
+    assert!(
+        (stamped_ms - vm_now_ms).abs() < 4000,
+        "the resumed chunk is stamped {} ms from the VM's clock; the server's log:\n{}",
+        stamped_ms - vm_now_ms,
+        resumed.log
     );
 }
