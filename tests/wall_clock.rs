@@ -79,6 +79,27 @@ fn clock_offset_ms(ws: &mut Ws, kept: &mut Vec<Arrival>) -> i64 {
     }
 }
 
+/// Steps the VM's wall clock by `step_ms` (whole seconds), as `date -s` does.
+fn step_clock(vm: &mut Vm, step_ms: i64) {
+    vm.run(&format!(
+        "date -s @$(( $(date +%s) + {} )) > /dev/null",
+        step_ms / 1000
+    ));
+}
+
+/// A VM serving `tone:` to one listener, which has read half a second of it, with the VM's
+/// clock then stepped by `step_ms`. Returns the VM, the listener and the chunk period in ms.
+fn serving_then_stepped(name: &str, step_ms: i64) -> (Vm, Ws, i64) {
+    let mut vm = Vm::boot(name, Path::new(env!("CARGO_BIN_EXE_earshot")));
+    let (mut ws, hello) = vm.serve("--source tone:", "serve");
+    let period_ms = hello["chunk_ms"].as_i64().unwrap();
+    for _ in 0..25 {
+        next_audio(&mut ws);
+    }
+    step_clock(&mut vm, step_ms);
+    (vm, ws, period_ms)
+}
+
 #[test]
 fn a_wall_clock_stepped_under_a_running_server_moves_its_stamps_and_latency_stays_true() {
     let mut vm = Vm::boot("wall-clock", Path::new(env!("CARGO_BIN_EXE_earshot")));
@@ -91,10 +112,7 @@ fn a_wall_clock_stepped_under_a_running_server_moves_its_stamps_and_latency_stay
         let last = read.last().unwrap();
         let (last_seq, last_produced) = (last.audio.seq, last.produced_ms());
         let latency_before = last.latency_ms(offset_before);
-        vm.run(&format!(
-            "date -s @$(( $(date +%s) + {} )) > /dev/null",
-            step_ms / 1000
-        ));
+        step_clock(&mut vm, step_ms);
         for _ in 0..AFTER_STEP {
             read.push(next_arrival(&mut ws));
         }
@@ -197,18 +215,9 @@ fn hold_up(vm: &mut Vm, ws: &mut Ws, mut last: Audio) -> Resumed {
 
 #[test]
 fn a_wall_clock_set_back_then_a_held_up_server_resumes_at_once_with_a_gap_of_the_hold() {
-    let mut vm = Vm::boot("clock-back", Path::new(env!("CARGO_BIN_EXE_earshot")));
-    let (mut ws, hello) = vm.serve("--source tone:", "serve");
-    let period_ms = hello["chunk_ms"].as_i64().unwrap();
-    for _ in 0..25 {
-        next_audio(&mut ws);
-    }
     // The clock set back an hour (a saved time ahead of the network's), then the whole server
     // held up past a second (a swapping Pi).
-    vm.run(&format!(
-        "date -s @$(( $(date +%s) - {} )) > /dev/null",
-        STEP_MS / 1000
-    ));
+    let (mut vm, mut ws, period_ms) = serving_then_stepped("clock-back", -STEP_MS);
     let last = (0..AFTER_STEP)
         .map(|_| next_arrival(&mut ws))
         .last()
@@ -231,16 +240,7 @@ fn a_wall_clock_set_back_then_a_held_up_server_resumes_at_once_with_a_gap_of_the
 /// stamped by the new clock.
 #[test]
 fn a_wall_clock_set_forward_then_a_held_up_server_resumes_where_the_new_clock_says() {
-    let mut vm = Vm::boot("clock-forward", Path::new(env!("CARGO_BIN_EXE_earshot")));
-    let (mut ws, hello) = vm.serve("--source tone:", "serve");
-    let period_ms = hello["chunk_ms"].as_i64().unwrap();
-    for _ in 0..25 {
-        next_audio(&mut ws);
-    }
-    vm.run(&format!(
-        "date -s @$(( $(date +%s) + {} )) > /dev/null",
-        STEP_MS / 1000
-    ));
+    let (mut vm, mut ws, period_ms) = serving_then_stepped("clock-forward", STEP_MS);
     // Up to the stall the numbers go on one per chunk, the step or not.
     let mut last = next_audio(&mut ws);
     for _ in 1..AFTER_STEP {
