@@ -628,7 +628,7 @@ fn nginx_lets_go_of_an_idle_connection_to_earshot_before_earshot_closes_it() {
 /// together. In the runs here it always read the FIN first and opened a new connection; the
 /// shipped config's `retry-on conn-failure empty-response` is there for the other order.
 #[test]
-fn haproxy_sends_again_a_request_that_meets_earshots_idle_close() {
+fn a_login_through_haproxy_that_meets_earshots_idle_close_still_gets_through() {
     const IDLE_MS: u64 = 200;
     const ROUNDS: usize = 20;
     let dir = TempDir::new("haproxy-idle-close");
