@@ -641,14 +641,9 @@ fn a_login_through_haproxy_that_meets_earshots_idle_close_still_gets_through() {
     let request = String::from_utf8(login_request())
         .unwrap()
         .replace("Connection: close\r\n", "");
-    let pid = proxy.process.pid().to_string();
-    let signal = |name: &str| {
-        let status = Command::new("kill").args([name, &pid]).status().unwrap();
-        assert!(status.success(), "kill {name} {pid}");
-    };
     for round in 0..ROUNDS {
         if round > 0 {
-            signal("-STOP");
+            proxy.process.signal("STOP");
             // earshot closes after IDLE_MS; a busy machine may take it longer to get round to it.
             let held = Instant::now();
             while established_on(server.addr.port()) > 0 && held.elapsed() < Duration::from_secs(3)
@@ -663,7 +658,7 @@ fn a_login_through_haproxy_that_meets_earshots_idle_close_still_gets_through() {
             );
             stream.write_all(request.as_bytes()).unwrap();
             std::thread::sleep(Duration::from_millis(20));
-            signal("-CONT");
+            proxy.process.signal("CONT");
         } else {
             stream.write_all(request.as_bytes()).unwrap();
         }

@@ -53,11 +53,7 @@ impl ListenProcess {
 
     /// Sends SIGINT, as Ctrl-C would: the listener ends its run cleanly.
     pub fn interrupt(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-INT", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -INT {}", self.pid());
+        super::send_signal(self.pid(), "INT");
     }
 
     /// With `--json`: reads lines until the first `stats` line, the listener's first second of

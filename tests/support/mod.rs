@@ -216,11 +216,7 @@ impl Server {
 
     /// Sends a signal by name (`TERM`, `INT`, `STOP`, ...).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        send_signal(self.pid(), name);
     }
 
     /// Waits for the process to exit and returns its exit code.
@@ -436,6 +432,16 @@ pub fn read_response(stream: &mut impl Read) -> (u16, String, String) {
         return (0, head, String::from_utf8_lossy(&body).into_owned());
     }
     (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends process `pid` the signal `name` (`TERM`, `INT`, `STOP`, ...) with kill(1); panics if
+/// kill fails.
+pub fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
 
 /// The wall clock in µs since the Unix epoch, as the stream's `produced_us` stamps count.

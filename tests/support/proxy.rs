@@ -61,9 +61,9 @@ impl ReverseProxy {
         ReverseProxy(child).wait_listening("haproxy", port, &log)
     }
 
-    /// The proxy's process id (HAProxy runs as one process with `-db`).
-    pub fn pid(&self) -> u32 {
-        self.0.id()
+    /// Sends the proxy's process a signal by name (HAProxy runs as one process with `-db`).
+    pub fn signal(&self, name: &str) {
+        super::send_signal(self.0.id(), name);
     }
 
     /// Panics with the proxy's log if it exits first or is not listening within 10 s.
