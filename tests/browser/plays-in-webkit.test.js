@@ -55,6 +55,15 @@ after(async () => {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const stats = () => page.evaluate(() => window.earshot.stats());
 
+/** Records the sink for `ms` (pulse.js, recordFor), leaving out where WebKit held up the page's
+ * audio thread; `after` is the page's stats as the (last) recording ended. */
+async function recordPage(ms) {
+  let after;
+  const read = async () => (after = await stats()).output.recentHolds;
+  const recording = await recordFor(sink, ms, { holdsOf: { label: 'WebKit', read } });
+  return { recording, after };
+}
+
 /** The recording's silent blocks beside the underruns the page counted meanwhile, for a
  * diagnostic (see the top of this file for why they are not asserted). */
 function silences(recording, before, after) {
@@ -84,10 +93,8 @@ test('in WebKit, Start plays the tone: 440 Hz at −15 dBFS on both channels, no
   await webkit.waitForState(page, 'playing');
   await sleep(1000); // past the fade-in and the first drift-correction steps
   const before = await stats();
-  const raw = await recordFor(sink, 4000);
-  await saveRecording('plays-in-webkit.wav', raw);
-  const after = await stats();
-  const recording = leaveOutHolds(raw, after.output.recentHolds, 'WebKit');
+  const { recording, after } = await recordPage(4000);
+  await saveRecording('plays-in-webkit.wav', recording);
   assert.ok(recording.channels[0].length >= 3.5 * recording.rate, 'recorded 4 s');
   for (const c of recording.channels.keys()) {
     const what = `WebKit, channel ${c} (player underruns: ${after.underruns})`;
@@ -184,7 +191,7 @@ test('in WebKit, a main thread held up 300 ms is one logged underrun, not a stal
 test('in WebKit, volume at 50% lowers the output by 12 dB, mute silences it, unmute restores it', async () => {
   const level = async () => {
     await sleep(300); // the gain glides over ~10 ms; settle well past it
-    return levelOf(part(await recordFor(sink, 1200))).level;
+    return levelOf(part((await recordPage(1200)).recording)).level;
   };
   // WebDriver cannot drag a range input; the page reads the slider on its input event.
   const setVolume = (value) =>
@@ -287,8 +294,7 @@ test('in WebKit, a wrong password is refused, the right one plays, and Log out a
     await webkit.waitForState(page, 'playing');
     await sleep(500);
     const before = await stats();
-    const recording = await recordFor(sink, 2000);
-    const s = await stats();
+    const { recording, after: s } = await recordPage(2000);
     assert.equal(s.instance, 'L');
     assert.equal(joined(), 1);
     assertTone(part(recording), `WebKit, after login (player underruns: ${s.underruns})`);
