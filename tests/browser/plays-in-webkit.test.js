@@ -19,16 +19,17 @@
 // Clicks are checked, with one exception that the page itself detects. When WebKit holds up the
 // page's audio thread (the whole web process is late), its output plays a silence the page never
 // made and the tone comes back abruptly: a click that is WebKit's, not the page's. The page
-// counts each such hold with its time (worklet.js, HoldWatch), and the click checks leave those
-// stretches out (pulse.js, leaveOutHolds), as they leave out the sound server's underruns for
-// the other browsers. A test below stops the web process to pin that the two line up.
+// counts each such hold with its time (worklet.js, HoldWatch), and every recording of WebKit's
+// sink leaves those stretches out (webkit.js hands the sink the page's holds; pulse.js,
+// leaveOutHolds), as it leaves out the sound server's underruns for the other browsers. A test
+// below stops the web process to pin that the two line up.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { saveRecording } from './support/artifacts.js';
 import { assertLongTaskRecovered, longTaskWhilePlaying, watchMainThread } from './support/long-task.js';
-import { createSink, freezeHold, leaveOutHolds, record, recordFor } from './support/pulse.js';
+import { createSink, freezeHold, record, recordFor } from './support/pulse.js';
 import { assertRestartRow, assertStopStops, killAndRestart } from './support/restart.js';
 import { startServer } from './support/server.js';
 import { BLOCK_MS, TONE_RMS_DB, assertNoClick, assertTone, holesIn, levelOf, part } from './support/tone.js';
@@ -54,15 +55,6 @@ after(async () => {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const stats = () => page.evaluate(() => window.earshot.stats());
-
-/** Records the sink for `ms` (pulse.js, recordFor), leaving out where WebKit held up the page's
- * audio thread; `after` is the page's stats as the (last) recording ended. */
-async function recordPage(ms) {
-  let after;
-  const read = async () => (after = await stats()).output.recentHolds;
-  const recording = await recordFor(sink, ms, { holdsOf: { label: 'WebKit', read } });
-  return { recording, after };
-}
 
 /** The recording's silent blocks beside the underruns the page counted meanwhile, for a
  * diagnostic (see the top of this file for why they are not asserted). */
@@ -93,8 +85,9 @@ test('in WebKit, Start plays the tone: 440 Hz at −15 dBFS on both channels, no
   await webkit.waitForState(page, 'playing');
   await sleep(1000); // past the fade-in and the first drift-correction steps
   const before = await stats();
-  const { recording, after } = await recordPage(4000);
+  const recording = await recordFor(sink, 4000);
   await saveRecording('plays-in-webkit.wav', recording);
+  const after = await stats();
   assert.ok(recording.channels[0].length >= 3.5 * recording.rate, 'recorded 4 s');
   for (const c of recording.channels.keys()) {
     const what = `WebKit, channel ${c} (player underruns: ${after.underruns})`;
@@ -155,24 +148,29 @@ test('in WebKit, a web process held up 150 ms is counted as a hold of the audio 
   const frozenAt = Date.now();
   await webkit.freeze(150);
   await sleep(1500);
-  const raw = await recorder.stop();
-  await saveRecording('held-up-in-webkit.wav', raw);
+  const recording = await recorder.stop();
+  await saveRecording('held-up-in-webkit.wav', recording);
   const s = await stats();
   assert.ok(s.output.holds > before.output.holds, `holds ${before.output.holds} → ${s.output.holds}`);
   const { hold, seen } = freezeHold(s.output.recentHolds, frozenAt);
   assert.ok(hold, `no hold starting at the freeze; holds (start after the freeze, ms): ${seen}`);
   assert.ok(hold.ms >= 140 && hold.ms <= 500, `a hold of ${hold.ms} ms for a 150 ms freeze; holds: ${seen}`);
-  // WebKit's output ran dry meanwhile: the freeze is heard, so leaving it out is needed...
-  const { rate, startMs } = raw;
+  // The sink's recording left it out (webkit.js hands the sink the page's holds).
+  assert.ok(
+    (recording.heldOut ?? []).some((h) => h.atMs === hold.atMs),
+    `the recording left out the holds ${JSON.stringify(recording.heldOut)}, not the freeze's ${JSON.stringify(hold)}`,
+  );
+  // WebKit's output ran dry meanwhile: the freeze is heard (every silence, nothing left out),
+  // so leaving it out is needed...
+  const { rate, startMs } = recording;
   const wall = (i) => Math.round(startMs + (i * 1000) / rate - frozenAt);
-  const holes = holesIn(part(raw)).map((h) => ({ from: wall(h.start * rate * BLOCK_MS / 1000), to: wall((h.start + h.length) * rate * BLOCK_MS / 1000) }));
+  const holes = holesIn(part({ ...recording, outputGaps: [] })).map((h) => ({ from: wall(h.start * rate * BLOCK_MS / 1000), to: wall((h.start + h.length) * rate * BLOCK_MS / 1000) }));
   t.diagnostic(`hold of ${hold.ms} ms; silences in the recording (ms after the freeze): ${JSON.stringify(holes)}; player underruns ${s.underruns - before.underruns}`);
   const heard = holes.find((h) => h.from >= 0 && h.from <= 300);
   assert.ok(heard, `no silence within 300 ms of the freeze: ${JSON.stringify(holes)}`);
   // ...and what is left out covers where that silence began (WebKit's output cut off there; it
   // may run on as the page's own underrun, faded, when the page's threads were frozen too), and
   // every click around it.
-  const recording = leaveOutHolds(raw, s.output.recentHolds, 'WebKit');
   const covered = recording.outputGaps.some((g) => wall(g.start) <= heard.from && wall(g.end) >= heard.from + BLOCK_MS);
   assert.ok(covered, `the start of the silence ${heard.from}–${heard.to} ms is outside ${JSON.stringify(recording.outputGaps.map((g) => [wall(g.start), wall(g.end)]))}`);
   assertNoClick(part(recording), `WebKit, around a held-up web process (player underruns: ${s.underruns})`, { since: 'the freeze', sinceMs: startMs - frozenAt });
@@ -184,14 +182,13 @@ test('in WebKit, a web process held up 150 ms is counted as a hold of the audio 
 test('in WebKit, a main thread held up 300 ms is one logged underrun, not a stall, and play resumes by itself without a click', async (t) => {
   const result = await longTaskWhilePlaying({ page, sink, stats });
   t.diagnostic(assertLongTaskRecovered(result, 'WebKit'));
-  const recording = leaveOutHolds(result.recording, result.after.output.recentHolds, 'WebKit');
-  assertNoClick(part(recording), 'WebKit, across a long task');
+  assertNoClick(part(result.recording), 'WebKit, across a long task');
 });
 
 test('in WebKit, volume at 50% lowers the output by 12 dB, mute silences it, unmute restores it', async () => {
   const level = async () => {
     await sleep(300); // the gain glides over ~10 ms; settle well past it
-    return levelOf(part((await recordPage(1200)).recording)).level;
+    return levelOf(part(await recordFor(sink, 1200))).level;
   };
   // WebDriver cannot drag a range input; the page reads the slider on its input event.
   const setVolume = (value) =>
@@ -244,7 +241,7 @@ test('in WebKit, a killed server is logged as socket closed for as long as the p
   assert.equal(row.measuredBy, 'sequence');
   const s = await stats();
   assert.equal(s.reconnects - before.reconnects, 1, 'one reconnect (the stall test before moved once)');
-  const recording = leaveOutHolds(restart.recording, s.output.recentHolds, 'WebKit');
+  const { recording } = restart;
 
   const { rate, startMs } = recording;
   const whole = part(recording);
@@ -294,7 +291,8 @@ test('in WebKit, a wrong password is refused, the right one plays, and Log out a
     await webkit.waitForState(page, 'playing');
     await sleep(500);
     const before = await stats();
-    const { recording, after: s } = await recordPage(2000);
+    const recording = await recordFor(sink, 2000);
+    const s = await stats();
     assert.equal(s.instance, 'L');
     assert.equal(joined(), 1);
     assertTone(part(recording), `WebKit, after login (player underruns: ${s.underruns})`);

@@ -161,17 +161,14 @@ export function merged(gaps) {
 }
 
 /** Records `sink` for `ms` and returns the recording (see `record`). One more than half of which
- * is output gaps says little of the page (the machine was too busy to judge it by), and is made
- * again, up to twice, saying so; the last is returned whatever it holds. `holdsOf` ({ label,
- * read }, as `sink.holdsFrom` takes them) is a page's holds to leave out of each recording
- * besides the sink's own, read once it is made: they count towards the share, as a CI run found a
- * Chromium held up for 86% of a recording in which the sound server's gaps alone were under half. */
-export async function recordFor(sink, ms, { holdsOf, ...options } = {}) {
+ * is output gaps (the sound server's, and unless `holds` is false the browsers' holds) says
+ * little of the page (the machine was too busy to judge it by), and is made again, up to twice,
+ * saying so; the last is returned whatever it holds. */
+export async function recordFor(sink, ms, options) {
   for (let attempt = 1; ; attempt++) {
     const recorder = record(sink, options);
     await new Promise((resolve) => setTimeout(resolve, ms));
-    let recording = await recorder.stop();
-    if (holdsOf) recording = leaveOutHolds(recording, await holdsOf.read(), holdsOf.label);
+    const recording = await recorder.stop();
     const frames = recording.channels[0].length;
     const share = frames ? recording.outputGaps.reduce((sum, g) => sum + g.end - g.start, 0) / frames : 0;
     if (share <= 0.5 || attempt === 3) return recording;

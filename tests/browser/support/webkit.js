@@ -199,6 +199,9 @@ export async function launchWebKit({ sink, autoplay = 'allow' }) {
       await run('POST', '/execute/sync', { script: WATCH_CONSOLE, args: [] });
     },
   };
+  // As in Chromium (browser.js): where the machine held up the page's audio thread, WebKit
+  // played its own silence, and a recording of the sink leaves those moments out.
+  const stopHolds = sink.holdsFrom('WebKit', async () => (await evaluate(() => window.earshot?.stats().output?.recentHolds)) ?? []);
   const problems = async (allowed = []) => consoleProblems(await evaluate(() => window.__earshotConsole ?? []), allowed);
   return {
     version: session.capabilities.browserVersion,
@@ -225,6 +228,7 @@ export async function launchWebKit({ sink, autoplay = 'allow' }) {
       await freezeChildren({ file: 'comm', matches: (comm) => comm.trim() === 'WebKitWebProces', what: 'WebKit web' }, ms);
     },
     async close() {
+      stopHolds();
       stopPrioritizing();
       await Promise.race([run('DELETE', '').catch(() => {}), sleep(10_000)]);
       await kill();
