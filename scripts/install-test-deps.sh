@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: ALSA headers for the `alsa` feature, Chromium, Firefox ESR,
 # PulseAudio and Node.js (20 or newer, with npm: NodeSource's build) for the browser tests,
 # JACK (its dummy backend: a clock without a sound card) for the capture overrun test,
-# HAProxy and nginx for the proxy and failover tests, openssl for the proxy tests'
-# certificates, sox for fixtures. WebKitGTK's WebDriver (it brings the MiniBrowser and
-# GStreamer's PulseAudio sink) and Xvfb for the WebKit test: MiniBrowser has no headless mode.
+# HAProxy and nginx for the proxy and failover tests, Icecast for the bench's HTTP side,
+# openssl for the proxy tests' certificates, sox for fixtures. WebKitGTK's WebDriver (it brings
+# the MiniBrowser and GStreamer's PulseAudio sink) and Xvfb for the WebKit test: MiniBrowser has
+# no headless mode.
 # qemu and a static busybox for the virtual machine of tests/kernel_alsa.rs (ALSA's loopback
 # kernel driver; its kernel is fetched below).
-packages=(libasound2-dev alsa-utils chromium firefox-esr pulseaudio pulseaudio-utils jackd2 nodejs haproxy nginx openssl sox
+packages=(libasound2-dev alsa-utils chromium firefox-esr pulseaudio pulseaudio-utils jackd2 nodejs haproxy nginx icecast2 openssl sox
   webkit2gtk-driver xvfb qemu-system-x86 busybox-static)
 missing=()
 for p in "${packages[@]}"; do

@@ -231,6 +231,110 @@ fn a_password_protected_server_is_measured_with_its_password() {
     assert!(stderr.contains("not an http:// one"), "{stderr}");
 }
 
+/// The HTTP side of `make bench-icecast`, against Debian's real Icecast fed a WAV stream in real
+/// time: every listener attached over plain HTTP, the bytes they got counted against the byte
+/// rate (an HTTP stream has no timestamps, so no on-time share), and Icecast's CPU and memory
+/// read from /proc. The delivered share is bounded only to show the bytes were counted at the
+/// stream's rate, not as a performance figure.
+#[test]
+fn icecast_listeners_are_measured_by_the_bytes_they_receive() {
+    let icecast = icecast::Icecast::start("bench-icecast");
+    let _feed = icecast.feed("/test.wav");
+    let dir = TempDir::new("bench-icecast-out");
+    let (csv, svg) = (dir.join("i.csv"), dir.join("i.svg"));
+    let (code, stdout, stderr) = run_earshot(&[
+        "bench",
+        &icecast.url("/test.wav"),
+        "--clients",
+        "1,5",
+        "--duration",
+        "2",
+        "--settle",
+        "0.5",
+        "--byte-rate",
+        &icecast::BYTE_RATE.to_string(),
+        "--label",
+        "icecast",
+        "--server-pid",
+        &icecast.pid().to_string(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code,
+        0,
+        "stdout:\n{stdout}\nstderr:\n{stderr}\n{}",
+        icecast.log()
+    );
+    assert!(stdout.contains("judged on bytes delivered"), "{stdout}");
+    let rows = table_rows(&stdout);
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(rows[0][..4], ["1", "1", "-", "-"], "{stdout}");
+    assert_eq!(rows[1][..4], ["5", "5", "-", "-"], "{stdout}");
+    assert!(
+        stdout.contains("bytes delivered, of 176400 bytes/s per listener: 1: "),
+        "{stdout}"
+    );
+
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let number = |row: usize, name: &str| csv_cell(&csv, row, name).parse::<f64>().unwrap();
+    for row in [1, 2] {
+        assert_eq!(csv_cell(&csv, row, "label"), "icecast");
+        assert_eq!(csv_cell(&csv, row, "connect_failures"), "0");
+        assert_eq!(
+            csv_cell(&csv, row, "on_time_pct"),
+            "",
+            "no timestamps, no on-time share"
+        );
+        let worst = number(row, "worst_delivered_pct");
+        assert!(
+            (50.0..=150.0).contains(&worst),
+            "row {row}: worst listener got {worst} %\n{csv}"
+        );
+        assert!(
+            number(row, "server_rss_mib") > 0.0,
+            "Icecast's RSS read from /proc"
+        );
+        assert!(
+            number(row, "server_cpu_pct") >= 0.0,
+            "Icecast's CPU read from /proc"
+        );
+    }
+    assert_eq!(csv_cell(&csv, 2, "connected"), "5");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("<svg"), "{svg}");
+    assert_well_formed_xml(&svg);
+}
+
+/// A mount that does not exist, a port with no server and a URL that is not a stream are each
+/// one error before the ladder, with what the server said, and exit code 1: not a table of
+/// listeners that never connected and an exit code that says all went well.
+#[test]
+fn an_http_stream_that_does_not_answer_with_audio_is_an_error_before_the_ladder() {
+    let icecast = icecast::Icecast::start("bench-icecast-missing");
+    let _feed = icecast.feed("/test.wav");
+    let refused = format!("http://127.0.0.1:{}/test.wav", free_port());
+    for (url, said) in [
+        (icecast.url("/missing.wav"), "server answered 404"),
+        (icecast.url("/admin/stats"), "server answered 401"),
+        (refused, "connect: Connection refused"),
+    ] {
+        let (code, stdout, stderr) =
+            run_earshot(&["bench", &url, "--clients", "1", "--duration", "1"]);
+        assert_eq!(code, 1, "{url}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains(&format!("earshot: {url}: {said}")),
+            "{url}: {stderr}"
+        );
+        assert!(
+            !stdout.contains("listeners   conn"),
+            "no table for {url}:\n{stdout}"
+        );
+    }
+}
+
 #[test]
 fn bench_refuses_a_ladder_that_does_not_ascend() {
     let (code, _, stderr) = run_earshot(&["bench", "ws://127.0.0.1:1/ws", "--clients", "20,1"]);

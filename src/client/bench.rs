@@ -7,6 +7,7 @@
 //! `--on-time-ms` of its production; one that never arrives is not. After the window the
 //! generator waits that long again so late chunks still count as late rather than missing.
 
+use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use crate::client::chart;
 use crate::client::config::{BenchConfig, ListenCredentials};
 use crate::client::connection::{ConnectOptions, Connection, Event, Hello};
 use crate::client::endpoint::Scheme;
+use crate::client::handshake;
 use crate::client::loadgen::{LoadConfig, LoadGen, WindowReport};
 use crate::client::procstat::{self, ProcSample, ThreadCpu};
 use crate::client::results::{self, StepResult};
@@ -55,7 +57,7 @@ pub fn run(config: &BenchConfig) -> Result<()> {
         }
     }
     let addr = config.endpoint.resolve()?;
-    let mut stream = probe(config)?;
+    let mut stream = probe(config, addr)?;
     let server_pid = config.server_pid.or_else(|| local_server(addr));
     print_preamble(config, &stream, server_pid);
     stream.idle_cpu_pct = measure_idle(config, server_pid);
@@ -78,6 +80,7 @@ pub fn run(config: &BenchConfig) -> Result<()> {
     })?;
     crate::outln!("{}", results::table_header());
     let mut steps: Vec<StepResult> = Vec::new();
+    let mut nobody_at = None;
     for &target in &config.clients {
         let step = run_step(config, &generator, &stream, server_pid, target);
         crate::outln!("{}", results::table_row(&step));
@@ -85,18 +88,27 @@ pub fn run(config: &BenchConfig) -> Result<()> {
         steps.push(step);
         write_outputs(config, &steps, &stream)?;
         if nobody {
-            eprintln!("earshot: bench: no listener could connect; stopping the ladder");
+            nobody_at = Some(target);
             break;
         }
     }
     generator.shutdown();
-    print_verdict(&steps, stream.hello.is_some());
-    Ok(())
+    print_verdict(&steps, &stream);
+    match nobody_at {
+        // The steps so far are printed and written; a script still learns the ladder failed.
+        Some(target) => Err(Error::source(
+            config.endpoint.url(),
+            format!("no listener could connect at {target} listeners; the ladder stopped there"),
+        )),
+        None => Ok(()),
+    }
 }
 
-/// For a WebSocket stream: the format from `hello`, and the clock offset from a few pings.
-fn probe(config: &BenchConfig) -> Result<StreamInfo> {
+/// For a WebSocket stream: the format from `hello`, and the clock offset from a few pings. For
+/// an HTTP stream, that it answers and sends ([`probe_http`]).
+fn probe(config: &BenchConfig, addr: SocketAddr) -> Result<StreamInfo> {
     if config.endpoint.scheme == Scheme::Http {
+        probe_http(config, addr)?;
         return Ok(StreamInfo {
             hello: None,
             clock_offset_us: 0,
@@ -148,6 +160,37 @@ fn probe(config: &BenchConfig) -> Result<StreamInfo> {
     })
 }
 
+/// One GET, made as every listener makes it, that must be answered 200 and bring audio within
+/// `--connect-timeout-ms`: a wrong mount, port or stream is one clear error before the ladder,
+/// not a table of listeners that never connected.
+fn probe_http(config: &BenchConfig, addr: SocketAddr) -> Result<()> {
+    let url = config.endpoint.url();
+    let timeout = config.connect_timeout;
+    let (mut stream, first) = handshake::open(&config.endpoint, addr, timeout, None)
+        .map_err(|e| Error::source(&url, e))?;
+    if !first.is_empty() {
+        return Ok(());
+    }
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| Error::io(format!("{url}: blocking read"), e))?;
+    let mut buf = [0u8; 4096];
+    match stream.read(&mut buf) {
+        Ok(0) => Err(Error::source(
+            &url,
+            "the server closed the stream before sending any audio",
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            Err(Error::source(
+                &url,
+                format!("no audio within {:.1} s", timeout.as_secs_f64()),
+            ))
+        }
+        Err(e) => Err(Error::source(&url, format!("read: {e}"))),
+    }
+}
+
 /// The server's pid when it runs on this machine.
 fn local_server(addr: SocketAddr) -> Option<u32> {
     if addr.ip().is_loopback() || addr.ip().is_unspecified() {
@@ -171,15 +214,22 @@ fn print_preamble(config: &BenchConfig, stream: &StreamInfo, server_pid: Option<
     let pid = server_pid.map_or("not found (no CPU or RSS figures)".to_string(), |p| {
         p.to_string()
     });
+    // An HTTP stream has no production times: it is judged on the bytes it delivers.
+    let judged = match &stream.hello {
+        Some(_) => format!(
+            "on time = within {} ms of production",
+            config.on_time.as_millis()
+        ),
+        None => "no timestamps: judged on bytes delivered".to_string(),
+    };
     crate::outln!("earshot bench {} ({what})", config.endpoint.url());
     crate::outln!(
         "server pid {pid}; {} generator threads, {} cores; {:.1} s per step after {:.1} s settling; \
-         on time = within {} ms of production",
+         {judged}",
         config.threads,
         procstat::cores(),
         config.duration.as_secs_f64(),
         config.settle.as_secs_f64(),
-        config.on_time.as_millis()
     );
 }
 
@@ -419,9 +469,25 @@ fn write_outputs(config: &BenchConfig, steps: &[StepResult], stream: &StreamInfo
 }
 
 /// Which steps met the targets and which missed them, and why: on a shared machine one step can
-/// miss while a larger one meets them, so every step is judged, not just the first miss.
-fn print_verdict(steps: &[StepResult], timed: bool) {
-    if !timed {
+/// miss while a larger one meets them, so every step is judged, not just the first miss. An
+/// HTTP stream carries no timestamps, so for one the line says what share of the expected bytes
+/// each step delivered instead.
+fn print_verdict(steps: &[StepResult], stream: &StreamInfo) {
+    if stream.hello.is_none() {
+        let shares: Vec<String> = steps
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}: {:.1} % (worst listener {:.1} %)",
+                    s.target, s.delivered_pct, s.worst_delivered_pct
+                )
+            })
+            .collect();
+        crate::outln!(
+            "bytes delivered, of {:.0} bytes/s per listener: {}",
+            stream.byte_rate,
+            shares.join("; ")
+        );
         return;
     }
     let meets = |s: &StepResult| {

@@ -3,24 +3,29 @@
 //! real client checks it (status, `Sec-WebSocket-Accept`), before the socket turns non-blocking.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
-use crate::client::endpoint::Scheme;
-use crate::client::loadgen::LoadConfig;
+use crate::auth::Secret;
+use crate::client::endpoint::{Endpoint, Scheme};
 
 /// Largest HTTP response head accepted from the server.
 const MAX_HEAD: usize = 16 * 1024;
 
 /// Connects, performs the WebSocket (or HTTP) handshake, and makes the socket non-blocking;
-/// returns it with the bytes read past the response head (the start of the stream).
-pub fn open(config: &LoadConfig) -> Result<(TcpStream, Vec<u8>), String> {
-    let stream = TcpStream::connect_timeout(&config.addr, config.connect_timeout)
-        .map_err(|e| format!("connect: {e}"))?;
+/// returns it with the bytes read past the response head (the start of the stream). `token` is
+/// presented as `Authorization: Bearer` to a WebSocket server with a password.
+pub fn open(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    timeout: Duration,
+    token: Option<&Secret>,
+) -> Result<(TcpStream, Vec<u8>), String> {
+    let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
     stream
-        .set_read_timeout(Some(config.connect_timeout))
+        .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let endpoint = &config.endpoint;
     let key = tungstenite::handshake::client::generate_key();
     let request = match endpoint.scheme {
         // wss:// is refused by `bench`'s config: its sockets are plain.
@@ -29,7 +34,7 @@ pub fn open(config: &LoadConfig) -> Result<(TcpStream, Vec<u8>), String> {
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{}\r\n",
             endpoint.path,
             endpoint.host_port(),
-            config.token.as_ref().map_or(String::new(), |t| format!(
+            token.map_or(String::new(), |t| format!(
                 "Authorization: Bearer {}\r\n",
                 t.expose()
             ))

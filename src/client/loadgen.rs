@@ -156,9 +156,15 @@ impl LoadGen {
             for _ in 0..CONNECTORS.min(needed) {
                 scope.spawn(|| {
                     while next.fetch_add(1, Ordering::Relaxed) < needed {
-                        match handshake::open(&self.config) {
+                        let c = &self.config;
+                        match handshake::open(
+                            &c.endpoint,
+                            c.addr,
+                            c.connect_timeout,
+                            c.token.as_ref(),
+                        ) {
                             Ok((stream, leftover)) => {
-                                let websocket = self.config.endpoint.scheme == Scheme::Ws;
+                                let websocket = c.endpoint.scheme == Scheme::Ws;
                                 self.hand_over(Listener::new(stream, leftover, websocket));
                             }
                             Err(e) => {

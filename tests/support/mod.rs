@@ -13,6 +13,7 @@ use tungstenite::Message;
 use tungstenite::protocol::WebSocket;
 
 pub mod cgroup;
+pub mod icecast;
 pub mod listen;
 pub mod proxy;
 pub mod vm;
