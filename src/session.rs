@@ -569,7 +569,7 @@ const AUTO_BATCH_MS: u32 = 60;
 /// is `auto`, one chunk below [`AUTO_BATCH_FROM`] listeners and 60 ms of chunks from there on.
 ///
 /// Each wake-up of a listener's thread costs a context switch and a timer, which on two cores
-/// costs more than copying the audio: waking for every 20 ms chunk takes 1.7 to 2.5 times the
+/// costs more than copying the audio: waking for every 20 ms chunk takes 1.5 to 2.5 times the
 /// CPU per listener of waking every 60 ms (BENCHMARKS.md has the profile and the figures).
 /// Below a few hundred listeners that CPU is cheap and latency is what listeners notice, so
 /// `auto` sends every chunk as it is produced; from there on it sends three 20 ms chunks
