@@ -3,6 +3,9 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
+
 use support::*;
 
 /// A small XML well-formedness check: every tag closed in order, attributes quoted.
@@ -333,6 +336,64 @@ fn an_http_stream_that_does_not_answer_with_audio_is_an_error_before_the_ladder(
             "no table for {url}:\n{stdout}"
         );
     }
+}
+
+/// A stream that goes away after the bench has tried it: the step that no listener joins is
+/// printed and written, the ladder stops there, and the exit code says it failed. The feed is
+/// stopped once the bench has printed its preamble (the probe is done) and Icecast drops the
+/// mount, so the first step's listeners are all answered 404 during the idle measurement's wait.
+#[test]
+fn a_step_that_no_listener_joins_ends_the_ladder_with_exit_code_1() {
+    let icecast = icecast::Icecast::start("bench-icecast-gone");
+    let feed = icecast.feed("/test.wav");
+    let dir = TempDir::new("bench-icecast-gone-out");
+    let csv = dir.join("i.csv");
+    let mut bench = earshot()
+        .args([
+            "bench",
+            &icecast.url("/test.wav"),
+            "--clients",
+            "1,5",
+            "--duration",
+            "2",
+        ])
+        .args(["--server-pid", &icecast.pid().to_string()])
+        .args(["--csv", csv.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(bench.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("server pid") {
+        assert!(
+            stdout.read_line(&mut printed).unwrap() > 0,
+            "bench ended early:\n{printed}"
+        );
+    }
+    drop(feed);
+    stdout.read_to_string(&mut printed).unwrap();
+    let output = bench.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{printed}\n{stderr}");
+    assert!(
+        stderr.contains("1 of 1 listeners could not connect (first: server answered 404"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no listener could connect at 1 listeners; the ladder stopped there"),
+        "{stderr}"
+    );
+    let rows = table_rows(&printed);
+    assert_eq!(rows.len(), 1, "no step after the empty one:\n{printed}");
+    assert_eq!(rows[0][..2], ["1", "0"], "{printed}");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(
+        csv_cell(&csv, 1, "connected"),
+        "0",
+        "the empty step is written:\n{csv}"
+    );
+    assert_eq!(csv_cell(&csv, 1, "connect_failures"), "1");
 }
 
 #[test]
