@@ -183,22 +183,21 @@ impl Drop for Feed {
     }
 }
 
-/// A WAV header with the largest sizes (a stream has no end), then 20 ms of PCM every 20 ms.
+/// A WAV header, then 20 ms of PCM every 20 ms. hound writes the header of an empty file: an
+/// endless stream has no sizes to give, and Icecast relays the bytes without reading them.
 fn pace(mut stream: TcpStream, stop: &AtomicBool) {
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF\xff\xff\xff\xffWAVEfmt ");
-    for (value, size) in [
-        (16, 4),
-        (1, 2),
-        (2, 2),
-        (44_100, 4),
-        (BYTE_RATE, 4),
-        (4, 2),
-        (16, 2),
-    ] {
-        wav.extend_from_slice(&u32::to_le_bytes(value)[..size]);
-    }
-    wav.extend_from_slice(b"data\xff\xff\xff\xff");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44_100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = std::io::Cursor::new(Vec::new());
+    hound::WavWriter::new(&mut wav, spec)
+        .unwrap()
+        .finalize()
+        .unwrap();
+    let wav = wav.into_inner();
     if stream.write_all(&wav).is_err() {
         return;
     }
